@@ -1,0 +1,50 @@
+//! The access log: one `tracing` event per request, written when its
+//! response has been sent (or abandoned).
+
+use std::fmt;
+
+use tracing::Level;
+
+use crate::exchange::Exchange;
+use crate::upstream::Endpoint;
+
+/// Target of access-log events. Each is an INFO event with the fields
+/// `client`, `method`, `host`, `path`, `version`, `status`, `bytes`,
+/// `duration_us`, `app`, `upstream` and `completed` (false when the client
+/// went away or the upstream broke before the body ended). A subscriber
+/// formats them; the library never installs one.
+pub const ACCESS_LOG_TARGET: &str = "portcullis::access";
+
+pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
+    if !tracing::enabled!(target: ACCESS_LOG_TARGET, Level::INFO) {
+        return;
+    }
+    let host = exchange.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
+    let path = exchange.uri.path_and_query().map_or("-", |p| p.as_str());
+    tracing::info!(
+        target: ACCESS_LOG_TARGET,
+        client = %exchange.client.ip(),
+        method = %exchange.method,
+        host,
+        path,
+        version = ?exchange.version,
+        status = exchange.status,
+        bytes,
+        duration_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        app = exchange.app.as_deref().unwrap_or("-"),
+        upstream = %UpstreamName(exchange.upstream.as_deref()),
+        completed,
+        "request"
+    );
+}
+
+struct UpstreamName<'a>(Option<&'a Endpoint>);
+
+impl fmt::Display for UpstreamName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(endpoint) => fmt::Display::fmt(&endpoint.upstream, f),
+            None => f.write_str("-"),
+        }
+    }
+}

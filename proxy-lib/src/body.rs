@@ -1,0 +1,7 @@
+//! Request and response bodies as the proxy streams them.
+
+mod request;
+mod response;
+
+pub(crate) use request::{BodyState, RequestBody, prefetch};
+pub use response::ResponseBody;

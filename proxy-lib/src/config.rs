@@ -1,0 +1,177 @@
+//! Validated runtime configuration.
+//!
+//! These types carry no serde: the binary parses TOML into its own raw types
+//! and converts them; an embedder builds them directly. A [`ProxyConfig`]
+//! that exists is valid.
+
+mod app;
+mod limits;
+mod names;
+mod sticky;
+mod upstream;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
+pub use limits::*;
+pub(crate) use names::check_host;
+pub use names::{PathPrefix, ReplacePath, ServerName};
+pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
+pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
+
+use crate::error::{Error, Result};
+
+/// Default for [`ProxyConfigBuilder::listen_backlog`].
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+
+/// Everything the engine needs to serve: listeners, apps, limits, timeouts.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) listen_backlog: u32,
+    pub(crate) apps: Vec<App>,
+    pub(crate) default_app: Option<Box<str>>,
+    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) sticky_cookie: StickyCookie,
+}
+
+impl ProxyConfig {
+    /// Starts a configuration.
+    pub fn builder() -> ProxyConfigBuilder {
+        ProxyConfigBuilder::default()
+    }
+
+    /// The addresses the proxy listens on for cleartext HTTP.
+    pub fn listen(&self) -> &[SocketAddr] {
+        &self.listen
+    }
+
+    /// The apps, in configured order.
+    pub fn apps(&self) -> &[App] {
+        &self.apps
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}
+
+/// Builds a [`ProxyConfig`]; [`build`](Self::build) checks it as a whole.
+#[derive(Debug, Default)]
+pub struct ProxyConfigBuilder {
+    listen: Vec<SocketAddr>,
+    listen_backlog: Option<u32>,
+    apps: Vec<App>,
+    default_app: Option<Box<str>>,
+    limits: Limits,
+    timeouts: Timeouts,
+    sticky_cookie: StickyCookie,
+}
+
+impl ProxyConfigBuilder {
+    /// Adds a cleartext HTTP listener.
+    pub fn listen(&mut self, addr: SocketAddr) -> &mut Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// The TCP accept backlog. Default: [`DEFAULT_LISTEN_BACKLOG`].
+    pub fn listen_backlog(&mut self, backlog: u32) -> &mut Self {
+        self.listen_backlog = Some(backlog);
+        self
+    }
+
+    /// Adds an app.
+    pub fn app(&mut self, app: App) -> &mut Self {
+        self.apps.push(app);
+        self
+    }
+
+    /// The app that serves requests whose host no app names. Default: none,
+    /// and such requests are answered 421.
+    pub fn default_app(&mut self, name: impl Into<Box<str>>) -> &mut Self {
+        self.default_app = Some(name.into());
+        self
+    }
+
+    /// The limits. Default: [`Limits::default`].
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The timeouts. Default: [`Timeouts::default`].
+    pub fn timeouts(&mut self, timeouts: Timeouts) -> &mut Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The sticky-session cookie. Default: [`StickyCookie::default`].
+    pub fn sticky_cookie(&mut self, cookie: StickyCookie) -> &mut Self {
+        self.sticky_cookie = cookie;
+        self
+    }
+
+    /// Checks the whole and returns the configuration.
+    pub fn build(&self) -> Result<ProxyConfig> {
+        if self.listen.is_empty() {
+            return Err(Error::config("no listener: set a listen address and port"));
+        }
+        if self.apps.is_empty() {
+            return Err(Error::config("no app is configured"));
+        }
+        let mut app_names = HashSet::new();
+        let mut server_names = HashSet::new();
+        for app in &self.apps {
+            if !app_names.insert(&*app.name) {
+                return Err(Error::config(format!("app {:?} is defined twice", app.name)));
+            }
+            app.validate()?;
+            let is_default = self.default_app.as_deref() == Some(&*app.name);
+            if app.server_names.is_empty() && !is_default {
+                return Err(Error::config(format!(
+                    "app {:?} has no server_name and is not the default app",
+                    app.name
+                )));
+            }
+            for name in &app.server_names {
+                if !server_names.insert(name) {
+                    return Err(Error::config(format!(
+                        "server name {name} is used by two apps"
+                    )));
+                }
+            }
+        }
+        if let Some(default) = &self.default_app {
+            if !app_names.contains(&**default) {
+                return Err(Error::config(format!(
+                    "default app {default:?} is not a configured app"
+                )));
+            }
+        }
+        let limits = &self.limits;
+        if limits.max_clients == 0 || limits.max_concurrent_streams == 0 {
+            return Err(Error::config("max_clients and max_concurrent_streams must be at least 1"));
+        }
+        if limits.max_header_size < 1024 {
+            return Err(Error::config("max_header_size must be at least 1024 bytes"));
+        }
+        Ok(ProxyConfig {
+            listen: self.listen.clone(),
+            listen_backlog: self.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
+            apps: self.apps.clone(),
+            default_app: self.default_app.clone(),
+            limits: self.limits.clone(),
+            timeouts: self.timeouts.clone(),
+            sticky_cookie: self.sticky_cookie.clone(),
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! Limits and timeouts, each with a named default.
+
+use std::time::Duration;
+
+/// Default for [`Limits::max_clients`].
+pub const DEFAULT_MAX_CLIENTS: usize = 512;
+/// Default for [`Limits::max_concurrent_streams`] (per HTTP/2 connection).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default for [`Limits::max_header_size`]: request line plus headers.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+/// Default for [`Limits::max_headers`].
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default for [`Limits::upstream_max_idle`].
+pub const DEFAULT_UPSTREAM_MAX_IDLE: usize = 64;
+
+/// Sizes and counts the proxy enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Client connections served at once, over all listeners; one more is
+    /// answered 503 and closed.
+    pub max_clients: usize,
+    /// Concurrent streams per HTTP/2 client connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request body in bytes (413 beyond); `None` for no limit.
+    pub request_max_body_size: Option<u64>,
+    /// Largest request head in bytes (431 beyond).
+    pub max_header_size: usize,
+    /// Most header fields in a request (431 beyond).
+    pub max_headers: usize,
+    /// Idle keep-alive connections kept per upstream.
+    pub upstream_max_idle: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            request_max_body_size: None,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            upstream_max_idle: DEFAULT_UPSTREAM_MAX_IDLE,
+        }
+    }
+}
+
+/// Default for [`Timeouts::connect`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`Timeouts::upstream_response`].
+pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`Timeouts::client_header`].
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Timeouts::client_body`].
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`Timeouts::client_idle`].
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default for [`Timeouts::upstream_idle`].
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Timeouts::tunnel_idle`].
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default for [`Timeouts::upstream_down`].
+pub const DEFAULT_UPSTREAM_DOWN: Duration = Duration::from_secs(10);
+/// Default for [`Timeouts::shutdown`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long the proxy waits for each party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Opening a TCP connection to an upstream (504 when exceeded, and the
+    /// next upstream is tried).
+    pub connect: Duration,
+    /// From the end of the request body to the upstream's response head (504).
+    pub upstream_response: Duration,
+    /// From the first byte of a request head to its end; the connection is
+    /// closed when exceeded (slowloris).
+    pub client_header: Duration,
+    /// Between two reads of a request body (408 when exceeded).
+    pub client_body: Duration,
+    /// An idle client keep-alive connection is closed after this.
+    pub client_idle: Duration,
+    /// An idle pooled upstream connection is dropped after this.
+    pub upstream_idle: Duration,
+    /// A tunnel (WebSocket, other upgrades) with no traffic either way is
+    /// closed after this.
+    pub tunnel_idle: Duration,
+    /// How long an upstream that refused a connection is skipped.
+    pub upstream_down: Duration,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            upstream_response: DEFAULT_UPSTREAM_RESPONSE_TIMEOUT,
+            client_header: DEFAULT_CLIENT_HEADER_TIMEOUT,
+            client_body: DEFAULT_CLIENT_BODY_TIMEOUT,
+            client_idle: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            upstream_idle: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
+            tunnel_idle: DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            upstream_down: DEFAULT_UPSTREAM_DOWN,
+            shutdown: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}

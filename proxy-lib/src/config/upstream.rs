@@ -1,0 +1,216 @@
+//! Upstream locations, the group a route balances over, and its options.
+
+use std::fmt;
+
+use crate::config::names::check_host;
+use crate::error::{Error, Result};
+
+/// One upstream server: `host[:port]` (port 80 by default), or `[v6]:port`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    host: Box<str>,
+    port: u16,
+    authority: Box<str>,
+}
+
+impl Upstream {
+    /// Parses a location such as `127.0.0.1:8080`, `app.internal` or
+    /// `[::1]:9000`. A scheme is not part of a location.
+    pub fn parse(location: &str) -> Result<Self> {
+        let invalid = |why: &str| Error::config(format!("invalid upstream location {location:?}: {why}"));
+        if location.contains("://") {
+            return Err(invalid("write host[:port] without a scheme"));
+        }
+        if location.contains(['/', '?', '#', '@']) {
+            return Err(invalid("write host[:port] without path, query or user"));
+        }
+        let (host, port) = split_host_port(location).map_err(invalid)?;
+        let host = host.to_ascii_lowercase();
+        check_host(&host).map_err(invalid)?;
+        let port = port.unwrap_or(80);
+        let authority = if port == 80 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Self {
+            host: host.into(),
+            port,
+            authority: authority.into(),
+        })
+    }
+
+    /// The host name or IP literal (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host[:port]`, as sent in a Host header (the port omitted when 80).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upstream({self})")
+    }
+}
+
+fn split_host_port(location: &str) -> std::result::Result<(&str, Option<u16>), &'static str> {
+    let (host, port) = if location.starts_with('[') {
+        let end = location.find(']').ok_or("unclosed '['")?;
+        let (host, rest) = location.split_at(end + 1);
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':').ok_or("expected ':' after ']'")?)),
+        }
+    } else {
+        match location.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (location, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err("port must be a number from 1 to 65535"),
+            Ok(p) => Some(p),
+        },
+    };
+    Ok((host, port))
+}
+
+/// How a route picks among its upstreams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadBalance {
+    /// Always the first upstream; no failover (rpxy's default).
+    #[default]
+    None,
+    /// Each request to the next upstream in turn.
+    RoundRobin,
+    /// A uniformly random upstream.
+    Random,
+    /// The upstream named by a signed cookie, set on the first response.
+    Sticky,
+    /// The first healthy upstream in the listed order.
+    PrimaryBackup,
+}
+
+/// Which Host header the upstream receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostHeader {
+    /// The client's Host (rpxy's `keep_original_host`, the default).
+    #[default]
+    Original,
+    /// The upstream's `host[:port]` (rpxy's `set_upstream_host`).
+    Upstream,
+}
+
+/// The protocol spoken to a cleartext upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive (the default; rpxy's `force_http11_upstream`).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge, h2c (rpxy's `force_http2_upstream`).
+    Http2,
+}
+
+/// The upstreams a route forwards to, how it balances, and how requests are
+/// rewritten for them.
+#[derive(Debug, Clone)]
+pub struct UpstreamGroup {
+    pub(crate) upstreams: Vec<Upstream>,
+    pub(crate) load_balance: LoadBalance,
+    pub(crate) host_header: HostHeader,
+    pub(crate) protocol: UpstreamProtocol,
+    pub(crate) forwarded_header: bool,
+    pub(crate) upgrade_insecure_requests: bool,
+}
+
+impl UpstreamGroup {
+    /// A group over `upstreams`, which must not be empty.
+    pub fn new(upstreams: impl IntoIterator<Item = Upstream>) -> Result<Self> {
+        let upstreams: Vec<Upstream> = upstreams.into_iter().collect();
+        if upstreams.is_empty() {
+            return Err(Error::config("a route needs at least one upstream"));
+        }
+        Ok(Self {
+            upstreams,
+            load_balance: LoadBalance::default(),
+            host_header: HostHeader::default(),
+            protocol: UpstreamProtocol::default(),
+            forwarded_header: false,
+            upgrade_insecure_requests: false,
+        })
+    }
+
+    /// The balancing policy. Default: [`LoadBalance::None`].
+    pub fn load_balance(&mut self, policy: LoadBalance) -> &mut Self {
+        self.load_balance = policy;
+        self
+    }
+
+    /// The Host header sent upstream. Default: [`HostHeader::Original`].
+    pub fn host_header(&mut self, host: HostHeader) -> &mut Self {
+        self.host_header = host;
+        self
+    }
+
+    /// The upstream protocol. Default: [`UpstreamProtocol::Http1`].
+    pub fn protocol(&mut self, protocol: UpstreamProtocol) -> &mut Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Adds an RFC 7239 `Forwarded` header. Default: off (the
+    /// `X-Forwarded-*` headers are always set).
+    pub fn forwarded_header(&mut self, on: bool) -> &mut Self {
+        self.forwarded_header = on;
+        self
+    }
+
+    /// Adds `Upgrade-Insecure-Requests: 1` to upstream requests. Default: off.
+    pub fn upgrade_insecure_requests(&mut self, on: bool) -> &mut Self {
+        self.upgrade_insecure_requests = on;
+        self
+    }
+
+    /// The upstreams, in configured order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        let u = Upstream::parse("127.0.0.1:8080").unwrap();
+        assert_eq!((u.host(), u.port(), u.authority()), ("127.0.0.1", 8080, "127.0.0.1:8080"));
+        let u = Upstream::parse("App.Internal").unwrap();
+        assert_eq!((u.host(), u.port(), u.authority()), ("app.internal", 80, "app.internal"));
+        let u = Upstream::parse("[::1]:9000").unwrap();
+        assert_eq!((u.host(), u.port()), ("[::1]", 9000));
+        for bad in ["http://a:1", "a:0", "a:x", "a/b", "[::1", "[::1]x", ""] {
+            assert!(Upstream::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! One request/response exchange: what the access log records, and what is
+//! released when the response has been sent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::access_log;
+use crate::server::InFlight;
+use crate::upstream::{Endpoint, PoolReturn};
+
+/// The record of one request, completed by the response body.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) started: Instant,
+    pub(crate) client: SocketAddr,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) host: Option<HeaderValue>,
+    pub(crate) version: Version,
+    pub(crate) status: u16,
+    pub(crate) app: Option<Arc<str>>,
+    pub(crate) upstream: Option<Arc<Endpoint>>,
+    pub(crate) pool: Option<PoolReturn>,
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+impl Exchange {
+    pub(crate) fn new(client: SocketAddr, req: &http::request::Parts, in_flight: InFlight) -> Self {
+        let host = req
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| req.headers.get(http::header::HOST).cloned());
+        Self {
+            started: Instant::now(),
+            client,
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            host,
+            version: req.version,
+            status: 0,
+            app: None,
+            upstream: None,
+            pool: None,
+            in_flight: Some(in_flight),
+        }
+    }
+
+    /// Called once, when the response body ended (`clean`) or was dropped.
+    pub(crate) fn complete(mut self: Box<Self>, clean: bool, sent: u64) {
+        if let Some(pool) = self.pool.take() {
+            if clean {
+                pool.checkin();
+            }
+        }
+        access_log::emit(&self, clean, sent);
+        drop(self.in_flight.take());
+    }
+}

@@ -1,0 +1,75 @@
+//! The protocol-independent request handler: validate the head, find the
+//! app and route, then forward upstream or serve files. Every failure becomes
+//! a short text response whose status its error kind decides.
+
+mod forward;
+mod headers;
+mod path;
+mod respond;
+mod validate;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::ResponseBody;
+use crate::error::{Error, ErrorKind, Result};
+use crate::exchange::Exchange;
+use crate::files;
+use crate::routing::Target;
+use crate::server::ConnCtx;
+use crate::state::{Shared, Snapshot};
+
+pub(crate) use respond::text;
+
+/// Answers one request. Never fails: errors become responses.
+pub(crate) async fn handle(shared: &Shared, ctx: &ConnCtx, req: Request<Incoming>) -> Response<ResponseBody> {
+    let (in_flight, index) = ctx.activity.begin_request();
+    let (parts, body) = req.into_parts();
+    let mut exchange = Box::new(Exchange::new(ctx.peer, &parts, in_flight));
+    let result = if ctx.activity.is_flagged(index) {
+        Err(Error::new(ErrorKind::BadRequest)
+            .with_context("Content-Length together with Transfer-Encoding"))
+    } else {
+        let snapshot = shared.snapshot();
+        serve(shared, &snapshot, parts, body, &mut exchange).await
+    };
+    let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
+    exchange.status = response.status().as_u16();
+    response.body_mut().attach(exchange);
+    response
+}
+
+async fn serve(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    parts: http::request::Parts,
+    body: Incoming,
+    exchange: &mut Exchange,
+) -> Result<Response<ResponseBody>> {
+    validate::method(&parts)?;
+    let app = {
+        let host = validate::request_host(&parts)?;
+        snapshot.router.app(host.as_deref()).ok_or_else(|| {
+            Error::new(ErrorKind::UnknownHost).with_context(format!("host {:?}", host.as_deref().unwrap_or("")))
+        })?
+    };
+    exchange.app = Some(app.name.clone());
+    // The URI is reference-counted: cloning it lets the path outlive `parts`.
+    let uri = parts.uri.clone();
+    let path = path::normalize(uri.path())?;
+    let (route, matched) = app.route(&path).ok_or_else(|| Error::new(ErrorKind::NoRoute))?;
+    match &route.target {
+        Target::Upstreams(set) => {
+            let forward = forward::Forward {
+                shared,
+                config: &snapshot.config,
+                route,
+                set,
+                path: &path,
+                matched,
+            };
+            forward.run(parts, body, exchange).await
+        }
+        Target::Files(root) => files::serve(root, route, &path, matched, &parts).await,
+    }
+}

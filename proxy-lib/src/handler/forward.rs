@@ -1,0 +1,321 @@
+//! Forwarding a request to a route's upstreams and its response back.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tracing::warn;
+
+use crate::body::{BodyState, RequestBody, ResponseBody, prefetch};
+use crate::clock::now_ms;
+use crate::config::{HostHeader, LoadBalance, ProxyConfig, UpstreamProtocol};
+use crate::error::{Error, ErrorKind, Result};
+use crate::exchange::Exchange;
+use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
+use crate::routing::CompiledRoute;
+use crate::state::Shared;
+use crate::tunnel;
+use crate::upstream::{Checkout, Endpoint, PoolSettings, UpstreamSet, sticky};
+
+/// Attempts on one endpoint when pooled connections turn out to be closed.
+const STALE_ATTEMPTS: usize = 3;
+/// A pooled connection idle this long may have been closed by the upstream
+/// as the request was written; a bodyless idempotent request is then
+/// retried once on a new connection.
+const STALE_RISK_MS: u64 = 1000;
+
+/// Everything forwarding needs about the request besides the request.
+#[derive(Debug)]
+pub(crate) struct Forward<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) config: &'a ProxyConfig,
+    pub(crate) route: &'a CompiledRoute,
+    pub(crate) set: &'a UpstreamSet,
+    /// The normalised request path and the length of its matched prefix.
+    pub(crate) path: &'a str,
+    pub(crate) matched: usize,
+}
+
+enum Failure {
+    /// Nothing reached the upstream: the next one may be tried.
+    Unsent(Error, Request<RequestBody>),
+    Sent(Error),
+}
+
+impl Forward<'_> {
+    pub(crate) async fn run(
+        &self,
+        mut parts: Parts,
+        body: Incoming,
+        exchange: &mut Exchange,
+    ) -> Result<Response<ResponseBody>> {
+        let limits = &self.config.limits;
+        if let (Some(limit), Some(len)) = (limits.request_max_body_size, content_length(&parts)) {
+            if len > limit {
+                return Err(Error::new(ErrorKind::BodyTooLarge));
+            }
+        }
+        let upgrade = parts.version == Version::HTTP_11
+            && self.set.protocol == UpstreamProtocol::Http1
+            && wants_upgrade(&parts.headers);
+        let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
+        let (body, body_state) = self.request_body(&parts, body).await?;
+
+        let uri = self.upstream_uri(&parts)?;
+        remove_hop_by_hop(&mut parts.headers, upgrade);
+        parts.headers.remove(header::EXPECT);
+        Forwarding {
+            client: exchange.client.ip(),
+            proto: "http",
+            host: exchange.host.as_ref(),
+            forwarded_header: self.set.forwarded_header,
+            upgrade_insecure_requests: self.set.upgrade_insecure_requests,
+        }
+        .apply(&mut parts.headers);
+        if self.set.host_header == HostHeader::Original {
+            if let Some(host) = &exchange.host {
+                parts.headers.insert(header::HOST, host.clone());
+            }
+        }
+        parts.uri = uri;
+        parts.version = match self.set.protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
+        let sticky_id = match self.set.policy {
+            LoadBalance::Sticky => sticky::find(&parts.headers, &self.config.sticky_cookie),
+            _ => None,
+        };
+        let req = Request::from_parts(parts, body);
+
+        let (endpoint, response, checkout) = self.try_endpoints(req, sticky_id, body_state.as_deref()).await?;
+        exchange.upstream = Some(endpoint.clone());
+        self.respond(endpoint, response, checkout, client_upgrade, sticky_id, exchange)
+    }
+
+    async fn request_body(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+    ) -> Result<(RequestBody, Option<Arc<BodyState>>)> {
+        use http_body::Body as _;
+        if body.is_end_stream() {
+            return Ok((RequestBody::empty(), None));
+        }
+        let limit = self.config.limits.request_max_body_size;
+        let idle = self.config.timeouts.client_body;
+        if parts.version <= Version::HTTP_11 && parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            return prefetch(body, limit, idle).await;
+        }
+        let (body, state) = RequestBody::streaming(VecDeque::new(), body, 0, limit, idle);
+        Ok((body, Some(state)))
+    }
+
+    /// Origin-form for HTTP/1.1 upstreams, absolute-form for HTTP/2 (which
+    /// sends the authority as `:authority`; the authority is set per
+    /// endpoint).
+    fn upstream_uri(&self, parts: &Parts) -> Result<Uri> {
+        let query = parts.uri.query();
+        let unchanged = self.route.replace.is_none() && self.path == parts.uri.path();
+        let path_and_query = if unchanged {
+            match parts.uri.path_and_query() {
+                Some(pq) => pq.clone(),
+                None => PathAndQuery::from_static("/"),
+            }
+        } else {
+            let mut target = String::with_capacity(self.path.len() + query.map_or(0, str::len) + 16);
+            match &self.route.replace {
+                Some(replace) => replace.rewrite_into(self.path, self.matched, &mut target),
+                None => target.push_str(self.path),
+            }
+            if let Some(query) = query {
+                target.push('?');
+                target.push_str(query);
+            }
+            PathAndQuery::try_from(target).map_err(|e| {
+                Error::new(ErrorKind::BadRequest).with_context("unusable rewritten path").with_source(e)
+            })?
+        };
+        Ok(Uri::from(path_and_query))
+    }
+
+    async fn try_endpoints(
+        &self,
+        mut req: Request<RequestBody>,
+        sticky_id: Option<u64>,
+        body_state: Option<&BodyState>,
+    ) -> Result<(Arc<Endpoint>, Response<Incoming>, Checkout)> {
+        let now = now_ms();
+        let timeouts = &self.config.timeouts;
+        let mut last_error = None;
+        for endpoint in self.set.order(sticky_id) {
+            if self.set.tracks_health() && endpoint.is_down(now) {
+                continue;
+            }
+            self.address(&mut req, endpoint)?;
+            match self.attempt(endpoint, req, body_state).await {
+                Ok((response, checkout)) => {
+                    endpoint.mark_up();
+                    return Ok((endpoint.clone(), response, checkout));
+                }
+                Err(Failure::Sent(error)) => return Err(error),
+                Err(Failure::Unsent(error, returned)) => {
+                    if error.kind().is_retryable() && self.set.tracks_health() {
+                        endpoint.mark_down(timeouts.upstream_down);
+                    }
+                    warn!(upstream = %endpoint.upstream, %error, "upstream unavailable; trying the next one");
+                    last_error = Some(error);
+                    req = returned;
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::NoHealthyUpstream)))
+    }
+
+    /// Sets what differs per endpoint: the Host header or the authority.
+    fn address(&self, req: &mut Request<RequestBody>, endpoint: &Endpoint) -> Result<()> {
+        if self.set.host_header == HostHeader::Upstream {
+            let host = HeaderValue::from_str(endpoint.upstream.authority())
+                .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
+            req.headers_mut().insert(header::HOST, host);
+        }
+        if self.set.protocol == UpstreamProtocol::Http2 {
+            let authority = match req.headers_mut().remove(header::HOST) {
+                Some(host) => host.to_str().map(str::to_owned).ok(),
+                None => None,
+            }
+            .unwrap_or_else(|| endpoint.upstream.authority().to_owned());
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(authority.parse().map_err(|e| {
+                Error::new(ErrorKind::BadRequest).with_context("unusable authority").with_source(e)
+            })?);
+            *req.uri_mut() = Uri::from_parts(parts)
+                .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
+        }
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        mut req: Request<RequestBody>,
+        body_state: Option<&BodyState>,
+    ) -> std::result::Result<(Response<Incoming>, Checkout), Failure> {
+        let timeouts = &self.config.timeouts;
+        let settings = PoolSettings {
+            connect_timeout: timeouts.connect,
+            idle_timeout: timeouts.upstream_idle,
+        };
+        for _ in 0..STALE_ATTEMPTS {
+            let mut checkout = match endpoint.pool.checkout(endpoint, &settings).await {
+                Ok(checkout) => checkout,
+                Err(error) => return Err(Failure::Unsent(error, req)),
+            };
+            let replay = (checkout.idle_ms >= STALE_RISK_MS).then(|| replayable(&req)).flatten();
+            let response_timeout = async {
+                if let Some(state) = body_state {
+                    state.finished().await;
+                }
+                tokio::time::sleep(timeouts.upstream_response).await;
+            };
+            let sent = tokio::select! {
+                sent = checkout.conn.send(req) => sent,
+                () = response_timeout => {
+                    return Err(Failure::Sent(
+                        Error::new(ErrorKind::UpstreamTimeout).with_context(endpoint.upstream.to_string()),
+                    ));
+                }
+            };
+            match sent {
+                Ok(response) => return Ok((response, checkout)),
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(returned), _) if checkout.reused => req = returned,
+                    (Some(returned), _) => {
+                        let error = Error::new(ErrorKind::UpstreamProtocol)
+                            .with_context(endpoint.upstream.to_string())
+                            .with_source(e.into_error());
+                        return Err(Failure::Unsent(error, returned));
+                    }
+                    (None, Some(again)) if e.error().is_incomplete_message() => req = again,
+                    (None, _) => return Err(Failure::Sent(send_error(e.into_error(), body_state, endpoint))),
+                },
+            }
+        }
+        let error = Error::new(ErrorKind::UpstreamProtocol)
+            .with_context(format!("{}: pooled connections kept failing", endpoint.upstream));
+        Err(Failure::Sent(error))
+    }
+
+    fn respond(
+        &self,
+        endpoint: Arc<Endpoint>,
+        response: Response<Incoming>,
+        checkout: Checkout,
+        client_upgrade: Option<OnUpgrade>,
+        sticky_id: Option<u64>,
+        exchange: &mut Exchange,
+    ) -> Result<Response<ResponseBody>> {
+        let (mut parts, body) = response.into_parts();
+        parts.version = Version::HTTP_11;
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(Error::new(ErrorKind::UpstreamProtocol)
+                    .with_context(format!("{}: unrequested protocol switch", endpoint.upstream)));
+            };
+            let Some(upstream_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+                return Err(Error::new(ErrorKind::Internal).with_context("upstream upgrade missing"));
+            };
+            drop(body);
+            remove_hop_by_hop(&mut parts.headers, true);
+            let idle = self.config.timeouts.tunnel_idle;
+            tunnel::spawn(self.shared, client_upgrade, upstream_upgrade, idle, exchange);
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+        remove_hop_by_hop(&mut parts.headers, false);
+        if self.set.policy == LoadBalance::Sticky && sticky_id != Some(endpoint.sticky_id) {
+            if let Some(cookie) = sticky::set_cookie(endpoint.sticky_id, &self.config.sticky_cookie, false) {
+                parts.headers.append(header::SET_COOKIE, cookie);
+            }
+        }
+        exchange.pool = checkout.conn.into_returnable(&endpoint, self.config.limits.upstream_max_idle);
+        Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+    }
+}
+
+/// A copy of a request that can be sent again: idempotent and bodyless.
+fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    use http_body::Body as _;
+    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !idempotent || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+fn send_error(e: hyper::Error, body_state: Option<&BodyState>, endpoint: &Endpoint) -> Error {
+    match body_state.and_then(BodyState::failure) {
+        Some(kind) => Error::new(kind).with_source(e),
+        None => Error::new(ErrorKind::UpstreamProtocol)
+            .with_context(endpoint.upstream.to_string())
+            .with_source(e),
+    }
+}
+
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,95 @@
+//! Request paths as routing sees them: dot segments resolved, so that a
+//! prefix route cannot be escaped with `/public/../admin` or its
+//! percent-encoded forms.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Resolves `.` and `..` segments (also when percent-encoded) in an
+/// origin-form path. A path that climbs above the root is refused.
+pub(crate) fn normalize(path: &str) -> Result<Cow<'_, str>> {
+    if !path.starts_with('/') {
+        return Err(Error::new(ErrorKind::BadRequest).with_context("request target is not a path"));
+    }
+    if !path.split('/').any(|segment| dot_segment(segment).is_some()) {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let mut trailing_slash = false;
+    for (i, segment) in segments.into_iter().enumerate() {
+        match dot_segment(segment) {
+            Some(Dot::One) => trailing_slash = i == last,
+            Some(Dot::Two) => {
+                if kept.pop().is_none() {
+                    return Err(Error::new(ErrorKind::BadRequest).with_context("path climbs above the root"));
+                }
+                trailing_slash = i == last;
+            }
+            None => kept.push(segment),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &kept {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+enum Dot {
+    One,
+    Two,
+}
+
+fn dot_segment(segment: &str) -> Option<Dot> {
+    let dots = segment.len() - 2 * count_encoded_dots(segment);
+    let is_dots = segment
+        .split("%2e")
+        .flat_map(|s| s.split("%2E"))
+        .all(|part| part.bytes().all(|b| b == b'.'));
+    match (is_dots, dots) {
+        (true, 1) => Some(Dot::One),
+        (true, 2) => Some(Dot::Two),
+        _ => None,
+    }
+}
+
+fn count_encoded_dots(segment: &str) -> usize {
+    segment.matches("%2e").count() + segment.matches("%2E").count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_resolve() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E./admin", "/admin"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/..", "/"),
+            ("/a//b", "/a//b"),
+            ("/a/...", "/a/..."),
+            ("/a/.b", "/a/.b"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(normalize(path).unwrap(), want, "{path}");
+        }
+        for bad in ["/..", "/a/../..", "/%2e%2e/x", "*", "x"] {
+            assert!(normalize(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

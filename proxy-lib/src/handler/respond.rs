@@ -1,0 +1,45 @@
+//! Responses the proxy makes itself: short text bodies, never a debug dump.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode, Version};
+use tracing::{debug, error, warn};
+
+use crate::body::ResponseBody;
+use crate::error::{Error, Side};
+use crate::exchange::Exchange;
+
+/// A `text/plain` response.
+pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The answer to `error`, which is logged here with the request it ended.
+pub(crate) fn error(error: &Error, exchange: &Exchange) -> Response<ResponseBody> {
+    log(error, exchange);
+    let status = error.status();
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut response = text(status, format!("{} {reason}: {}\n", status.as_u16(), error.kind()));
+    if error.kind().closes_connection() && exchange.version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn log(e: &Error, exchange: &Exchange) {
+    let client = exchange.client.ip();
+    let method = &exchange.method;
+    let path = exchange.uri.path();
+    let upstream = exchange.upstream.as_ref().map(|e| e.upstream.to_string());
+    match e.kind().side() {
+        Side::Upstream => warn!(%client, %method, path, upstream, error = %e, "upstream failed"),
+        Side::Proxy => error!(%client, %method, path, error = %e, "request failed"),
+        Side::Client => debug!(%client, %method, path, error = %e, "request refused"),
+    }
+}

@@ -1,0 +1,68 @@
+//! The Portcullis reverse-proxy engine.
+//!
+//! `proxy-lib` serves HTTP/1.1 and HTTP/2 (cleartext, with prior knowledge)
+//! to clients and forwards to upstreams over pooled keep-alive HTTP/1.1 or
+//! h2c connections. Apps are chosen by Host; routes by longest path prefix;
+//! a route balances over upstreams (first, round robin, random, sticky
+//! cookie, primary/backup) with failover when an upstream cannot be reached,
+//! or serves a directory of static files.
+//!
+//! The engine runs on a [`tokio::sync::watch`] channel of validated
+//! [`ProxyConfig`]s: send a new one and it applies to new requests while
+//! established connections carry on.
+//!
+//! # Getting started
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use proxy_lib::config::{App, ProxyConfig, Route, RouteTarget, ServerName, Upstream, UpstreamGroup};
+//! use proxy_lib::Proxy;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn run() -> Result<(), proxy_lib::Error> {
+//! let upstreams = UpstreamGroup::new([Upstream::parse("127.0.0.1:3000")?])?;
+//! let mut app = App::new("site");
+//! app.server_name(ServerName::parse("example.com")?)
+//!     .route(Route::new(RouteTarget::Upstreams(upstreams)));
+//! let config = ProxyConfig::builder()
+//!     .listen("127.0.0.1:8080".parse().unwrap())
+//!     .app(app)
+//!     .build()?;
+//!
+//! let (_updates, config) = tokio::sync::watch::channel(Arc::new(config));
+//! let proxy = Proxy::bind(config).await?;
+//! let shutdown = CancellationToken::new();
+//! proxy.run(shutdown).await
+//! # }
+//! ```
+//!
+//! # Logging
+//!
+//! The engine emits `tracing` events and never installs a subscriber. Each
+//! request produces one event on [`ACCESS_LOG_TARGET`].
+//!
+//! # Stability
+//!
+//! Pre-1.0: the configuration types and [`Proxy`] are the public surface;
+//! everything else is internal.
+
+mod access_log;
+mod body;
+mod clock;
+pub mod config;
+mod error;
+mod exchange;
+mod files;
+mod handler;
+mod routing;
+mod server;
+mod state;
+mod tunnel;
+mod upstream;
+
+pub use access_log::ACCESS_LOG_TARGET;
+pub use body::ResponseBody;
+pub use config::ProxyConfig;
+pub use error::{BoxError, Error, ErrorKind, Result, Side};
+pub use files::FileBody;
+pub use server::{InFlight, Proxy};

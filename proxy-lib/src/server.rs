@@ -1,0 +1,162 @@
+//! The engine's entry point: bind the listeners, serve, apply new
+//! configurations as they arrive, and drain on shutdown.
+
+mod activity;
+mod client_io;
+mod connection;
+mod inspect;
+mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use activity::InFlight;
+pub(crate) use connection::ConnCtx;
+
+use crate::config::ProxyConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::state::Shared;
+
+/// How long connections get to close after the drain deadline.
+const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// A proxy with its listeners bound, ready to [`run`](Self::run).
+///
+/// It follows a `watch` channel of validated configurations: every new value
+/// is applied to new requests and new connections, while established
+/// connections and requests in flight carry on.
+#[derive(Debug)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    listeners: Vec<Listener>,
+}
+
+#[derive(Debug)]
+struct Listener {
+    configured: SocketAddr,
+    local: SocketAddr,
+    socket: Option<TcpListener>,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// Binds the listeners of the channel's current configuration. Fails if
+    /// one cannot be bound.
+    pub async fn bind(config: watch::Receiver<Arc<ProxyConfig>>) -> Result<Self> {
+        let current = config.borrow().clone();
+        let mut listeners = Vec::with_capacity(current.listen.len());
+        for &addr in &current.listen {
+            listeners.push(Listener::bind(addr, current.listen_backlog)?);
+        }
+        Ok(Self {
+            shared: Shared::new(current),
+            config,
+            listeners,
+        })
+    }
+
+    /// The addresses actually bound (useful when a configured port is 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local).collect()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// in-flight requests finish for up to the configured shutdown grace, and
+    /// closes what remains.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        for listener in &mut self.listeners {
+            listener.start(&self.shared);
+        }
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                changed = self.config.changed(), if watching => match changed {
+                    Ok(()) => {
+                        let config = self.config.borrow_and_update().clone();
+                        self.apply(config);
+                    }
+                    // The sender is gone: keep the last configuration.
+                    Err(_) => watching = false,
+                },
+                () = shutdown.cancelled() => break,
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    fn apply(&mut self, config: Arc<ProxyConfig>) {
+        self.listeners.retain(|listener| {
+            let keep = config.listen.contains(&listener.configured);
+            if !keep {
+                info!(listen = %listener.local, "listener removed by new configuration");
+                listener.stop.cancel();
+            }
+            keep
+        });
+        for &addr in &config.listen {
+            if self.listeners.iter().any(|l| l.configured == addr) {
+                continue;
+            }
+            match Listener::bind(addr, config.listen_backlog) {
+                Ok(mut listener) => {
+                    info!(listen = %listener.local, "listener added by new configuration");
+                    listener.start(&self.shared);
+                    self.listeners.push(listener);
+                }
+                Err(e) => error!(error = %e, "new listener could not be bound; serving without it"),
+            }
+        }
+        self.shared.apply(config);
+        info!(apps = self.shared.snapshot().config.apps.len(), "configuration applied");
+    }
+
+    async fn drain(self) {
+        let grace = self.shared.snapshot().config.timeouts.shutdown;
+        info!(grace_secs = grace.as_secs_f64(), "draining connections");
+        self.shared.draining.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(grace, self.shared.tasks.wait()).await.is_err() {
+            warn!(
+                remaining = self.shared.tasks.len(),
+                "drain deadline passed; closing remaining connections"
+            );
+            self.shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(HARD_STOP_GRACE, self.shared.tasks.wait()).await;
+        }
+        info!("stopped");
+    }
+}
+
+impl Listener {
+    fn bind(addr: SocketAddr, backlog: u32) -> Result<Self> {
+        let bind_error = |e| {
+            Error::new(ErrorKind::Io)
+                .with_context(format!("cannot listen on {addr}"))
+                .with_source(e)
+        };
+        let socket = listener::bind(addr, backlog).map_err(bind_error)?;
+        let local = socket.local_addr().map_err(bind_error)?;
+        info!(listen = %local, "listening");
+        Ok(Self {
+            configured: addr,
+            local,
+            socket: Some(socket),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    fn start(&mut self, shared: &Arc<Shared>) {
+        if let Some(socket) = self.socket.take() {
+            let task = listener::accept_loop(socket, shared.clone(), self.stop.clone());
+            shared.tasks.spawn(task);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! State shared by every connection: the current configuration snapshot
+//! (swapped whole on reload), the upstream endpoints that outlive snapshots,
+//! the client-connection count, and the shutdown signals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ProxyConfig;
+use crate::routing::Router;
+use crate::upstream::EndpointRegistry;
+
+/// One validated configuration and the routing table compiled from it.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) config: Arc<ProxyConfig>,
+    pub(crate) router: Router,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    registry: EndpointRegistry,
+    clients: AtomicUsize,
+    /// Cancelled when the proxy starts draining: connections finish what
+    /// they serve and close.
+    pub(crate) draining: CancellationToken,
+    /// Cancelled when the drain deadline passes: everything closes now.
+    pub(crate) hard_stop: CancellationToken,
+    /// Connections and tunnels, awaited on shutdown.
+    pub(crate) tasks: TaskTracker,
+}
+
+/// A client connection counted against `max_clients`.
+#[derive(Debug)]
+pub(crate) struct ClientSlot(Arc<Shared>);
+
+impl Shared {
+    pub(crate) fn new(config: Arc<ProxyConfig>) -> Arc<Self> {
+        let registry = EndpointRegistry::default();
+        let snapshot = Snapshot::new(config, &registry);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry,
+            clients: AtomicUsize::new(0),
+            draining: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The current snapshot.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Replaces the configuration; requests already routed keep the old one.
+    pub(crate) fn apply(&self, config: Arc<ProxyConfig>) {
+        let snapshot = Snapshot::new(config, &self.registry);
+        self.snapshot.store(Arc::new(snapshot));
+        self.registry.forget_unused();
+    }
+
+    /// Counts a new client connection, or `None` at `max_clients`.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<ClientSlot> {
+        let limit = self.snapshot.load().config.limits.max_clients;
+        if self.clients.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ClientSlot(self.clone()))
+    }
+}
+
+impl Snapshot {
+    fn new(config: Arc<ProxyConfig>, registry: &EndpointRegistry) -> Self {
+        let router = Router::new(&config, registry);
+        Self { config, router }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,83 @@
+//! An upstream server as the engine tracks it: its pool of connections and
+//! whether it is marked down. Endpoints outlive configuration snapshots, so
+//! a reload keeps warm connections and health.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use crate::clock::{millis, now_ms};
+use crate::config::{Upstream, UpstreamProtocol};
+use crate::upstream::pool::Pool;
+
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) upstream: Upstream,
+    pub(crate) protocol: UpstreamProtocol,
+    /// Names this endpoint in sticky cookies; stable across restarts.
+    pub(crate) sticky_id: u64,
+    pub(crate) pool: Pool,
+    down_until: AtomicU64,
+}
+
+impl Endpoint {
+    fn new(upstream: Upstream, protocol: UpstreamProtocol) -> Self {
+        Self {
+            sticky_id: fnv1a(upstream.to_string().as_bytes()),
+            upstream,
+            protocol,
+            pool: Pool::default(),
+            down_until: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn is_down(&self, now: u64) -> bool {
+        self.down_until.load(Ordering::Relaxed) > now
+    }
+
+    pub(crate) fn mark_down(&self, duration: Duration) {
+        self.down_until
+            .store(now_ms() + millis(duration), Ordering::Relaxed);
+    }
+
+    pub(crate) fn mark_up(&self) {
+        if self.down_until.load(Ordering::Relaxed) != 0 {
+            self.down_until.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// FNV-1a: a hash whose value never changes between builds, unlike std's.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+type Key = (Upstream, UpstreamProtocol);
+
+/// Endpoints by upstream and protocol, shared by the snapshots that use them.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointRegistry {
+    endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
+}
+
+impl EndpointRegistry {
+    pub(crate) fn get(&self, upstream: &Upstream, protocol: UpstreamProtocol) -> Arc<Endpoint> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (upstream.clone(), protocol);
+        if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
+            return endpoint;
+        }
+        let endpoint = Arc::new(Endpoint::new(upstream.clone(), protocol));
+        endpoints.insert(key, Arc::downgrade(&endpoint));
+        endpoint
+    }
+
+    /// Drops entries no snapshot uses any more.
+    pub(crate) fn forget_unused(&self) {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
+    }
+}
