@@ -19,7 +19,11 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
     if !tracing::enabled!(target: ACCESS_LOG_TARGET, Level::INFO) {
         return;
     }
-    let host = exchange.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-");
+    let host = exchange
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("-");
     let path = exchange.uri.path_and_query().map_or("-", |p| p.as_str());
     tracing::info!(
         target: ACCESS_LOG_TARGET,

@@ -132,7 +132,10 @@ impl ProxyConfigBuilder {
         let mut server_names = HashSet::new();
         for app in &self.apps {
             if !app_names.insert(&*app.name) {
-                return Err(Error::config(format!("app {:?} is defined twice", app.name)));
+                return Err(Error::config(format!(
+                    "app {:?} is defined twice",
+                    app.name
+                )));
             }
             app.validate()?;
             let is_default = self.default_app.as_deref() == Some(&*app.name);
@@ -159,7 +162,9 @@ impl ProxyConfigBuilder {
         }
         let limits = &self.limits;
         if limits.max_clients == 0 || limits.max_concurrent_streams == 0 {
-            return Err(Error::config("max_clients and max_concurrent_streams must be at least 1"));
+            return Err(Error::config(
+                "max_clients and max_concurrent_streams must be at least 1",
+            ));
         }
         if limits.max_header_size < 1024 {
             return Err(Error::config("max_header_size must be at least 1024 bytes"));

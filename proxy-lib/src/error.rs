@@ -130,11 +130,16 @@ impl ErrorKind {
     }
 
     /// True when the client connection must be closed after the answer, so
-    /// that nothing it sent afterwards is read as a new request.
+    /// that nothing it sent afterwards is read as a new request (an unread
+    /// body, or the tunnel bytes after a refused CONNECT).
     pub fn closes_connection(self) -> bool {
         matches!(
             self,
-            Self::BadRequest | Self::ClientBody | Self::ClientTimeout | Self::BodyTooLarge
+            Self::BadRequest
+                | Self::ClientBody
+                | Self::ClientTimeout
+                | Self::BodyTooLarge
+                | Self::MethodNotAllowed
         )
     }
 
@@ -254,7 +259,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -267,9 +274,15 @@ mod tests {
 
     #[test]
     fn statuses_follow_kinds() {
-        assert_eq!(ErrorKind::ConnectTimedOut.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            ErrorKind::ConnectTimedOut.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
         assert_eq!(ErrorKind::ConnectRefused.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(ErrorKind::BodyTooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ErrorKind::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert!(ErrorKind::ConnectRefused.is_retryable());
         assert!(!ErrorKind::UpstreamTimeout.is_retryable());
     }

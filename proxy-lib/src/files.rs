@@ -35,8 +35,13 @@ pub(crate) async fn serve(
     parts: &Parts,
 ) -> Result<Response<ResponseBody>> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n".into());
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed\n".into(),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(response);
     }
     let mut file_path = String::with_capacity(path.len());
@@ -51,7 +56,10 @@ pub(crate) async fn serve(
                 location.push('?');
                 location.push_str(query);
             }
-            let mut response = text(StatusCode::MOVED_PERMANENTLY, "301 Moved Permanently\n".into());
+            let mut response = text(
+                StatusCode::MOVED_PERMANENTLY,
+                "301 Moved Permanently\n".into(),
+            );
             let location = HeaderValue::from_str(&location)
                 .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
             response.headers_mut().insert(header::LOCATION, location);
@@ -61,14 +69,21 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_file(path: &Path, meta: &std::fs::Metadata, parts: &Parts) -> Result<Response<ResponseBody>> {
+async fn serve_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    parts: &Parts,
+) -> Result<Response<ResponseBody>> {
     let len = meta.len();
     let validators = Validators::new(len, meta.modified().ok());
     let mut response = Response::new(ResponseBody::empty());
     let headers = response.headers_mut();
     headers.insert(header::ETAG, header_value(&validators.etag)?);
     if let Some(modified) = validators.modified {
-        headers.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(modified))?);
+        headers.insert(
+            header::LAST_MODIFIED,
+            header_value(&httpdate::fmt_http_date(modified))?,
+        );
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     match validators.evaluate(&parts.headers) {
@@ -79,7 +94,11 @@ async fn serve_file(path: &Path, meta: &std::fs::Metadata, parts: &Parts) -> Res
         Outcome::PreconditionFailed => return Err(Error::new(ErrorKind::PreconditionFailed)),
         Outcome::Proceed => {}
     }
-    let range = match parts.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let range = match parts
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(spec) if validators.if_range_holds(&parts.headers) => range::parse(spec, len),
         _ => Ranged::Whole,
     };
@@ -88,14 +107,20 @@ async fn serve_file(path: &Path, meta: &std::fs::Metadata, parts: &Parts) -> Res
         Ranged::Part(first, last) => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
             let content_range = format!("bytes {first}-{last}/{len}");
-            response.headers_mut().insert(header::CONTENT_RANGE, header_value(&content_range)?);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, header_value(&content_range)?);
             (first, last - first + 1)
         }
         Ranged::Unsatisfiable => {
-            let mut refused = text(StatusCode::RANGE_NOT_SATISFIABLE, "416 Range Not Satisfiable\n".into());
-            refused
-                .headers_mut()
-                .insert(header::CONTENT_RANGE, header_value(&format!("bytes */{len}"))?);
+            let mut refused = text(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "416 Range Not Satisfiable\n".into(),
+            );
+            refused.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{len}"))?,
+            );
             return Ok(refused);
         }
     };
@@ -105,7 +130,11 @@ async fn serve_file(path: &Path, meta: &std::fs::Metadata, parts: &Parts) -> Res
     if parts.method == Method::HEAD {
         return Ok(response);
     }
-    let io_error = |e| Error::new(ErrorKind::Io).with_context(path.display().to_string()).with_source(e);
+    let io_error = |e| {
+        Error::new(ErrorKind::Io)
+            .with_context(path.display().to_string())
+            .with_source(e)
+    };
     let mut file = tokio::fs::File::open(path).await.map_err(io_error)?;
     if start > 0 {
         file.seek(SeekFrom::Start(start)).await.map_err(io_error)?;
@@ -117,7 +146,10 @@ async fn serve_file(path: &Path, meta: &std::fs::Metadata, parts: &Parts) -> Res
 fn content_type(path: &Path) -> HeaderValue {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     let textual = mime.type_() == mime_guess::mime::TEXT
-        || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml" | "svg+xml");
+        || matches!(
+            mime.subtype().as_str(),
+            "javascript" | "json" | "xml" | "svg+xml"
+        );
     let value = if textual {
         format!("{mime}; charset=utf-8")
     } else {

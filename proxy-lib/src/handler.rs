@@ -22,7 +22,11 @@ use crate::state::{Shared, Snapshot};
 pub(crate) use respond::text;
 
 /// Answers one request. Never fails: errors become responses.
-pub(crate) async fn handle(shared: &Shared, ctx: &ConnCtx, req: Request<Incoming>) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let (in_flight, index) = ctx.activity.begin_request();
     let (parts, body) = req.into_parts();
     let mut exchange = Box::new(Exchange::new(ctx.peer, &parts, in_flight));
@@ -50,14 +54,17 @@ async fn serve(
     let app = {
         let host = validate::request_host(&parts)?;
         snapshot.router.app(host.as_deref()).ok_or_else(|| {
-            Error::new(ErrorKind::UnknownHost).with_context(format!("host {:?}", host.as_deref().unwrap_or("")))
+            Error::new(ErrorKind::UnknownHost)
+                .with_context(format!("host {:?}", host.as_deref().unwrap_or("")))
         })?
     };
     exchange.app = Some(app.name.clone());
     // The URI is reference-counted: cloning it lets the path outlive `parts`.
     let uri = parts.uri.clone();
     let path = path::normalize(uri.path())?;
-    let (route, matched) = app.route(&path).ok_or_else(|| Error::new(ErrorKind::NoRoute))?;
+    let (route, matched) = app
+        .route(&path)
+        .ok_or_else(|| Error::new(ErrorKind::NoRoute))?;
     match &route.target {
         Target::Upstreams(set) => {
             let forward = forward::Forward {

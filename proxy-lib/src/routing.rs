@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{App, PathPrefix, ProxyConfig, ReplacePath, RouteTarget, ServerName, StaticFiles};
+use crate::config::{
+    App, PathPrefix, ProxyConfig, ReplacePath, RouteTarget, ServerName, StaticFiles,
+};
 use crate::upstream::{EndpointRegistry, UpstreamSet};
 
 /// The compiled routing table of one configuration.
@@ -141,8 +143,14 @@ mod tests {
 
     #[test]
     fn hosts_normalise() {
-        assert_eq!(normalize_host("Example.COM:8080").as_deref(), Some("example.com"));
-        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(
+            normalize_host("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            normalize_host("example.com.").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         for bad in ["", "a b", "a:b", "a:", "[::1", "x:123456", "a/b"] {

@@ -115,7 +115,10 @@ impl Proxy {
             }
         }
         self.shared.apply(config);
-        info!(apps = self.shared.snapshot().config.apps.len(), "configuration applied");
+        info!(
+            apps = self.shared.snapshot().config.apps.len(),
+            "configuration applied"
+        );
     }
 
     async fn drain(self) {
@@ -123,7 +126,10 @@ impl Proxy {
         info!(grace_secs = grace.as_secs_f64(), "draining connections");
         self.shared.draining.cancel();
         self.shared.tasks.close();
-        if tokio::time::timeout(grace, self.shared.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
             warn!(
                 remaining = self.shared.tasks.len(),
                 "drain deadline passed; closing remaining connections"

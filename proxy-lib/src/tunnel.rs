@@ -29,7 +29,11 @@ pub(crate) fn spawn(
 ) {
     let stop = shared.hard_stop.clone();
     let peer = exchange.client;
-    let target = exchange.upstream.as_ref().map(|e| e.upstream.to_string()).unwrap_or_default();
+    let target = exchange
+        .upstream
+        .as_ref()
+        .map(|e| e.upstream.to_string())
+        .unwrap_or_default();
     shared.tasks.spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
@@ -57,8 +61,14 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let mut a = Tracked { inner: a, last: last.clone() };
-    let mut b = Tracked { inner: b, last: last.clone() };
+    let mut a = Tracked {
+        inner: a,
+        last: last.clone(),
+    };
+    let mut b = Tracked {
+        inner: b,
+        last: last.clone(),
+    };
     let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
     let mut watchdog = pin!(tokio::time::sleep(idle));
     loop {
@@ -85,7 +95,11 @@ pin_project! {
 }
 
 impl<T: AsyncRead> AsyncRead for Tracked<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         ready!(this.inner.poll_read(cx, buf))?;
@@ -97,7 +111,11 @@ impl<T: AsyncRead> AsyncRead for Tracked<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
 

@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn orders_follow_the_policy() {
         assert_eq!(ports(set(LoadBalance::None, 3).order(None)), [1]);
-        assert_eq!(ports(set(LoadBalance::PrimaryBackup, 3).order(None)), [1, 2, 3]);
+        assert_eq!(
+            ports(set(LoadBalance::PrimaryBackup, 3).order(None)),
+            [1, 2, 3]
+        );
         let rr = set(LoadBalance::RoundRobin, 3);
         assert_eq!(ports(rr.order(None)), [1, 2, 3]);
         assert_eq!(ports(rr.order(None)), [2, 3, 1]);

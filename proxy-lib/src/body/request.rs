@@ -95,6 +95,14 @@ impl RequestBody {
         Self(Kind::Empty)
     }
 
+    /// The length of a body that was read whole before forwarding.
+    pub(crate) fn gathered_len(&self) -> Option<u64> {
+        match &self.0 {
+            Kind::Frames(_, len) => Some(*len),
+            _ => None,
+        }
+    }
+
     /// Streams `inner`, enforcing `limit` and the `idle` gap between reads,
     /// after replaying `head` (already-read frames).
     pub(crate) fn streaming(
@@ -204,10 +212,10 @@ impl Body for RequestBody {
 }
 
 /// Reads the start of a body before anything goes upstream: the first frame
-/// (waiting up to `idle`), then whatever else is already buffered, up to
-/// [`PREFETCH_LIMIT`]. A body that ends within that is sent whole with a
-/// Content-Length, so a malformed chunk in it is caught before the upstream
-/// sees any of the request.
+/// (waiting up to `idle`), then whatever else the client has already sent,
+/// up to [`PREFETCH_LIMIT`]. A body that ends within that is sent whole with
+/// a Content-Length, so a malformed chunk in it is caught before the
+/// upstream sees any of the request.
 pub(crate) async fn prefetch(
     mut inner: Incoming,
     limit: Option<u64>,
@@ -215,27 +223,14 @@ pub(crate) async fn prefetch(
 ) -> Result<(RequestBody, Option<Arc<BodyState>>)> {
     let mut frames = VecDeque::new();
     let mut received = 0u64;
-    let mut first = true;
-    loop {
-        if received as usize >= PREFETCH_LIMIT {
-            break;
-        }
-        let next = if first {
-            first = false;
-            match tokio::time::timeout(idle, poll_fn(|cx| Pin::new(&mut inner).poll_frame(cx))).await {
-                Ok(next) => next,
-                Err(_) => return Err(Error::new(ErrorKind::ClientTimeout)),
-            }
-        } else {
-            match poll_now(&mut inner).await {
-                Some(next) => next,
-                None => break,
-            }
-        };
-        match next {
-            None => {
-                return Ok((RequestBody(Kind::Frames(frames, received)), None));
-            }
+    let first = poll_fn(|cx| Pin::new(&mut inner).poll_frame(cx));
+    let mut next = match tokio::time::timeout(idle, first).await {
+        Ok(next) => Some(next),
+        Err(_) => return Err(Error::new(ErrorKind::ClientTimeout)),
+    };
+    while let Some(frame) = next {
+        match frame {
+            None => return Ok((RequestBody(Kind::Frames(frames, received)), None)),
             Some(Err(e)) => return Err(Error::new(ErrorKind::ClientBody).with_source(e)),
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -247,6 +242,13 @@ pub(crate) async fn prefetch(
                 frames.push_back(frame);
             }
         }
+        if received as usize >= PREFETCH_LIMIT {
+            break;
+        }
+        // HTTP/1 bodies are fed by the connection task that also polls this
+        // handler: let it run once, then take only what it delivered.
+        tokio::task::yield_now().await;
+        next = poll_now(&mut inner).await;
     }
     let (body, state) = RequestBody::streaming(frames, inner, received, limit, idle);
     Ok((body, Some(state)))

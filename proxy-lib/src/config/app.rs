@@ -126,9 +126,8 @@ impl StaticFiles {
     /// Serves `root`, which must be an existing directory.
     pub fn new(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
-        let canonical = std::fs::canonicalize(root).map_err(|e| {
-            Error::config(format!("static root {}: {e}", root.display()))
-        })?;
+        let canonical = std::fs::canonicalize(root)
+            .map_err(|e| Error::config(format!("static root {}: {e}", root.display())))?;
         if !canonical.is_dir() {
             return Err(Error::config(format!(
                 "static root {} is not a directory",

@@ -201,7 +201,12 @@ mod tests {
     #[test]
     fn rewrites_keep_the_rest() {
         let cases = [
-            ("/maps", "/replacing/path1", "/maps/org/any.ext", "/replacing/path1/org/any.ext"),
+            (
+                "/maps",
+                "/replacing/path1",
+                "/maps/org/any.ext",
+                "/replacing/path1/org/any.ext",
+            ),
             ("/maps", "/replacing/path1", "/maps", "/replacing/path1"),
             ("/maps", "/", "/maps/x", "/x"),
             ("/maps", "/", "/maps", "/"),
@@ -212,7 +217,9 @@ mod tests {
             let prefix = PathPrefix::parse(prefix).unwrap();
             let matched = prefix.match_len(path).unwrap();
             let mut out = String::new();
-            ReplacePath::parse(replace).unwrap().rewrite_into(path, matched, &mut out);
+            ReplacePath::parse(replace)
+                .unwrap()
+                .rewrite_into(path, matched, &mut out);
             assert_eq!(out, want, "{prefix:?} -> {replace} on {path}");
         }
     }

@@ -17,7 +17,8 @@ impl Upstream {
     /// Parses a location such as `127.0.0.1:8080`, `app.internal` or
     /// `[::1]:9000`. A scheme is not part of a location.
     pub fn parse(location: &str) -> Result<Self> {
-        let invalid = |why: &str| Error::config(format!("invalid upstream location {location:?}: {why}"));
+        let invalid =
+            |why: &str| Error::config(format!("invalid upstream location {location:?}: {why}"));
         if location.contains("://") {
             return Err(invalid("write host[:port] without a scheme"));
         }
@@ -74,7 +75,10 @@ fn split_host_port(location: &str) -> std::result::Result<(&str, Option<u16>), &
         let (host, rest) = location.split_at(end + 1);
         match rest {
             "" => (host, None),
-            _ => (host, Some(rest.strip_prefix(':').ok_or("expected ':' after ']'")?)),
+            _ => (
+                host,
+                Some(rest.strip_prefix(':').ok_or("expected ':' after ']'")?),
+            ),
         }
     } else {
         match location.rsplit_once(':') {
@@ -204,9 +208,15 @@ mod tests {
     #[test]
     fn locations_parse() {
         let u = Upstream::parse("127.0.0.1:8080").unwrap();
-        assert_eq!((u.host(), u.port(), u.authority()), ("127.0.0.1", 8080, "127.0.0.1:8080"));
+        assert_eq!(
+            (u.host(), u.port(), u.authority()),
+            ("127.0.0.1", 8080, "127.0.0.1:8080")
+        );
         let u = Upstream::parse("App.Internal").unwrap();
-        assert_eq!((u.host(), u.port(), u.authority()), ("app.internal", 80, "app.internal"));
+        assert_eq!(
+            (u.host(), u.port(), u.authority()),
+            ("app.internal", 80, "app.internal")
+        );
         let u = Upstream::parse("[::1]:9000").unwrap();
         assert_eq!((u.host(), u.port()), ("[::1]", 9000));
         for bad in ["http://a:1", "a:0", "a:x", "a/b", "[::1", "[::1]x", ""] {

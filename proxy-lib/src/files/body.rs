@@ -21,7 +21,10 @@ pub struct FileBody {
 
 impl FileBody {
     pub(crate) fn new(file: File, len: u64) -> Self {
-        Self { file, remaining: len }
+        Self {
+            file,
+            remaining: len,
+        }
     }
 }
 
@@ -29,7 +32,10 @@ impl Body for FileBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }

@@ -104,16 +104,40 @@ mod tests {
         let earlier = httpdate::fmt_http_date(modified - Duration::from_secs(10));
         let same = httpdate::fmt_http_date(modified);
         let weak = format!("W/{}", v.etag);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_NONE_MATCH, &v.etag)])), Outcome::NotModified);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_NONE_MATCH, &weak)])), Outcome::NotModified);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_NONE_MATCH, "\"x\"")])), Outcome::Proceed);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &same)])), Outcome::NotModified);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &earlier)])), Outcome::Proceed);
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_NONE_MATCH, &v.etag)])),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_NONE_MATCH, &weak)])),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_NONE_MATCH, "\"x\"")])),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &same)])),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &earlier)])),
+            Outcome::Proceed
+        );
         // If-None-Match wins over If-Modified-Since.
-        let both = headers(&[(header::IF_NONE_MATCH, "\"x\""), (header::IF_MODIFIED_SINCE, &same)]);
+        let both = headers(&[
+            (header::IF_NONE_MATCH, "\"x\""),
+            (header::IF_MODIFIED_SINCE, &same),
+        ]);
         assert_eq!(v.evaluate(&both), Outcome::Proceed);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_MATCH, "\"x\"")])), Outcome::PreconditionFailed);
-        assert_eq!(v.evaluate(&headers(&[(header::IF_MATCH, &weak)])), Outcome::PreconditionFailed);
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_MATCH, "\"x\"")])),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            v.evaluate(&headers(&[(header::IF_MATCH, &weak)])),
+            Outcome::PreconditionFailed
+        );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_UNMODIFIED_SINCE, &earlier)])),
             Outcome::PreconditionFailed

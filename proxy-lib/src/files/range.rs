@@ -21,7 +21,9 @@ pub(crate) fn parse(header: &str, len: u64) -> Ranged {
         return Ranged::Whole;
     };
     let number = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     match (first.is_empty(), number(first), number(last)) {
         (true, _, Some(0)) => Ranged::Unsatisfiable,

@@ -28,14 +28,20 @@ fn forbidden(why: &'static str) -> Error {
 pub(crate) async fn resolve(root: &Path, request_path: &str, index: &str) -> Result<Resolved> {
     let relative = relative_path(request_path)?;
     let canonical = inside(root, &root.join(&relative)).await?;
-    let meta = tokio::fs::metadata(&canonical).await.map_err(|_| not_found())?;
+    let meta = tokio::fs::metadata(&canonical)
+        .await
+        .map_err(|_| not_found())?;
     if meta.is_dir() {
         if !request_path.ends_with('/') {
             return Ok(Resolved::AddSlash);
         }
         let index = inside(root, &canonical.join(index)).await?;
         let meta = tokio::fs::metadata(&index).await.map_err(|_| not_found())?;
-        return if meta.is_file() { Ok(Resolved::File(index, meta)) } else { Err(not_found()) };
+        return if meta.is_file() {
+            Ok(Resolved::File(index, meta))
+        } else {
+            Err(not_found())
+        };
     }
     if !meta.is_file() {
         return Err(not_found());
@@ -50,7 +56,10 @@ fn relative_path(request_path: &str) -> Result<PathBuf> {
         .decode_utf8()
         .map_err(|_| not_found())?;
     let mut relative = PathBuf::new();
-    let mut segments = decoded.split('/').filter(|s| !s.is_empty() && *s != ".").peekable();
+    let mut segments = decoded
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .peekable();
     let mut first = true;
     while let Some(segment) = segments.next() {
         if segment == ".." {
@@ -72,7 +81,9 @@ fn relative_path(request_path: &str) -> Result<PathBuf> {
 /// The canonical form of `path`, which must stay under `root` once every
 /// symlink is followed.
 async fn inside(root: &Path, path: &Path) -> Result<PathBuf> {
-    let canonical = tokio::fs::canonicalize(path).await.map_err(|_| not_found())?;
+    let canonical = tokio::fs::canonicalize(path)
+        .await
+        .map_err(|_| not_found())?;
     if !canonical.starts_with(root) {
         return Err(forbidden("symlink leads outside the static root"));
     }

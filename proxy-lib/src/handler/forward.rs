@@ -63,12 +63,20 @@ impl Forward<'_> {
         let upgrade = parts.version == Version::HTTP_11
             && self.set.protocol == UpstreamProtocol::Http1
             && wants_upgrade(&parts.headers);
-        let client_upgrade = upgrade.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
+        let client_upgrade = upgrade
+            .then(|| parts.extensions.remove::<OnUpgrade>())
+            .flatten();
         let (body, body_state) = self.request_body(&parts, body).await?;
 
         let uri = self.upstream_uri(&parts)?;
         remove_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::EXPECT);
+        if let Some(len) = body.gathered_len() {
+            // A chunked body read whole goes on with its length.
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         Forwarding {
             client: exchange.client.ip(),
             proto: "http",
@@ -93,9 +101,18 @@ impl Forward<'_> {
         };
         let req = Request::from_parts(parts, body);
 
-        let (endpoint, response, checkout) = self.try_endpoints(req, sticky_id, body_state.as_deref()).await?;
+        let (endpoint, response, checkout) = self
+            .try_endpoints(req, sticky_id, body_state.as_deref())
+            .await?;
         exchange.upstream = Some(endpoint.clone());
-        self.respond(endpoint, response, checkout, client_upgrade, sticky_id, exchange)
+        self.respond(
+            endpoint,
+            response,
+            checkout,
+            client_upgrade,
+            sticky_id,
+            exchange,
+        )
     }
 
     async fn request_body(
@@ -109,7 +126,9 @@ impl Forward<'_> {
         }
         let limit = self.config.limits.request_max_body_size;
         let idle = self.config.timeouts.client_body;
-        if parts.version <= Version::HTTP_11 && parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        if parts.version <= Version::HTTP_11
+            && parts.headers.contains_key(header::TRANSFER_ENCODING)
+        {
             return prefetch(body, limit, idle).await;
         }
         let (body, state) = RequestBody::streaming(VecDeque::new(), body, 0, limit, idle);
@@ -128,7 +147,8 @@ impl Forward<'_> {
                 None => PathAndQuery::from_static("/"),
             }
         } else {
-            let mut target = String::with_capacity(self.path.len() + query.map_or(0, str::len) + 16);
+            let mut target =
+                String::with_capacity(self.path.len() + query.map_or(0, str::len) + 16);
             match &self.route.replace {
                 Some(replace) => replace.rewrite_into(self.path, self.matched, &mut target),
                 None => target.push_str(self.path),
@@ -138,7 +158,9 @@ impl Forward<'_> {
                 target.push_str(query);
             }
             PathAndQuery::try_from(target).map_err(|e| {
-                Error::new(ErrorKind::BadRequest).with_context("unusable rewritten path").with_source(e)
+                Error::new(ErrorKind::BadRequest)
+                    .with_context("unusable rewritten path")
+                    .with_source(e)
             })?
         };
         Ok(Uri::from(path_and_query))
@@ -193,7 +215,9 @@ impl Forward<'_> {
             let mut parts = std::mem::take(req.uri_mut()).into_parts();
             parts.scheme = Some(Scheme::HTTP);
             parts.authority = Some(authority.parse().map_err(|e| {
-                Error::new(ErrorKind::BadRequest).with_context("unusable authority").with_source(e)
+                Error::new(ErrorKind::BadRequest)
+                    .with_context("unusable authority")
+                    .with_source(e)
             })?);
             *req.uri_mut() = Uri::from_parts(parts)
                 .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
@@ -217,7 +241,9 @@ impl Forward<'_> {
                 Ok(checkout) => checkout,
                 Err(error) => return Err(Failure::Unsent(error, req)),
             };
-            let replay = (checkout.idle_ms >= STALE_RISK_MS).then(|| replayable(&req)).flatten();
+            let replay = (checkout.idle_ms >= STALE_RISK_MS)
+                .then(|| replayable(&req))
+                .flatten();
             let response_timeout = async {
                 if let Some(state) = body_state {
                     state.finished().await;
@@ -243,12 +269,20 @@ impl Forward<'_> {
                         return Err(Failure::Unsent(error, returned));
                     }
                     (None, Some(again)) if e.error().is_incomplete_message() => req = again,
-                    (None, _) => return Err(Failure::Sent(send_error(e.into_error(), body_state, endpoint))),
+                    (None, _) => {
+                        return Err(Failure::Sent(send_error(
+                            e.into_error(),
+                            body_state,
+                            endpoint,
+                        )));
+                    }
                 },
             }
         }
-        let error = Error::new(ErrorKind::UpstreamProtocol)
-            .with_context(format!("{}: pooled connections kept failing", endpoint.upstream));
+        let error = Error::new(ErrorKind::UpstreamProtocol).with_context(format!(
+            "{}: pooled connections kept failing",
+            endpoint.upstream
+        ));
         Err(Failure::Sent(error))
     }
 
@@ -265,25 +299,41 @@ impl Forward<'_> {
         parts.version = Version::HTTP_11;
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
-                return Err(Error::new(ErrorKind::UpstreamProtocol)
-                    .with_context(format!("{}: unrequested protocol switch", endpoint.upstream)));
+                return Err(
+                    Error::new(ErrorKind::UpstreamProtocol).with_context(format!(
+                        "{}: unrequested protocol switch",
+                        endpoint.upstream
+                    )),
+                );
             };
             let Some(upstream_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-                return Err(Error::new(ErrorKind::Internal).with_context("upstream upgrade missing"));
+                return Err(
+                    Error::new(ErrorKind::Internal).with_context("upstream upgrade missing")
+                );
             };
             drop(body);
             remove_hop_by_hop(&mut parts.headers, true);
             let idle = self.config.timeouts.tunnel_idle;
-            tunnel::spawn(self.shared, client_upgrade, upstream_upgrade, idle, exchange);
+            tunnel::spawn(
+                self.shared,
+                client_upgrade,
+                upstream_upgrade,
+                idle,
+                exchange,
+            );
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
         remove_hop_by_hop(&mut parts.headers, false);
         if self.set.policy == LoadBalance::Sticky && sticky_id != Some(endpoint.sticky_id) {
-            if let Some(cookie) = sticky::set_cookie(endpoint.sticky_id, &self.config.sticky_cookie, false) {
+            if let Some(cookie) =
+                sticky::set_cookie(endpoint.sticky_id, &self.config.sticky_cookie, false)
+            {
                 parts.headers.append(header::SET_COOKIE, cookie);
             }
         }
-        exchange.pool = checkout.conn.into_returnable(&endpoint, self.config.limits.upstream_max_idle);
+        exchange.pool = checkout
+            .conn
+            .into_returnable(&endpoint, self.config.limits.upstream_max_idle);
         Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
     }
 }

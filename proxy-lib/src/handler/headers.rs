@@ -154,7 +154,11 @@ mod tests {
         let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-kept"]);
 
-        let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("te", "trailers")]);
+        let mut headers = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+        ]);
         assert!(wants_upgrade(&headers));
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers["connection"], "upgrade");
@@ -164,7 +168,10 @@ mod tests {
 
     #[test]
     fn forwarding_headers_chain() {
-        let mut headers = map(&[("x-forwarded-for", "10.0.0.1"), ("forwarded", "for=10.0.0.1")]);
+        let mut headers = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1"),
+        ]);
         let host = HeaderValue::from_static("example.com");
         Forwarding {
             client: "::1".parse().unwrap(),
@@ -177,6 +184,9 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
-        assert_eq!(headers["forwarded"], "for=10.0.0.1, for=\"[::1]\";proto=http;host=\"example.com\"");
+        assert_eq!(
+            headers["forwarded"],
+            "for=10.0.0.1, for=\"[::1]\";proto=http;host=\"example.com\""
+        );
     }
 }

@@ -12,7 +12,10 @@ pub(crate) fn normalize(path: &str) -> Result<Cow<'_, str>> {
     if !path.starts_with('/') {
         return Err(Error::new(ErrorKind::BadRequest).with_context("request target is not a path"));
     }
-    if !path.split('/').any(|segment| dot_segment(segment).is_some()) {
+    if !path
+        .split('/')
+        .any(|segment| dot_segment(segment).is_some())
+    {
         return Ok(Cow::Borrowed(path));
     }
     let mut kept: Vec<&str> = Vec::new();
@@ -24,7 +27,8 @@ pub(crate) fn normalize(path: &str) -> Result<Cow<'_, str>> {
             Some(Dot::One) => trailing_slash = i == last,
             Some(Dot::Two) => {
                 if kept.pop().is_none() {
-                    return Err(Error::new(ErrorKind::BadRequest).with_context("path climbs above the root"));
+                    return Err(Error::new(ErrorKind::BadRequest)
+                        .with_context("path climbs above the root"));
                 }
                 trailing_slash = i == last;
             }

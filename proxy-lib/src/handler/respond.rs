@@ -13,7 +13,10 @@ pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -23,7 +26,10 @@ pub(crate) fn error(error: &Error, exchange: &Exchange) -> Response<ResponseBody
     log(error, exchange);
     let status = error.status();
     let reason = status.canonical_reason().unwrap_or("");
-    let mut response = text(status, format!("{} {reason}: {}\n", status.as_u16(), error.kind()));
+    let mut response = text(
+        status,
+        format!("{} {reason}: {}\n", status.as_u16(), error.kind()),
+    );
     if error.kind().closes_connection() && exchange.version <= Version::HTTP_11 {
         response
             .headers_mut()

@@ -31,7 +31,9 @@ pub(crate) fn request_host(parts: &Parts) -> Result<Option<Cow<'_, str>>> {
         (Some(host), None) if host.is_empty() => Ok(None),
         (Some(host), None) => {
             let host = host.to_str().map_err(|_| bad("invalid Host header"))?;
-            normalize_host(host).map(Some).ok_or_else(|| bad("invalid Host header"))
+            normalize_host(host)
+                .map(Some)
+                .ok_or_else(|| bad("invalid Host header"))
         }
         (None, _) if parts.version == Version::HTTP_11 => Err(bad("HTTP/1.1 request without Host")),
         (None, _) => Ok(None),
@@ -41,7 +43,9 @@ pub(crate) fn request_host(parts: &Parts) -> Result<Option<Cow<'_, str>>> {
 /// Refuses methods a reverse proxy does not serve.
 pub(crate) fn method(parts: &Parts) -> Result<()> {
     if parts.method == Method::CONNECT {
-        return Err(Error::new(ErrorKind::MethodNotAllowed).with_context("CONNECT on a reverse proxy"));
+        return Err(
+            Error::new(ErrorKind::MethodNotAllowed).with_context("CONNECT on a reverse proxy")
+        );
     }
     Ok(())
 }

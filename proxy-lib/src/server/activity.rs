@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use tokio::sync::Notify;
+
 use crate::clock::{millis, now_ms};
 use crate::config::Timeouts;
 
@@ -18,6 +20,8 @@ pub(crate) struct ConnActivity {
     head_started: AtomicU64,
     requests: AtomicU64,
     flagged: AtomicU64,
+    /// Wakes the watchdog when a head begins, to arm the header timeout.
+    head_began: Notify,
 }
 
 /// A request in flight on a connection; dropping it ends the request.
@@ -53,14 +57,19 @@ impl ConnActivity {
 
     /// The first byte of a request head arrived while nothing was in flight.
     pub(crate) fn head_begins(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0 {
-            let _ = self.head_started.compare_exchange(
-                0,
-                now_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self
+                .head_started
+                .compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.head_began.notify_one();
         }
+    }
+
+    /// Resolves after [`head_begins`](Self::head_begins) recorded a head.
+    pub(crate) async fn head_began(&self) {
+        self.head_began.notified().await;
     }
 
     /// The inspector found request number `index` hostile.
@@ -79,10 +88,18 @@ impl ConnActivity {
         let head = self.head_started.load(Ordering::Relaxed);
         if head != 0 {
             let deadline = head + millis(timeouts.client_header);
-            return if now >= deadline { Verdict::SlowHead } else { Verdict::WaitUntil(deadline) };
+            return if now >= deadline {
+                Verdict::SlowHead
+            } else {
+                Verdict::WaitUntil(deadline)
+            };
         }
         let deadline = self.idle_since.load(Ordering::Relaxed) + millis(timeouts.client_idle);
-        if now >= deadline { Verdict::Idle } else { Verdict::WaitUntil(deadline) }
+        if now >= deadline {
+            Verdict::Idle
+        } else {
+            Verdict::WaitUntil(deadline)
+        }
     }
 }
 
@@ -107,7 +124,10 @@ mod tests {
         timeouts.client_header = Duration::from_millis(100);
         let activity = ConnActivity::new();
         let start = activity.idle_since.load(Ordering::Relaxed);
-        assert_eq!(activity.verdict(start, &timeouts), Verdict::WaitUntil(start + 1000));
+        assert_eq!(
+            activity.verdict(start, &timeouts),
+            Verdict::WaitUntil(start + 1000)
+        );
         assert_eq!(activity.verdict(start + 1000, &timeouts), Verdict::Idle);
 
         activity.head_begins();
@@ -116,9 +136,15 @@ mod tests {
 
         let (guard, index) = activity.begin_request();
         assert_eq!(index, 1);
-        assert!(matches!(activity.verdict(head + 5000, &timeouts), Verdict::WaitUntil(_)));
+        assert!(matches!(
+            activity.verdict(head + 5000, &timeouts),
+            Verdict::WaitUntil(_)
+        ));
         drop(guard);
         let idle = activity.idle_since.load(Ordering::Relaxed);
-        assert_eq!(activity.verdict(idle + 999, &timeouts), Verdict::WaitUntil(idle + 1000));
+        assert_eq!(
+            activity.verdict(idle + 999, &timeouts),
+            Verdict::WaitUntil(idle + 1000)
+        );
     }
 }

@@ -24,7 +24,11 @@ pin_project! {
 }
 
 impl<T> ClientIo<T> {
-    pub(crate) fn new(inner: T, activity: Arc<ConnActivity>, inspector: Option<H1Inspector>) -> Self {
+    pub(crate) fn new(
+        inner: T,
+        activity: Arc<ConnActivity>,
+        inspector: Option<H1Inspector>,
+    ) -> Self {
         Self {
             inner,
             activity,
@@ -53,7 +57,11 @@ impl<T: AsyncRead> AsyncRead for ClientIo<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for ClientIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
 

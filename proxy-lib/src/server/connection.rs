@@ -73,7 +73,12 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `stream` until it closes, goes idle, is drained or is stopped.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: ClientSlot) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: ClientSlot,
+) {
     let snapshot = shared.snapshot();
     let config = &snapshot.config;
     let timeouts = config.timeouts.clone();
@@ -115,6 +120,11 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
                     watchdog.as_mut().reset(grace);
                 }
             },
+            () = activity.head_began() => {
+                if let Verdict::WaitUntil(at) = activity.verdict(now_ms(), &timeouts) {
+                    watchdog.as_mut().reset(clock::instant(at));
+                }
+            }
             () = shared.draining.cancelled(), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();

@@ -104,7 +104,10 @@ impl H1Inspector {
         let mut skipped = 0;
         if self.head.is_empty() {
             // Empty lines before a request line are ignored (RFC 9112 2.2).
-            skipped = bytes.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            skipped = bytes
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             if skipped == bytes.len() {
                 return skipped;
             }
@@ -168,9 +171,10 @@ impl H1Inspector {
             self.stop_after_body = true;
         }
         self.state = match (transfer_encoding, content_length) {
-            (true, _) if chunked && req.version == Some(1) => {
-                State::Chunk(Chunk::Size { size: 0, digits: false })
-            }
+            (true, _) if chunked && req.version == Some(1) => State::Chunk(Chunk::Size {
+                size: 0,
+                digits: false,
+            }),
             (true, _) | (false, Some(None)) => State::Off,
             (false, Some(Some(len))) if len > 0 => State::Fixed(len),
             (false, _) => {
@@ -181,7 +185,11 @@ impl H1Inspector {
     }
 
     fn body_done(&mut self) {
-        self.state = if self.stop_after_body { State::Off } else { State::Head };
+        self.state = if self.stop_after_body {
+            State::Off
+        } else {
+            State::Head
+        };
     }
 
     fn chunk_byte(&mut self, chunk: Chunk, b: u8) {
@@ -208,7 +216,10 @@ impl H1Inspector {
             (SizeLf { size: 0 }, b'\n') => Some(TrailerStart),
             (SizeLf { size }, b'\n') => Some(Data(size)),
             (DataCr, b'\r') => Some(DataLf),
-            (DataLf, b'\n') => Some(Size { size: 0, digits: false }),
+            (DataLf, b'\n') => Some(Size {
+                size: 0,
+                digits: false,
+            }),
             (TrailerStart, b'\r') => Some(EndLf),
             (TrailerStart | Trailer, _) if b != b'\r' && b != b'\n' => Some(Trailer),
             (Trailer, b'\r') => Some(TrailerLf),

@@ -33,11 +33,15 @@ pub(crate) async fn connect(upstream: &Upstream, timeout: Duration) -> Result<Tc
 
 async fn resolve(upstream: &Upstream, deadline: Instant) -> Result<Vec<SocketAddr>> {
     let host = upstream.host();
-    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if let Ok(ip) = literal.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, upstream.port())]);
     }
-    match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, upstream.port()))).await {
+    match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, upstream.port()))).await
+    {
         Ok(Ok(addrs)) => Ok(addrs.collect()),
         Ok(Err(e)) => Err(Error::new(ErrorKind::ConnectFailed)
             .with_context(format!("{upstream}: name resolution failed"))
@@ -52,7 +56,9 @@ fn classify(upstream: &Upstream, e: io::Error) -> Error {
         io::ErrorKind::TimedOut => ErrorKind::ConnectTimedOut,
         _ => ErrorKind::ConnectFailed,
     };
-    Error::new(kind).with_context(upstream.to_string()).with_source(e)
+    Error::new(kind)
+        .with_context(upstream.to_string())
+        .with_source(e)
 }
 
 fn timed_out(upstream: &Upstream) -> Error {

@@ -65,7 +65,10 @@ pub(crate) struct EndpointRegistry {
 
 impl EndpointRegistry {
     pub(crate) fn get(&self, upstream: &Upstream, protocol: UpstreamProtocol) -> Arc<Endpoint> {
-        let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let key = (upstream.clone(), protocol);
         if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
             return endpoint;
@@ -77,7 +80,10 @@ impl EndpointRegistry {
 
     /// Drops entries no snapshot uses any more.
     pub(crate) fn forget_unused(&self) {
-        let mut endpoints = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
     }
 }

@@ -60,13 +60,21 @@ pub(crate) struct Checkout {
 }
 
 impl Pool {
-    pub(crate) async fn checkout(&self, endpoint: &Endpoint, settings: &PoolSettings) -> Result<Checkout> {
+    pub(crate) async fn checkout(
+        &self,
+        endpoint: &Endpoint,
+        settings: &PoolSettings,
+    ) -> Result<Checkout> {
         match endpoint.protocol {
             UpstreamProtocol::Http1 => {
                 while let Some((mut sender, since)) = self.take_idle(settings.idle_timeout) {
                     if sender.ready().await.is_ok() {
                         let idle_ms = now_ms().saturating_sub(since);
-                        return Ok(Checkout { conn: Conn::H1(sender), reused: true, idle_ms });
+                        return Ok(Checkout {
+                            conn: Conn::H1(sender),
+                            reused: true,
+                            idle_ms,
+                        });
                     }
                 }
                 let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
@@ -80,12 +88,20 @@ impl Pool {
                         debug!(%upstream, %error, "upstream connection ended with an error");
                     }
                 });
-                Ok(Checkout { conn: Conn::H1(sender), reused: false, idle_ms: 0 })
+                Ok(Checkout {
+                    conn: Conn::H1(sender),
+                    reused: false,
+                    idle_ms: 0,
+                })
             }
             UpstreamProtocol::Http2 => {
                 let mut shared = self.h2.lock().await;
                 if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
-                    return Ok(Checkout { conn: Conn::H2(sender.clone()), reused: true, idle_ms: 0 });
+                    return Ok(Checkout {
+                        conn: Conn::H2(sender.clone()),
+                        reused: true,
+                        idle_ms: 0,
+                    });
                 }
                 let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -100,7 +116,11 @@ impl Pool {
                     }
                 });
                 *shared = Some(sender.clone());
-                Ok(Checkout { conn: Conn::H2(sender), reused: false, idle_ms: 0 })
+                Ok(Checkout {
+                    conn: Conn::H2(sender),
+                    reused: false,
+                    idle_ms: 0,
+                })
             }
         }
     }
@@ -124,7 +144,10 @@ impl Pool {
         if idle.len() >= max_idle {
             idle.remove(0);
         }
-        idle.push(Idle { sender, since: now_ms() });
+        idle.push(Idle {
+            sender,
+            since: now_ms(),
+        });
     }
 }
 
@@ -148,7 +171,11 @@ impl Conn {
     }
 
     /// The HTTP/1.1 sender to return to the pool once the response is read.
-    pub(crate) fn into_returnable(self, endpoint: &Arc<Endpoint>, max_idle: usize) -> Option<PoolReturn> {
+    pub(crate) fn into_returnable(
+        self,
+        endpoint: &Arc<Endpoint>,
+        max_idle: usize,
+    ) -> Option<PoolReturn> {
         match self {
             Self::H1(sender) => Some(PoolReturn {
                 endpoint: endpoint.clone(),

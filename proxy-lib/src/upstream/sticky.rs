@@ -76,7 +76,10 @@ mod tests {
         let set = set_cookie(42, &cookie, false).unwrap();
         let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; {pair}")).unwrap(),
+        );
         assert_eq!(find(&headers, &cookie), Some(42));
 
         let forged = pair.replace(&format!("{:016x}", 42u64), &format!("{:016x}", 43u64));

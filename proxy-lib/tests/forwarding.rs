@@ -1,0 +1,352 @@
+//! What reaches the origin and what comes back: headers, protocol versions,
+//! connection reuse, and bodies streamed without being gathered.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, Version};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use proxy_lib::config::{HostHeader, LoadBalance, RouteTarget, UpstreamProtocol};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
+    let origin = Origin::with_handler(
+        "o",
+        false,
+        Arc::new(|_| {
+            Box::pin(async {
+                Response::builder()
+                    .header("connection", "x-hop")
+                    .header("x-hop", "1")
+                    .header("keep-alive", "timeout=5")
+                    .header("x-end", "1")
+                    .body(Full::new(Bytes::from("ok")))
+                    .unwrap()
+            })
+        }),
+    )
+    .await;
+    let proxy = TestProxy::start(single("a.test", &[&origin])).await;
+    let req = http::Request::builder()
+        .uri("/p")
+        .header("host", "a.test")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("te", "gzip")
+        .header("proxy-connection", "keep-alive")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("x-forwarded-host", "spoofed")
+        .header("x-end", "kept")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = H1::connect(proxy.addr).await.send(req).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-end"), Some("1"));
+    for gone in ["x-hop", "keep-alive"] {
+        assert!(
+            answer.headers.get(gone).is_none(),
+            "{gone} reached the client"
+        );
+    }
+
+    let seen = &origin.seen()[0];
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "connection",
+    ] {
+        assert!(
+            seen.headers.get(gone).is_none(),
+            "{gone} reached the origin"
+        );
+    }
+    assert_eq!(seen.headers["x-end"], "kept");
+    assert_eq!(seen.headers["host"], "a.test");
+    assert_eq!(seen.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], "a.test");
+    assert!(seen.headers.get("forwarded").is_none());
+}
+
+#[tokio::test]
+async fn upstream_options_set_host_forwarded_and_upgrade_insecure() {
+    let origin = Origin::start("o").await;
+    let mut group = group(&[origin.location()], LoadBalance::None);
+    group
+        .host_header(HostHeader::Upstream)
+        .forwarded_header(true)
+        .upgrade_insecure_requests(true);
+    let config = config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, RouteTarget::Upstreams(group))],
+        ))
+        .build()
+        .unwrap();
+    let proxy = TestProxy::start(config).await;
+    assert_eq!(get(proxy.addr, "a.test:8080", "/").await.status, 200);
+    let seen = &origin.seen()[0];
+    assert_eq!(seen.headers["host"], origin.location());
+    assert_eq!(
+        seen.headers["forwarded"],
+        "for=127.0.0.1;proto=http;host=\"a.test:8080\""
+    );
+    assert_eq!(seen.headers["x-forwarded-host"], "a.test:8080");
+    assert_eq!(seen.headers["upgrade-insecure-requests"], "1");
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let origin = Origin::start("o").await;
+    let proxy = TestProxy::start(single("a.test", &[&origin])).await;
+    for _ in 0..20 {
+        // A new client connection each time: only the upstream side pools.
+        assert_eq!(get(proxy.addr, "a.test", "/").await.status, 200);
+    }
+    assert_eq!(origin.hits(), 20);
+    assert_eq!(
+        origin.connections(),
+        1,
+        "every request reused one upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn http10_clients_get_close_delimited_answers() {
+    let origin = streaming_origin(vec!["part one, ", "part two"], Duration::ZERO).await;
+    let proxy = TestProxy::start(config_for(origin)).await;
+
+    let (answer, closed) = raw(proxy.addr, b"GET /s HTTP/1.0\r\nHost: a.test\r\n\r\n").await;
+    assert!(closed, "an HTTP/1.0 exchange ends with the connection");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "{answer}"
+    );
+    assert!(
+        !answer.to_ascii_lowercase().contains("transfer-encoding"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\npart one, part two"), "{answer}");
+
+    // An HTTP/1.0 request without Host goes to the default app.
+    let (answer, _) = raw(proxy.addr, b"GET /s HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+}
+
+#[tokio::test]
+async fn http10_upstreams_are_read_to_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0")
+                    .await;
+            });
+        }
+    });
+    let config = config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(
+                None,
+                None,
+                RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
+            )],
+        ))
+        .build()
+        .unwrap();
+    let proxy = TestProxy::start(config).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..3 {
+        let answer = client.get("a.test", "/").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "hello from 1.0");
+    }
+}
+
+#[tokio::test]
+async fn h2c_clients_and_upstreams() {
+    let origin = Origin::h2c("h2-origin").await;
+    let mut group = group(&[origin.location()], LoadBalance::None);
+    group.protocol(UpstreamProtocol::Http2);
+    let config = config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, RouteTarget::Upstreams(group))],
+        ))
+        .build()
+        .unwrap();
+    let proxy = TestProxy::start(config).await;
+
+    let mut h2 = H2::connect(proxy.addr).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut sender = h2.sender();
+        tasks.push(tokio::spawn(async move {
+            let req = http::Request::builder()
+                .uri(format!("http://a.test/n/{i}"))
+                .version(Version::HTTP_2)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = sender.send_request(req).await.unwrap();
+            (
+                response.version(),
+                response.into_body().collect().await.unwrap().to_bytes(),
+            )
+        }));
+    }
+    for task in tasks {
+        let (version, body) = task.await.unwrap();
+        assert_eq!(version, Version::HTTP_2);
+        assert_eq!(body, "h2-origin");
+    }
+    let h1_answer = get(proxy.addr, "a.test", "/from-h1").await;
+    assert_eq!(h1_answer.text(), "h2-origin");
+    assert_eq!(h2.get("a.test", "/last").await.status, 200);
+
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 12);
+    assert!(seen.iter().all(|s| s.version == Version::HTTP_2));
+    assert!(
+        seen.iter()
+            .all(|s| s.uri.authority().map(|a| a.as_str()) == Some("a.test"))
+    );
+    assert_eq!(
+        origin.connections(),
+        1,
+        "one multiplexed upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn response_bodies_stream_before_the_origin_finishes() {
+    let origin = streaming_origin(vec!["first", "second"], Duration::from_secs(3)).await;
+    let proxy = TestProxy::start(config_for(origin)).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(request("GET", "a.test", "/s", Bytes::new()))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(2), body.frame())
+        .await
+        .expect("the first chunk arrives while the origin still holds the second")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+}
+
+#[tokio::test]
+async fn request_bodies_stream_and_small_chunked_bodies_get_a_length() {
+    let origin = Origin::start("o").await;
+    let proxy = TestProxy::start(single("a.test", &[&origin])).await;
+
+    let big = Bytes::from(vec![7u8; 8 * 1024 * 1024]);
+    let answer = H1::connect(proxy.addr)
+        .await
+        .send(request("POST", "a.test", "/up", big.clone()))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(origin.seen()[0].body, big);
+
+    let (answer, _) = raw(
+        proxy.addr,
+        b"POST /c HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    let seen = &origin.seen()[1];
+    assert_eq!(seen.body, "abcde");
+    assert_eq!(seen.headers["content-length"], "5");
+    assert!(seen.headers.get("transfer-encoding").is_none());
+}
+
+/// An origin answering `/s` with `chunks`, pausing `pause` before the last.
+async fn streaming_origin(chunks: Vec<&'static str>, pause: Duration) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let chunks = chunks.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let chunks = chunks.clone();
+                    async move {
+                        let (tx, rx) =
+                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                        tokio::spawn(async move {
+                            let last = chunks.len() - 1;
+                            for (i, chunk) in chunks.into_iter().enumerate() {
+                                if i == last {
+                                    tokio::time::sleep(pause).await;
+                                }
+                                let _ = tx.send(Ok(Frame::data(Bytes::from(chunk)))).await;
+                            }
+                        });
+                        let body = StreamBody::new(tokio_stream_from(rx));
+                        Ok::<_, Infallible>(Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn config_for(addr: std::net::SocketAddr) -> proxy_lib::ProxyConfig {
+    config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(
+                None,
+                None,
+                RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
+            )],
+        ))
+        .default_app("a")
+        .build()
+        .unwrap()
+}
+
+/// An mpsc receiver as a `Stream`, without pulling in tokio-stream.
+fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}

@@ -1,0 +1,219 @@
+//! Limits: client connections, body size, header size, HTTP/2 streams.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, Version};
+use http_body_util::Full;
+use proxy_lib::config::Limits;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn limited(origin: &Origin, limits: Limits) -> proxy_lib::ProxyConfig {
+    config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[origin]))],
+        ))
+        .limits(limits)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connections_past_max_clients_get_503_and_are_closed() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_clients = 2;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+
+    let mut first = H1::connect(proxy.addr).await;
+    let mut second = H1::connect(proxy.addr).await;
+    assert_eq!(first.get("a.test", "/").await.status, 200);
+    assert_eq!(second.get("a.test", "/").await.status, 200);
+
+    let (answer, closed) = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(status_of(&answer), Some(503), "{answer}");
+    assert!(answer.ends_with("too many clients\n"), "{answer}");
+    assert!(closed);
+    assert_eq!(origin.hits(), 2);
+
+    drop(first);
+    // The slot frees once the proxy sees the close.
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (answer, _) = raw(
+            proxy.addr,
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&answer) == Some(200) {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "a closed connection gives its slot back");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.request_max_body_size = Some(100 * 1024);
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+
+    // Declared too large: refused before anything is forwarded.
+    let (answer, closed) = raw(
+        proxy.addr,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 200000\r\n\r\nxxxx",
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(413), "{answer}");
+    assert!(
+        answer.ends_with("413 Payload Too Large: request body too large\n"),
+        "{answer}"
+    );
+    assert!(closed);
+
+    // Chunked and too large: caught while streaming.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'x'; 16 * 1024];
+    for _ in 0..10 {
+        let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+        frame.extend_from_slice(&chunk);
+        frame.extend_from_slice(b"\r\n");
+        if stream.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let (answer, _) = read_until_close(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), Some(413), "{answer}");
+    assert!(origin.seen().iter().all(|s| s.body.len() <= 100 * 1024));
+
+    // At the limit is fine.
+    let answer = H1::connect(proxy.addr)
+        .await
+        .send(request("POST", "a.test", "/", vec![0u8; 100 * 1024]))
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn heads_over_the_limit_are_431() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_header_size = 8 * 1024;
+    limits.max_headers = 50;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(16 * 1024)
+    );
+    let (answer, closed) = raw(proxy.addr, big.as_bytes()).await;
+    assert_eq!(status_of(&answer), Some(431), "{answer}");
+    assert!(closed);
+
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a.test\r\n");
+    for i in 0..80 {
+        many.push_str(&format!("X-H{i}: 1\r\n"));
+    }
+    many.push_str("\r\n");
+    let (answer, _) = raw(proxy.addr, many.as_bytes()).await;
+    assert_eq!(status_of(&answer), Some(431), "{answer}");
+    assert_eq!(origin.hits(), 0);
+
+    // Under the limits, served.
+    let fine = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "y".repeat(4 * 1024)
+    );
+    let (answer, _) = raw(proxy.addr, fine.as_bytes()).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+}
+
+#[tokio::test]
+async fn http2_streams_are_limited_per_connection() {
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (a, p) = (active.clone(), peak.clone());
+    let origin = Origin::with_handler(
+        "slow",
+        false,
+        Arc::new(move |_| {
+            let (active, peak) = (a.clone(), p.clone());
+            Box::pin(async move {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                active.fetch_sub(1, Ordering::SeqCst);
+                Response::new(Full::new(Bytes::from("ok")))
+            })
+        }),
+    )
+    .await;
+    let mut limits = Limits::default();
+    limits.max_concurrent_streams = 2;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+
+    // Streams opened before the client has our SETTINGS may exceed the
+    // limit: they are refused (REFUSED_STREAM, safe to retry), never served.
+    let outcomes = burst(H2::connect(proxy.addr).await, 6).await;
+    for outcome in &outcomes {
+        match outcome {
+            Ok(status) => assert_eq!(*status, 200),
+            Err(e) => assert!(format!("{e:?}").contains("REFUSED_STREAM"), "{e:?}"),
+        }
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "never more than the limit at the origin"
+    );
+
+    // A client that has our SETTINGS keeps to them.
+    let mut h2 = H2::connect(proxy.addr).await;
+    assert_eq!(h2.get("a.test", "/warm-up").await.status, 200);
+    peak.store(0, Ordering::SeqCst);
+    let outcomes = burst(h2, 6).await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Ok(200))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "the client kept to the announced limit"
+    );
+}
+
+async fn burst(h2: H2, n: usize) -> Vec<Result<u16, hyper::Error>> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut sender = h2.sender();
+        tasks.push(tokio::spawn(async move {
+            sender.ready().await?;
+            let req = http::Request::builder()
+                .uri("http://a.test/")
+                .version(Version::HTTP_2)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            sender.send_request(req).await.map(|r| r.status().as_u16())
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
+}
