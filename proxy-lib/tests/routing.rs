@@ -130,7 +130,11 @@ async fn longest_prefix_on_whole_segments() {
     assert_eq!(admin.seen()[1].uri, "/admin");
 
     let answer = client.get("a.test", "/../etc/passwd").await;
-    assert_eq!(answer.status, 400);
+    assert_eq!(answer.status, 403);
+    assert_eq!(
+        rest.hits() + api.hits() + v2.hits() + admin.hits(),
+        table.len()
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Resolves `.` and `..` segments (also when percent-encoded) in an
-/// origin-form path. A path that climbs above the root is refused.
+/// origin-form path. A path that climbs above the root is forbidden (403);
+/// a target that is not a path at all is a bad request.
 pub(crate) fn normalize(path: &str) -> Result<Cow<'_, str>> {
     if !path.starts_with('/') {
         return Err(Error::new(ErrorKind::BadRequest).with_context("request target is not a path"));
@@ -27,8 +28,9 @@ pub(crate) fn normalize(path: &str) -> Result<Cow<'_, str>> {
             Some(Dot::One) => trailing_slash = i == last,
             Some(Dot::Two) => {
                 if kept.pop().is_none() {
-                    return Err(Error::new(ErrorKind::BadRequest)
-                        .with_context("path climbs above the root"));
+                    return Err(
+                        Error::new(ErrorKind::Forbidden).with_context("path climbs above the root")
+                    );
                 }
                 trailing_slash = i == last;
             }
@@ -92,8 +94,19 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(normalize(path).unwrap(), want, "{path}");
         }
-        for bad in ["/..", "/a/../..", "/%2e%2e/x", "*", "x"] {
-            assert!(normalize(bad).is_err(), "{bad} should be refused");
+        for above in ["/..", "/a/../..", "/%2e%2e/x"] {
+            assert_eq!(
+                normalize(above).unwrap_err().kind(),
+                ErrorKind::Forbidden,
+                "{above}"
+            );
+        }
+        for bad in ["*", "x"] {
+            assert_eq!(
+                normalize(bad).unwrap_err().kind(),
+                ErrorKind::BadRequest,
+                "{bad}"
+            );
         }
     }
 }
