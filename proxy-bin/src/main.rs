@@ -1,1 +1,78 @@
-fn main() {}
+//! `portcullis`: a reverse proxy for HTTP/1.1 and HTTP/2.
+//!
+//! The binary is thin: it turns a TOML file into validated engine values,
+//! installs the process-wide pieces (the tracing subscriber, the runtime),
+//! hands the configuration to `proxy-lib`, and turns signals into reloads
+//! and shutdowns.
+
+mod config;
+mod logging;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::{error, warn};
+
+/// A reverse proxy for HTTP/1.1 and HTTP/2.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version)]
+struct Cli {
+    /// The TOML configuration file (rpxy's format, extended).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+
+    /// Check the configuration and exit: 0 when valid, 1 with the file, key
+    /// and reason otherwise.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(&cli.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("portcullis: configuration refused: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check {
+        for warning in &loaded.warnings {
+            eprintln!("portcullis: warning: {warning}");
+        }
+        println!(
+            "{}: configuration is valid ({} apps)",
+            cli.config.display(),
+            loaded.proxy.apps().len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = logging::init(&loaded.log) {
+        eprintln!("portcullis: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = loaded.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(cli.config, loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -10,7 +10,6 @@ mod names;
 mod sticky;
 mod upstream;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 
 pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
@@ -89,10 +88,32 @@ impl ProxyConfigBuilder {
         self
     }
 
-    /// Adds an app.
-    pub fn app(&mut self, app: App) -> &mut Self {
+    /// Adds an app. Fails if it has no route, or its name or one of its
+    /// server names is already taken by an app added before.
+    pub fn app(&mut self, app: App) -> Result<&mut Self> {
+        if app.routes.is_empty() {
+            return Err(Error::config(format!("app {:?} has no route", app.name)));
+        }
+        for other in &self.apps {
+            if other.name == app.name {
+                return Err(Error::config(format!(
+                    "app {:?} is defined twice",
+                    app.name
+                )));
+            }
+            if let Some(name) = app
+                .server_names
+                .iter()
+                .find(|n| other.server_names.contains(n))
+            {
+                return Err(Error::config(format!(
+                    "server name {name} is already served by app {:?}",
+                    other.name
+                )));
+            }
+        }
         self.apps.push(app);
-        self
+        Ok(self)
     }
 
     /// The app that serves requests whose host no app names. Default: none,
@@ -128,16 +149,7 @@ impl ProxyConfigBuilder {
         if self.apps.is_empty() {
             return Err(Error::config("no app is configured"));
         }
-        let mut app_names = HashSet::new();
-        let mut server_names = HashSet::new();
         for app in &self.apps {
-            if !app_names.insert(&*app.name) {
-                return Err(Error::config(format!(
-                    "app {:?} is defined twice",
-                    app.name
-                )));
-            }
-            app.validate()?;
             let is_default = self.default_app.as_deref() == Some(&*app.name);
             if app.server_names.is_empty() && !is_default {
                 return Err(Error::config(format!(
@@ -145,20 +157,13 @@ impl ProxyConfigBuilder {
                     app.name
                 )));
             }
-            for name in &app.server_names {
-                if !server_names.insert(name) {
-                    return Err(Error::config(format!(
-                        "server name {name} is used by two apps"
-                    )));
-                }
-            }
         }
-        if let Some(default) = &self.default_app {
-            if !app_names.contains(&**default) {
-                return Err(Error::config(format!(
-                    "default app {default:?} is not a configured app"
-                )));
-            }
+        if let Some(default) = &self.default_app
+            && !self.apps.iter().any(|app| app.name == *default)
+        {
+            return Err(Error::config(format!(
+                "default app {default:?} is not a configured app"
+            )));
         }
         let limits = &self.limits;
         if limits.max_clients == 0 || limits.max_concurrent_streams == 0 {

@@ -51,10 +51,10 @@ impl Exchange {
 
     /// Called once, when the response body ended (`clean`) or was dropped.
     pub(crate) fn complete(mut self: Box<Self>, clean: bool, sent: u64) {
-        if let Some(pool) = self.pool.take() {
-            if clean {
-                pool.checkin();
-            }
+        if let Some(pool) = self.pool.take()
+            && clean
+        {
+            pool.checkin();
         }
         access_log::emit(&self, clean, sent);
         drop(self.in_flight.take());

@@ -23,10 +23,10 @@
 //! let upstreams = UpstreamGroup::new([Upstream::parse("127.0.0.1:3000")?])?;
 //! let mut app = App::new("site");
 //! app.server_name(ServerName::parse("example.com")?)
-//!     .route(Route::new(RouteTarget::Upstreams(upstreams)));
+//!     .route(Route::new(RouteTarget::Upstreams(upstreams)))?;
 //! let config = ProxyConfig::builder()
 //!     .listen("127.0.0.1:8080".parse().unwrap())
-//!     .app(app)
+//!     .app(app)?
 //!     .build()?;
 //!
 //! let (_updates, config) = tokio::sync::watch::channel(Arc::new(config));

@@ -1,4 +1,5 @@
 //! Each load-balancing policy's distribution, failover, and sticky cookies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -27,6 +28,7 @@ fn balanced(locations: &[String], policy: LoadBalance) -> proxy_lib::ProxyConfig
                 RouteTarget::Upstreams(group(locations, policy)),
             )],
         ))
+        .unwrap()
         .build()
         .unwrap()
 }

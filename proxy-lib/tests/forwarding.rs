@@ -1,5 +1,6 @@
 //! What reaches the origin and what comes back: headers, protocol versions,
 //! connection reuse, and bodies streamed without being gathered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -93,6 +94,7 @@ async fn upstream_options_set_host_forwarded_and_upgrade_insecure() {
             &["a.test"],
             vec![route(None, None, RouteTarget::Upstreams(group))],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(config).await;
@@ -178,6 +180,7 @@ async fn http10_upstreams_are_read_to_close() {
                 RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
             )],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(config).await;
@@ -200,6 +203,7 @@ async fn h2c_clients_and_upstreams() {
             &["a.test"],
             vec![route(None, None, RouteTarget::Upstreams(group))],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(config).await;
@@ -339,6 +343,7 @@ fn config_for(addr: std::net::SocketAddr) -> proxy_lib::ProxyConfig {
                 RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
             )],
         ))
+        .unwrap()
         .default_app("a")
         .build()
         .unwrap()

@@ -1,5 +1,6 @@
 //! A configuration swap under live connections, listeners added and removed
 //! by a reload, and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -65,6 +66,7 @@ async fn a_new_config_applies_without_dropping_connections() {
                 route(Some("/slow"), None, upstream(slow)),
             ],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(before).await;
@@ -79,11 +81,13 @@ async fn a_new_config_applies_without_dropping_connections() {
 
     let after = config()
         .app(app("a", &["a.test"], vec![route(None, None, to(&[&two]))]))
+        .unwrap()
         .app(app(
             "b",
             &["b.test"],
             vec![route(None, None, to(&[&three]))],
         ))
+        .unwrap()
         .build()
         .unwrap();
     proxy.reload(after);
@@ -120,11 +124,13 @@ async fn reloads_add_and_remove_listeners() {
     };
     let base = || {
         let mut builder = config();
-        builder.app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ));
+        builder
+            .app(app(
+                "a",
+                &["a.test"],
+                vec![route(None, None, to(&[&origin]))],
+            ))
+            .unwrap();
         builder
     };
     let proxy = TestProxy::start(base().build().unwrap()).await;
@@ -160,6 +166,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
             &["a.test"],
             vec![route(None, None, upstream(slow))],
         ))
+        .unwrap()
         .timeouts(timeouts)
         .build()
         .unwrap();
@@ -213,6 +220,7 @@ async fn shutdown_closes_what_remains_at_the_deadline() {
             &["a.test"],
             vec![route(None, None, to(&[&hanging]))],
         ))
+        .unwrap()
         .timeouts(timeouts)
         .build()
         .unwrap();

@@ -1,4 +1,5 @@
 //! Limits: client connections, body size, header size, HTTP/2 streams.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -21,6 +22,7 @@ fn limited(origin: &Origin, limits: Limits) -> proxy_lib::ProxyConfig {
             &["a.test"],
             vec![route(None, None, to(&[origin]))],
         ))
+        .unwrap()
         .limits(limits)
         .build()
         .unwrap()

@@ -1,4 +1,5 @@
 //! Host → app and path → route, through the proxy to real origins.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -16,21 +17,25 @@ async fn hosts_choose_apps() {
             &["example.com", "www.example.com"],
             vec![route(None, None, to(&[&site]))],
         ))
+        .unwrap()
         .app(app(
             "wild",
             &["*.example.com"],
             vec![route(None, None, to(&[&wild]))],
         ))
+        .unwrap()
         .app(app(
             "api",
             &["api.example.com"],
             vec![route(None, None, to(&[&api]))],
         ))
+        .unwrap()
         .app(app(
             "fallback",
             &["fallback.test"],
             vec![route(None, None, to(&[&fallback]))],
         ))
+        .unwrap()
         .default_app("fallback")
         .build()
         .unwrap();
@@ -103,6 +108,7 @@ async fn longest_prefix_on_whole_segments() {
                 route(None, None, to(&[&rest])),
             ],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(config).await;
@@ -150,6 +156,7 @@ async fn replace_path_rewrites_the_matched_prefix() {
                 route(Some("/strip"), Some("/"), to(&[&root])),
             ],
         ))
+        .unwrap()
         .build()
         .unwrap();
     let proxy = TestProxy::start(config).await;

@@ -1,5 +1,6 @@
 //! Routes that serve a directory: types, index files, ranges, conditional
 //! requests, and every way out of the root refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -56,6 +57,7 @@ async fn site() -> Site {
                 route(Some("/assets"), Some("/"), files()),
             ],
         ))
+        .unwrap()
         .build()
         .unwrap();
     Site {

@@ -1,5 +1,6 @@
 //! Timeouts on both sides: connect, upstream response, slow request heads,
 //! slow bodies, idle keep-alive.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -29,6 +30,7 @@ fn with_timeouts(
                 RouteTarget::Upstreams(group(locations, policy)),
             )],
         ))
+        .unwrap()
         .timeouts(timeouts)
         .build()
         .unwrap()

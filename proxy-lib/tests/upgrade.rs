@@ -1,5 +1,6 @@
 //! HTTP/1.1 upgrades: a WebSocket echo through the proxy, and the tunnel's
 //! idle timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -48,6 +49,7 @@ fn ws_config(origin: SocketAddr, timeouts: Timeouts) -> proxy_lib::ProxyConfig {
             &["a.test"],
             vec![route(Some("/ws"), None, target)],
         ))
+        .unwrap()
         .timeouts(timeouts)
         .build()
         .unwrap()

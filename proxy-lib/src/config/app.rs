@@ -34,10 +34,18 @@ impl App {
         self
     }
 
-    /// Adds a route. Routes are matched by longest path prefix.
-    pub fn route(&mut self, route: Route) -> &mut Self {
+    /// Adds a route. Routes are matched by longest path prefix; two routes
+    /// of an app cannot have the same path.
+    pub fn route(&mut self, route: Route) -> Result<&mut Self> {
+        let path = route.path_str();
+        if self.routes.iter().any(|r| r.path_str() == path) {
+            return Err(Error::config(format!(
+                "app {:?} already has a route for path {path:?}",
+                self.name
+            )));
+        }
         self.routes.push(route);
-        self
+        Ok(self)
     }
 
     /// The app's name.
@@ -45,22 +53,9 @@ impl App {
         &self.name
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
-        if self.routes.is_empty() {
-            return Err(Error::config(format!("app {:?} has no route", self.name)));
-        }
-        let mut seen = Vec::with_capacity(self.routes.len());
-        for route in &self.routes {
-            let path = route.path.as_ref().map_or("/", PathPrefix::as_str);
-            if seen.contains(&path) {
-                return Err(Error::config(format!(
-                    "app {:?} has two routes for path {path:?}",
-                    self.name
-                )));
-            }
-            seen.push(path);
-        }
-        Ok(())
+    /// The app's server names.
+    pub fn server_names(&self) -> &[ServerName] {
+        &self.server_names
     }
 }
 
@@ -107,6 +102,11 @@ impl Route {
     /// The route's target.
     pub fn target(&self) -> &RouteTarget {
         &self.target
+    }
+
+    /// The path prefix, `/` for the fallback route.
+    pub fn path_str(&self) -> &str {
+        self.path.as_ref().map_or("/", PathPrefix::as_str)
     }
 }
 

@@ -35,19 +35,19 @@ impl Validators {
             if !self.matches(if_match, true) {
                 return Outcome::PreconditionFailed;
             }
-        } else if let Some(since) = date(headers.get(header::IF_UNMODIFIED_SINCE)) {
-            if self.modified.is_some_and(|m| m > since) {
-                return Outcome::PreconditionFailed;
-            }
+        } else if let Some(since) = date(headers.get(header::IF_UNMODIFIED_SINCE))
+            && self.modified.is_some_and(|m| m > since)
+        {
+            return Outcome::PreconditionFailed;
         }
         if let Some(if_none_match) = headers.get(header::IF_NONE_MATCH) {
             if self.matches(if_none_match, false) {
                 return Outcome::NotModified;
             }
-        } else if let Some(since) = date(headers.get(header::IF_MODIFIED_SINCE)) {
-            if self.modified.is_some_and(|m| m <= since) {
-                return Outcome::NotModified;
-            }
+        } else if let Some(since) = date(headers.get(header::IF_MODIFIED_SINCE))
+            && self.modified.is_some_and(|m| m <= since)
+        {
+            return Outcome::NotModified;
         }
         Outcome::Proceed
     }

@@ -43,7 +43,7 @@ pub(crate) struct Forward<'a> {
 
 enum Failure {
     /// Nothing reached the upstream: the next one may be tried.
-    Unsent(Error, Request<RequestBody>),
+    Unsent(Error, Box<Request<RequestBody>>),
     Sent(Error),
 }
 
@@ -55,10 +55,10 @@ impl Forward<'_> {
         exchange: &mut Exchange,
     ) -> Result<Response<ResponseBody>> {
         let limits = &self.config.limits;
-        if let (Some(limit), Some(len)) = (limits.request_max_body_size, content_length(&parts)) {
-            if len > limit {
-                return Err(Error::new(ErrorKind::BodyTooLarge));
-            }
+        if let (Some(limit), Some(len)) = (limits.request_max_body_size, content_length(&parts))
+            && len > limit
+        {
+            return Err(Error::new(ErrorKind::BodyTooLarge));
         }
         let upgrade = parts.version == Version::HTTP_11
             && self.set.protocol == UpstreamProtocol::Http1
@@ -85,10 +85,10 @@ impl Forward<'_> {
             upgrade_insecure_requests: self.set.upgrade_insecure_requests,
         }
         .apply(&mut parts.headers);
-        if self.set.host_header == HostHeader::Original {
-            if let Some(host) = &exchange.host {
-                parts.headers.insert(header::HOST, host.clone());
-            }
+        if self.set.host_header == HostHeader::Original
+            && let Some(host) = &exchange.host
+        {
+            parts.headers.insert(header::HOST, host.clone());
         }
         parts.uri = uri;
         parts.version = match self.set.protocol {
@@ -102,9 +102,8 @@ impl Forward<'_> {
         let req = Request::from_parts(parts, body);
 
         let (endpoint, response, checkout) = self
-            .try_endpoints(req, sticky_id, body_state.as_deref())
+            .try_endpoints(req, sticky_id, body_state.as_deref(), exchange)
             .await?;
-        exchange.upstream = Some(endpoint.clone());
         self.respond(
             endpoint,
             response,
@@ -166,11 +165,14 @@ impl Forward<'_> {
         Ok(Uri::from(path_and_query))
     }
 
+    /// Tries the endpoints in policy order; the exchange records the one
+    /// tried last, so a failure's log line names it.
     async fn try_endpoints(
         &self,
         mut req: Request<RequestBody>,
         sticky_id: Option<u64>,
         body_state: Option<&BodyState>,
+        exchange: &mut Exchange,
     ) -> Result<(Arc<Endpoint>, Response<Incoming>, Checkout)> {
         let now = now_ms();
         let timeouts = &self.config.timeouts;
@@ -179,6 +181,7 @@ impl Forward<'_> {
             if self.set.tracks_health() && endpoint.is_down(now) {
                 continue;
             }
+            exchange.upstream = Some(endpoint.clone());
             self.address(&mut req, endpoint)?;
             match self.attempt(endpoint, req, body_state).await {
                 Ok((response, checkout)) => {
@@ -192,7 +195,7 @@ impl Forward<'_> {
                     }
                     warn!(upstream = %endpoint.upstream, %error, "upstream unavailable; trying the next one");
                     last_error = Some(error);
-                    req = returned;
+                    req = *returned;
                 }
             }
         }
@@ -239,7 +242,7 @@ impl Forward<'_> {
         for _ in 0..STALE_ATTEMPTS {
             let mut checkout = match endpoint.pool.checkout(endpoint, &settings).await {
                 Ok(checkout) => checkout,
-                Err(error) => return Err(Failure::Unsent(error, req)),
+                Err(error) => return Err(Failure::Unsent(error, Box::new(req))),
             };
             let replay = (checkout.idle_ms >= STALE_RISK_MS)
                 .then(|| replayable(&req))
@@ -266,7 +269,7 @@ impl Forward<'_> {
                         let error = Error::new(ErrorKind::UpstreamProtocol)
                             .with_context(endpoint.upstream.to_string())
                             .with_source(e.into_error());
-                        return Err(Failure::Unsent(error, returned));
+                        return Err(Failure::Unsent(error, Box::new(returned)));
                     }
                     (None, Some(again)) if e.error().is_incomplete_message() => req = again,
                     (None, _) => {
@@ -324,12 +327,12 @@ impl Forward<'_> {
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
         remove_hop_by_hop(&mut parts.headers, false);
-        if self.set.policy == LoadBalance::Sticky && sticky_id != Some(endpoint.sticky_id) {
-            if let Some(cookie) =
+        if self.set.policy == LoadBalance::Sticky
+            && sticky_id != Some(endpoint.sticky_id)
+            && let Some(cookie) =
                 sticky::set_cookie(endpoint.sticky_id, &self.config.sticky_cookie, false)
-            {
-                parts.headers.append(header::SET_COOKIE, cookie);
-            }
+        {
+            parts.headers.append(header::SET_COOKIE, cookie);
         }
         exchange.pool = checkout
             .conn

@@ -119,9 +119,11 @@ mod tests {
 
     #[test]
     fn idle_slow_head_and_busy_are_told_apart() {
-        let mut timeouts = Timeouts::default();
-        timeouts.client_idle = Duration::from_millis(1000);
-        timeouts.client_header = Duration::from_millis(100);
+        let timeouts = Timeouts {
+            client_idle: Duration::from_millis(1000),
+            client_header: Duration::from_millis(100),
+            ..Timeouts::default()
+        };
         let activity = ConnActivity::new();
         let start = activity.idle_since.load(Ordering::Relaxed);
         assert_eq!(

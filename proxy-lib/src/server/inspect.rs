@@ -197,10 +197,9 @@ impl H1Inspector {
         let next = match (chunk, b) {
             (Size { size, .. }, _) if b.is_ascii_hexdigit() => {
                 let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
-                match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
-                    Some(size) => Some(Size { size, digits: true }),
-                    None => None,
-                }
+                size.checked_mul(16)
+                    .and_then(|s| s.checked_add(digit))
+                    .map(|size| Size { size, digits: true })
             }
             (Size { size, digits: true }, b' ' | b'\t') | (Space { size }, b' ' | b'\t') => {
                 Some(Space { size })

@@ -1,0 +1,111 @@
+//! Loading the TOML config file into the engine's validated types.
+//!
+//! Every refusal names the file, the key path (as `apps.site.reverse_proxy[0]
+//! .upstream[1].location`) and the reason; syntax and type errors also give
+//! the line and column.
+
+mod convert;
+mod raw;
+mod units;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use proxy_lib::ProxyConfig;
+
+/// A config file turned into what the binary runs.
+#[derive(Debug)]
+pub struct Loaded {
+    pub proxy: ProxyConfig,
+    pub log: LogSettings,
+    pub worker_threads: Option<usize>,
+    /// Things that load but deserve the operator's attention, logged once
+    /// logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: String,
+    pub access_log: bool,
+}
+
+/// Why a config file was refused.
+#[derive(Debug)]
+pub struct ConfigError {
+    file: PathBuf,
+    position: Option<(usize, usize)>,
+    key: Option<String>,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(key: Option<String>, reason: impl Into<String>) -> Self {
+        Self {
+            file: PathBuf::new(),
+            position: None,
+            key: key.filter(|k| !k.is_empty() && k != "."),
+            reason: reason.into(),
+        }
+    }
+
+    /// A refusal of the value at `key`.
+    pub(crate) fn at(key: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self::new(Some(key.into()), reason.to_string())
+    }
+
+    fn in_file(mut self, file: &Path) -> Self {
+        self.file = file.to_path_buf();
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses and validates `path`. Relative paths inside the file are
+/// resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(None, format!("cannot read the file: {e}")).in_file(path))?;
+    let raw = parse(&text).map_err(|e| e.in_file(path))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    convert::convert(raw, base).map_err(|e| e.in_file(path))
+}
+
+fn parse(text: &str) -> Result<raw::RawConfig, ConfigError> {
+    let position = |span: Option<std::ops::Range<usize>>| span.map(|s| line_column(text, s.start));
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+        position: position(e.span()),
+        ..ConfigError::new(None, e.message())
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError {
+            position: position(inner.span()),
+            ..ConfigError::new(Some(key), inner.message())
+        }
+    })
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -1,0 +1,342 @@
+//! Raw config → the engine's runtime types, refusing impossible
+//! combinations and features this version does not have yet, each at its key.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use proxy_lib::config::{
+    App, HostHeader, Limits, LoadBalance, PathPrefix, ProxyConfig, ReplacePath, Route, RouteTarget,
+    ServerName, StaticFiles, StickyCookie, Timeouts, Upstream, UpstreamGroup, UpstreamProtocol,
+};
+
+use crate::config::raw::{
+    RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
+};
+use crate::config::{ConfigError, Loaded, LogSettings};
+
+/// Default `[log] level`.
+const DEFAULT_LOG_LEVEL: &str = "info";
+
+const NOT_YET: &str = "is not supported by this version yet";
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
+    let mut warnings = Vec::new();
+    for (key, present) in [
+        ("listen_port_tls", raw.listen_port_tls.is_some()),
+        (
+            "https_redirection_port",
+            raw.https_redirection_port.is_some(),
+        ),
+    ] {
+        if present {
+            return Err(ConfigError::at(key, format!("TLS termination {NOT_YET}")));
+        }
+    }
+    if let Some(experimental) = &raw.experimental {
+        check_experimental(experimental, &mut warnings)?;
+    }
+    let port = raw
+        .listen_port
+        .ok_or_else(|| ConfigError::at("listen_port", "required: the port to serve HTTP on"))?;
+
+    let mut builder = ProxyConfig::builder();
+    let v4 = raw.listen_address_v4.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    builder.listen(SocketAddr::new(IpAddr::V4(v4), port));
+    if raw.listen_ipv6.unwrap_or(false) {
+        let v6 = raw.listen_address_v6.unwrap_or(Ipv6Addr::UNSPECIFIED);
+        builder.listen(SocketAddr::new(IpAddr::V6(v6), port));
+    } else if raw.listen_address_v6.is_some() {
+        return Err(ConfigError::at(
+            "listen_address_v6",
+            "set listen_ipv6 = true to listen on IPv6",
+        ));
+    }
+    if let Some(backlog) = raw.tcp_listen_backlog {
+        builder.listen_backlog(backlog);
+    }
+    builder.limits(limits(&raw)?);
+    builder.timeouts(timeouts(&raw));
+    if let Some(sticky) = &raw.sticky_cookie {
+        let name = sticky
+            .name
+            .as_deref()
+            .unwrap_or(proxy_lib::config::DEFAULT_STICKY_COOKIE_NAME);
+        let mut cookie =
+            StickyCookie::new(name).map_err(|e| ConfigError::at("sticky_cookie.name", e))?;
+        if let Some(secret) = &sticky.secret {
+            if secret.len() < 16 {
+                return Err(ConfigError::at(
+                    "sticky_cookie.secret",
+                    "use at least 16 characters",
+                ));
+            }
+            cookie.secret(secret.as_bytes());
+        }
+        cookie.max_age(sticky.max_age.map(|d| d.0));
+        builder.sticky_cookie(cookie);
+    }
+
+    if raw.apps.is_empty() {
+        return Err(ConfigError::at("apps", "at least one app is required"));
+    }
+    if let Some(default) = &raw.default_application {
+        if !raw.apps.contains_key(default) {
+            return Err(ConfigError::at(
+                "default_application",
+                format!("{default:?} is not an app defined under [apps]"),
+            ));
+        }
+        builder.default_app(default.as_str());
+    }
+    for (name, app) in raw.apps {
+        let is_default = raw.default_application.as_deref() == Some(name.as_str());
+        let app = convert_app(&name, app, is_default, base)?;
+        // Names are unique map keys and routes were checked, so what is left
+        // to refuse here is a server name another app already has.
+        builder
+            .app(app)
+            .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
+    }
+    let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
+
+    let log = raw.log.unwrap_or(crate::config::raw::RawLog {
+        level: None,
+        access_log: None,
+    });
+    if raw.worker_threads == Some(0) {
+        return Err(ConfigError::at("worker_threads", "must be at least 1"));
+    }
+    Ok(Loaded {
+        proxy,
+        log: LogSettings {
+            level: log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+            access_log: log.access_log.unwrap_or(true),
+        },
+        worker_threads: raw.worker_threads,
+        warnings,
+    })
+}
+
+fn check_experimental(experimental: &RawExperimental, warnings: &mut Vec<String>) -> Result<()> {
+    for (key, present) in [
+        ("experimental.h3", experimental.h3.is_some()),
+        ("experimental.cache", experimental.cache.is_some()),
+        ("experimental.acme", experimental.acme.is_some()),
+        (
+            "experimental.tcp_recv_proxy_protocol",
+            experimental.tcp_recv_proxy_protocol.is_some(),
+        ),
+    ] {
+        if present {
+            return Err(ConfigError::at(key, format!("this feature {NOT_YET}")));
+        }
+    }
+    if experimental.connection_handling_timeout.unwrap_or(0) != 0 {
+        return Err(ConfigError::at(
+            "experimental.connection_handling_timeout",
+            format!("a limit on connection lifetime {NOT_YET}; use [timeouts] client_idle"),
+        ));
+    }
+    if experimental.ignore_sni_consistency.is_some() {
+        warnings.push("experimental.ignore_sni_consistency has no effect without TLS".to_owned());
+    }
+    Ok(())
+}
+
+fn limits(raw: &RawConfig) -> Result<Limits> {
+    let mut limits = Limits::default();
+    if let Some(max) = raw.max_clients {
+        if max == 0 {
+            return Err(ConfigError::at("max_clients", "must be at least 1"));
+        }
+        limits.max_clients = max;
+    }
+    if let Some(max) = raw.max_concurrent_streams {
+        if max == 0 {
+            return Err(ConfigError::at(
+                "max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        limits.max_concurrent_streams = max;
+    }
+    limits.request_max_body_size = raw.request_max_body_size.map(|s| s.0);
+    if let Some(size) = raw.max_request_header_size {
+        limits.max_header_size = usize::try_from(size.0)
+            .ok()
+            .filter(|&s| s >= 1024)
+            .ok_or_else(|| ConfigError::at("max_request_header_size", "must be at least 1KiB"))?;
+    }
+    if let Some(max) = raw.max_request_headers {
+        if max == 0 {
+            return Err(ConfigError::at("max_request_headers", "must be at least 1"));
+        }
+        limits.max_headers = max;
+    }
+    if let Some(keepalive) = raw.upstream_keepalive {
+        limits.upstream_max_idle = keepalive;
+    }
+    Ok(limits)
+}
+
+fn timeouts(raw: &RawConfig) -> Timeouts {
+    let mut timeouts = Timeouts::default();
+    let Some(t) = &raw.timeouts else {
+        return timeouts;
+    };
+    let fields = [
+        (t.connect, &mut timeouts.connect),
+        (t.upstream_response, &mut timeouts.upstream_response),
+        (t.client_header, &mut timeouts.client_header),
+        (t.client_body, &mut timeouts.client_body),
+        (t.client_idle, &mut timeouts.client_idle),
+        (t.upstream_idle, &mut timeouts.upstream_idle),
+        (t.tunnel_idle, &mut timeouts.tunnel_idle),
+        (t.upstream_down, &mut timeouts.upstream_down),
+        (t.shutdown, &mut timeouts.shutdown),
+    ];
+    for (value, slot) in fields {
+        if let Some(value) = value {
+            *slot = value.0;
+        }
+    }
+    timeouts
+}
+
+fn convert_app(name: &str, raw: RawApp, is_default: bool, base: &Path) -> Result<App> {
+    let key = format!("apps.{name}");
+    if raw.tls.is_some() {
+        return Err(ConfigError::at(
+            format!("{key}.tls"),
+            format!("TLS termination {NOT_YET}"),
+        ));
+    }
+    let mut app = App::new(name);
+    let server_names = raw.server_name.map(|n| n.into_vec()).unwrap_or_default();
+    if server_names.is_empty() && !is_default {
+        return Err(ConfigError::at(
+            format!("{key}.server_name"),
+            "required, unless the app is the default_application",
+        ));
+    }
+    for server_name in server_names {
+        let parsed = ServerName::parse(&server_name)
+            .map_err(|e| ConfigError::at(format!("{key}.server_name"), e))?;
+        app.server_name(parsed);
+    }
+    if raw.reverse_proxy.is_empty() {
+        return Err(ConfigError::at(
+            format!("{key}.reverse_proxy"),
+            "an app needs at least one route",
+        ));
+    }
+    for (index, route) in raw.reverse_proxy.into_iter().enumerate() {
+        let key = format!("{key}.reverse_proxy[{index}]");
+        let route = convert_route(&key, route, base)?;
+        app.route(route)
+            .map_err(|e| ConfigError::at(format!("{key}.path"), e))?;
+    }
+    Ok(app)
+}
+
+fn convert_route(key: &str, raw: RawRoute, base: &Path) -> Result<Route> {
+    let target = match (raw.upstream, raw.static_files) {
+        (Some(upstreams), None) => {
+            let options = raw.upstream_options.unwrap_or_default();
+            RouteTarget::Upstreams(upstream_group(key, upstreams, raw.load_balance, &options)?)
+        }
+        (None, Some(files)) => {
+            if raw.load_balance.is_some() || raw.upstream_options.is_some() {
+                return Err(ConfigError::at(
+                    key,
+                    "load_balance and upstream_options apply to upstreams, not to static_files",
+                ));
+            }
+            let root = base.join(&files.root);
+            let mut files_target = StaticFiles::new(&root)
+                .map_err(|e| ConfigError::at(format!("{key}.static_files.root"), e))?;
+            if let Some(index) = &files.index {
+                files_target
+                    .index(index)
+                    .map_err(|e| ConfigError::at(format!("{key}.static_files.index"), e))?;
+            }
+            RouteTarget::Files(files_target)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at(
+                key,
+                "a route has either upstream or static_files, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::at(
+                key,
+                "a route needs upstream or static_files",
+            ));
+        }
+    };
+    let mut route = Route::new(target);
+    if let Some(path) = &raw.path {
+        route.path(PathPrefix::parse(path).map_err(|e| ConfigError::at(format!("{key}.path"), e))?);
+    }
+    if let Some(replace) = &raw.replace_path {
+        let replace = ReplacePath::parse(replace)
+            .map_err(|e| ConfigError::at(format!("{key}.replace_path"), e))?;
+        route.replace_path(replace);
+    }
+    Ok(route)
+}
+
+fn upstream_group(
+    key: &str,
+    raw: Vec<crate::config::raw::RawUpstream>,
+    load_balance: Option<RawLoadBalance>,
+    options: &[RawUpstreamOption],
+) -> Result<UpstreamGroup> {
+    if raw.is_empty() {
+        return Err(ConfigError::at(
+            format!("{key}.upstream"),
+            "needs at least one upstream",
+        ));
+    }
+    let mut upstreams = Vec::with_capacity(raw.len());
+    for (index, upstream) in raw.iter().enumerate() {
+        if upstream.tls == Some(true) {
+            return Err(ConfigError::at(
+                format!("{key}.upstream[{index}].tls"),
+                format!("TLS to upstreams {NOT_YET}"),
+            ));
+        }
+        let parsed = Upstream::parse(&upstream.location)
+            .map_err(|e| ConfigError::at(format!("{key}.upstream[{index}].location"), e))?;
+        upstreams.push(parsed);
+    }
+    let mut group =
+        UpstreamGroup::new(upstreams).map_err(|e| ConfigError::at(format!("{key}.upstream"), e))?;
+    group.load_balance(match load_balance.unwrap_or(RawLoadBalance::None) {
+        RawLoadBalance::None => LoadBalance::None,
+        RawLoadBalance::RoundRobin => LoadBalance::RoundRobin,
+        RawLoadBalance::Random => LoadBalance::Random,
+        RawLoadBalance::Sticky => LoadBalance::Sticky,
+        RawLoadBalance::PrimaryBackup => LoadBalance::PrimaryBackup,
+    });
+    let has = |option| options.contains(&option);
+    if has(RawUpstreamOption::ForceHttp11Upstream) && has(RawUpstreamOption::ForceHttp2Upstream) {
+        return Err(ConfigError::at(
+            format!("{key}.upstream_options"),
+            "force_http11_upstream and force_http2_upstream exclude each other",
+        ));
+    }
+    if has(RawUpstreamOption::ForceHttp2Upstream) {
+        group.protocol(UpstreamProtocol::Http2);
+    }
+    // As in rpxy, keep_original_host wins over set_upstream_host.
+    if has(RawUpstreamOption::SetUpstreamHost) && !has(RawUpstreamOption::KeepOriginalHost) {
+        group.host_header(HostHeader::Upstream);
+    }
+    group.forwarded_header(has(RawUpstreamOption::ForwardedHeader));
+    group.upgrade_insecure_requests(has(RawUpstreamOption::UpgradeInsecureRequests));
+    Ok(group)
+}

@@ -1,0 +1,148 @@
+//! The config file as written: rpxy's format, plus sections of ours for what
+//! rpxy lacks. Every struct refuses unknown keys.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::Deserialize;
+
+use crate::config::units::{ByteSize, ConfigDuration};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen_port: Option<u16>,
+    pub listen_port_tls: Option<u16>,
+    pub https_redirection_port: Option<u16>,
+    pub listen_address_v4: Option<Ipv4Addr>,
+    pub listen_address_v6: Option<Ipv6Addr>,
+    pub listen_ipv6: Option<bool>,
+    pub tcp_listen_backlog: Option<u32>,
+    pub max_concurrent_streams: Option<u32>,
+    pub max_clients: Option<usize>,
+    #[serde(alias = "default_app")]
+    pub default_application: Option<String>,
+    pub request_max_body_size: Option<ByteSize>,
+    pub max_request_header_size: Option<ByteSize>,
+    pub max_request_headers: Option<usize>,
+    pub upstream_keepalive: Option<usize>,
+    pub worker_threads: Option<usize>,
+    #[serde(default)]
+    pub apps: BTreeMap<String, RawApp>,
+    pub timeouts: Option<RawTimeouts>,
+    pub sticky_cookie: Option<RawStickyCookie>,
+    pub log: Option<RawLog>,
+    pub experimental: Option<RawExperimental>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub server_name: Option<OneOrMany>,
+    pub tls: Option<toml::Table>,
+    #[serde(default)]
+    pub reverse_proxy: Vec<RawRoute>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a name or a list of names")]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: Option<String>,
+    pub replace_path: Option<String>,
+    pub upstream: Option<Vec<RawUpstream>>,
+    pub load_balance: Option<RawLoadBalance>,
+    pub upstream_options: Option<Vec<RawUpstreamOption>>,
+    pub static_files: Option<RawStaticFiles>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub location: String,
+    pub tls: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawLoadBalance {
+    None,
+    RoundRobin,
+    Random,
+    Sticky,
+    PrimaryBackup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUpstreamOption {
+    KeepOriginalHost,
+    SetUpstreamHost,
+    UpgradeInsecureRequests,
+    ForceHttp11Upstream,
+    ForceHttp2Upstream,
+    ForwardedHeader,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaticFiles {
+    pub root: String,
+    pub index: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<ConfigDuration>,
+    pub upstream_response: Option<ConfigDuration>,
+    pub client_header: Option<ConfigDuration>,
+    pub client_body: Option<ConfigDuration>,
+    pub client_idle: Option<ConfigDuration>,
+    pub upstream_idle: Option<ConfigDuration>,
+    pub tunnel_idle: Option<ConfigDuration>,
+    pub upstream_down: Option<ConfigDuration>,
+    pub shutdown: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStickyCookie {
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    pub max_age: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExperimental {
+    pub ignore_sni_consistency: Option<bool>,
+    pub connection_handling_timeout: Option<u64>,
+    pub h3: Option<toml::Table>,
+    pub cache: Option<toml::Table>,
+    pub acme: Option<toml::Table>,
+    pub tcp_recv_proxy_protocol: Option<toml::Table>,
+}

@@ -1,0 +1,189 @@
+//! Access-log lines in the NCSA Common Log Format, extended:
+//!
+//! ```text
+//! 127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "GET /x?y HTTP/1.1" 200 1234 "a.example" 0.002315 app=site upstream=127.0.0.1:3000
+//! ```
+//!
+//! After the common fields: the Host, the duration in seconds, the app and
+//! the upstream (`-` when none), and ` incomplete` when the client went away
+//! or the upstream broke before the response ended.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+
+/// Writes access events to stdout, one line each.
+#[derive(Debug)]
+pub struct AccessLayer;
+
+impl AccessLayer {
+    pub fn stdout() -> Self {
+        Self
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    client: String,
+    method: String,
+    host: String,
+    path: String,
+    version: String,
+    status: u64,
+    bytes: u64,
+    duration_us: u64,
+    app: String,
+    upstream: String,
+    completed: bool,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let slot = match field.name() {
+            "client" => &mut self.client,
+            "method" => &mut self.method,
+            "host" => &mut self.host,
+            "path" => &mut self.path,
+            "version" => &mut self.version,
+            "app" => &mut self.app,
+            "upstream" => &mut self.upstream,
+            _ => return,
+        };
+        let _ = write!(slot, "{value:?}");
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "host" => self.host = value.to_owned(),
+            "path" => self.path = value.to_owned(),
+            "app" => self.app = value.to_owned(),
+            _ => self.record_debug(field, &format_args!("{value}")),
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "status" => self.status = value,
+            "bytes" => self.bytes = value,
+            "duration_us" => self.duration_us = value,
+            _ => {}
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "completed" {
+            self.completed = value;
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for AccessLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let line = format_line(&fields, SystemTime::now());
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+fn format_line(f: &Fields, now: SystemTime) -> String {
+    let mut line = String::with_capacity(160);
+    let _ = write!(
+        line,
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" {}.{:06} app={} upstream={}",
+        f.client,
+        clf_time(now),
+        f.method,
+        f.path,
+        f.version,
+        f.status,
+        f.bytes,
+        f.host,
+        f.duration_us / 1_000_000,
+        f.duration_us % 1_000_000,
+        f.app,
+        f.upstream,
+    );
+    if !f.completed {
+        line.push_str(" incomplete");
+    }
+    line.push('\n');
+    line
+}
+
+/// `10/Oct/2000:13:55:36 +0000`, in UTC.
+fn clf_time(now: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let month = MONTHS
+        .get(month.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or("Jan");
+    format!(
+        "{day:02}/{month}/{year}:{:02}:{:02}:{:02} +0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31), after Howard
+/// Hinnant's `civil_from_days`.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn lines_follow_the_common_format() {
+        let fields = Fields {
+            client: "127.0.0.1".into(),
+            method: "GET".into(),
+            host: "a.test".into(),
+            path: "/x?y=1".into(),
+            version: "HTTP/1.1".into(),
+            status: 200,
+            bytes: 1234,
+            duration_us: 2_315,
+            app: "site".into(),
+            upstream: "127.0.0.1:3000".into(),
+            completed: true,
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(971_186_136);
+        assert_eq!(
+            format_line(&fields, at),
+            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /x?y=1 HTTP/1.1\" 200 1234 \"a.test\" 0.002315 app=site upstream=127.0.0.1:3000\n"
+        );
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(1_795_398_445)),
+            "23/Nov/2026:01:47:25 +0000"
+        );
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "29/Feb/2000:00:00:00 +0000"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! `portcullis --check`: a valid file passes, and each kind of bad file is
+//! refused with the file, the key and the reason, word for word.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::*;
+
+const APP: &str = r#"
+[apps.site]
+server_name = "a.test"
+reverse_proxy = [{ upstream = [{ location = "127.0.0.1:9000" }] }]
+"#;
+
+#[test]
+fn the_bundled_example_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config-example.toml");
+    let output = std::process::Command::new(BIN)
+        .args(["--config", example, "--check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.ends_with("configuration is valid (2 apps)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_files_are_refused_with_file_key_and_reason() {
+    let cases: &[(String, &str)] = &[
+        (
+            format!("listen_port = 8080\nlisten_prt = 1\n{APP}"),
+            ":2:1: listen_prt: unknown field `listen_prt`, expected one of",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ locaton = \"127.0.0.1:1\" }] }]\n".into(),
+            ":4:34: apps.site.reverse_proxy[0].upstream[0].locaton: unknown field `locaton`, expected `location` or `tls`",
+        ),
+        (
+            format!("listen_port = \"80\"\n{APP}"),
+            ":1:15: listen_port: invalid type: string \"80\", expected u16",
+        ),
+        (
+            format!("listen_port = 70000\n{APP}"),
+            ":1:15: listen_port: invalid value: integer `70000`, expected u16",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ location = \"http://x:1\" }] }]\n".into(),
+            ": apps.site.reverse_proxy[0].upstream[0].location: invalid upstream location \"http://x:1\": write host[:port] without a scheme",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a b\"\nreverse_proxy = [{ upstream = [{ location = \"x:1\" }] }]\n".into(),
+            ": apps.site.server_name: invalid server name \"a b\": only letters, digits, '-' and '_' are allowed in labels",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ location = \"x:1\" }], load_balance = \"fastest\" }]\n".into(),
+            ":4:70: apps.site.reverse_proxy[0].load_balance: unknown variant `fastest`, expected one of `none`, `round_robin`, `random`, `sticky`, `primary_backup`",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ location = \"x:1\" }], upstream_options = [\"force_http11_upstream\", \"force_http2_upstream\"] }]\n".into(),
+            ": apps.site.reverse_proxy[0].upstream_options: force_http11_upstream and force_http2_upstream exclude each other",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ location = \"x:1\" }], static_files = { root = \".\" } }]\n".into(),
+            ": apps.site.reverse_proxy[0]: a route has either upstream or static_files, not both",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ path = \"api\", upstream = [{ location = \"x:1\" }] }]\n".into(),
+            ": apps.site.reverse_proxy[0].path: invalid path \"api\": must start with '/'",
+        ),
+        (
+            format!("listen_port = 8080\n{APP}[apps.other]\nserver_name = [\"b.test\", \"A.test\"]\nreverse_proxy = [{{ upstream = [{{ location = \"x:1\" }}] }}]\n"),
+            // Apps are checked in name order: "other" before "site".
+            ": apps.site.server_name: server name a.test is already served by app \"other\"",
+        ),
+        (
+            format!("listen_port = 8080\ndefault_app = \"nope\"\n{APP}"),
+            ": default_application: \"nope\" is not an app defined under [apps]",
+        ),
+        (
+            format!("listen_port = 8080\n[timeouts]\nconnect = \"5 parsecs\"\n{APP}"),
+            ":3:11: timeouts.connect: invalid duration unit \"parsecs\" in \"5 parsecs\": use ms, s, m, h or d",
+        ),
+        (
+            format!("listen_port = 8080\nrequest_max_body_size = \"10 furlongs\"\n{APP}"),
+            ":2:25: request_max_body_size: invalid size unit \"furlongs\" in \"10 furlongs\": use B, KiB, MiB, GiB, KB, MB or GB",
+        ),
+        (APP.into(), ": listen_port: required: the port to serve HTTP on"),
+        (
+            format!("listen_port = 8080\nlisten_port_tls = 8443\n{APP}"),
+            ": listen_port_tls: TLS termination is not supported by this version yet",
+        ),
+        ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
+    ];
+    for (config, want) in cases {
+        let (code, stdout, stderr, path) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}");
+        let prefix = format!("portcullis: configuration refused: {}", path.display());
+        assert!(
+            stderr.starts_with(&format!("{prefix}{want}")),
+            "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let output = std::process::Command::new(BIN)
+        .args(["--config", "/nonexistent/portcullis.toml", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "portcullis: configuration refused: /nonexistent/portcullis.toml: cannot read the file: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn rpxy_spellings_load() {
+    let (code, stdout, stderr, _) = check(
+        r#"listen_port = 8080
+max_clients = 100
+max_concurrent_streams = 50
+tcp_listen_backlog = 128
+default_app = "site"
+[apps.site]
+server_name = "localhost"
+reverse_proxy = [
+  { upstream = [{ location = "127.0.0.1:9000" }, { location = "127.0.0.1:9001" }], load_balance = "round_robin", upstream_options = ["keep_original_host", "force_http2_upstream"] },
+  { path = "/maps", replace_path = "/replacing/path1", upstream = [{ location = "127.0.0.1:9002", tls = false }], load_balance = "random", upstream_options = ["upgrade_insecure_requests", "force_http11_upstream", "set_upstream_host", "forwarded_header"] },
+]
+[experimental]
+ignore_sni_consistency = false
+connection_handling_timeout = 0
+"#,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with("configuration is valid (1 apps)\n"));
+    assert_eq!(
+        stderr,
+        "portcullis: warning: experimental.ignore_sni_consistency has no effect without TLS\n"
+    );
+}

@@ -1,0 +1,156 @@
+//! The `portcullis` process: access log, graceful drain on SIGTERM, reload
+//! on SIGHUP that keeps serving when the new file is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_gets_an_access_log_line() {
+    let origin = Origin::start("o").await;
+    let proxy = Portcullis::start(&forwarding(origin.addr, ""));
+    let answer = get(proxy.addr, "a.test", "/hello?x=1").await;
+    assert_eq!(answer.text(), "o");
+    let line = proxy
+        .wait_for_stdout("/hello?x=1", WAIT)
+        .expect("an access log line");
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(" +0000] \"GET /hello?x=1 HTTP/1.1\" 200 1 \"a.test\" "),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!(" app=a upstream={}", origin.addr)),
+        "{line}"
+    );
+
+    let answer = get(proxy.addr, "unknown.test", "/").await;
+    assert_eq!(answer.status, 421);
+    let line = proxy.wait_for_stdout("\"unknown.test\"", WAIT).unwrap();
+    assert!(line.contains("\"GET / HTTP/1.1\" 421 "), "{line}");
+    assert!(line.ends_with(" app=- upstream=-"), "{line}");
+    assert!(
+        proxy
+            .stderr_lines()
+            .iter()
+            .all(|l| !l.contains("GET /hello")),
+        "access lines stay off stderr"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_logged_with_the_upstream_and_the_cause() {
+    let dead = dead_port().await;
+    let proxy = Portcullis::start(&forwarding(dead, ""));
+    let answer = get(proxy.addr, "a.test", "/x").await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(
+        answer.text(),
+        "502 Bad Gateway: upstream refused the connection\n"
+    );
+    let line = proxy
+        .wait_for_stderr("upstream failed", WAIT)
+        .expect("a warning");
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains(&format!("upstream=\"{dead}\"")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "upstream refused the connection: {dead}: Connection refused"
+        )),
+        "{line}"
+    );
+    let access = proxy
+        .wait_for_stdout("\"GET /x HTTP/1.1\" 502", WAIT)
+        .unwrap();
+    assert!(access.ends_with(&format!("upstream={dead}")), "{access}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let origin = Origin::with_handler(
+        "slow",
+        false,
+        Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                Response::new(Full::new(Bytes::from("done")))
+            })
+        }),
+    )
+    .await;
+    let mut proxy = Portcullis::start(&forwarding(origin.addr, "[timeouts]\nshutdown = \"10s\""));
+    let addr = proxy.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "a.test", "/").await.text() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    proxy.signal("TERM");
+    assert!(proxy.wait_for_stderr("SIGTERM: draining", WAIT).is_some());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections"
+    );
+    assert_eq!(
+        in_flight.await.unwrap(),
+        "done",
+        "the in-flight request finished"
+    );
+    let status = proxy
+        .wait_exit(WAIT)
+        .expect("the process exits once drained");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_refused_file_keeps_the_running_config() {
+    let one = Origin::start("one").await;
+    let two = Origin::start("two").await;
+    let proxy = Portcullis::start(&forwarding(one.addr, ""));
+    let mut client = H1::connect(proxy.addr).await;
+    assert_eq!(client.get("a.test", "/").await.text(), "one");
+
+    // The port stays the same: the listener is keyed by its configured address.
+    std::fs::write(&proxy.config_path, forwarding(two.addr, "")).unwrap();
+    proxy.signal("HUP");
+    assert!(
+        proxy
+            .wait_for_stderr("SIGHUP: configuration reloaded", WAIT)
+            .is_some()
+    );
+    assert_eq!(
+        client.get("a.test", "/").await.text(),
+        "two",
+        "same connection, new config"
+    );
+
+    std::fs::write(&proxy.config_path, forwarding(one.addr, "listen_prt = 1")).unwrap();
+    proxy.signal("HUP");
+    let refusal = proxy
+        .wait_for_stderr(
+            "configuration refused, still serving the previous one",
+            WAIT,
+        )
+        .expect("the refusal is logged");
+    let file = proxy.config_path.display().to_string();
+    assert!(
+        refusal.contains(&format!(
+            "{file}:3:1: listen_prt: unknown field `listen_prt`"
+        )),
+        "{refusal}"
+    );
+    assert_eq!(
+        client.get("a.test", "/").await.text(),
+        "two",
+        "still the previous config"
+    );
+    assert_eq!(get(proxy.addr, "a.test", "/").await.text(), "two");
+}

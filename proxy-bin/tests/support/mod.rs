@@ -1,0 +1,176 @@
+//! Runs the real `portcullis` binary on a config written to a temporary
+//! directory, and watches its output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use test_support::*;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// `portcullis --config FILE --check` on `config`: exit code, stdout, stderr.
+pub fn check(config: &str) -> (i32, String, String, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        path,
+    )
+}
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// A running `portcullis` process.
+pub struct Portcullis {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl Portcullis {
+    /// Starts the binary on `config`, which should set `listen_port = 0`.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let mut this = Self {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            dir,
+            config_path,
+            stdout,
+            stderr,
+        };
+        let line = this
+            .wait_for_stderr("listening listen=", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("portcullis did not start: {:?}", this.stderr_lines()));
+        let addr = line.rsplit("listen=").next().unwrap().trim();
+        this.addr = addr.parse().unwrap();
+        this
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name ("TERM", "HUP", ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The first stderr line containing `needle`, waiting up to `limit`.
+    pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> Option<String> {
+        wait_for(&self.stderr, needle, limit)
+    }
+
+    pub fn wait_for_stdout(&self, needle: &str, limit: Duration) -> Option<String> {
+        wait_for(&self.stdout, needle, limit)
+    }
+
+    /// A line of /proc/PID/status, in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Portcullis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
+    let lines: Lines = Arc::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn wait_for(lines: &Lines, needle: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(line) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A config with one app `a.test` forwarding to `upstream`, on 127.0.0.1:0.
+pub fn forwarding(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"listen_port = 0
+listen_address_v4 = "127.0.0.1"
+{extra}
+[apps.a]
+server_name = "a.test"
+reverse_proxy = [{{ upstream = [{{ location = "{upstream}" }}] }}]
+"#
+    )
+}

@@ -1,0 +1,15 @@
+//! Origins and clients for Portcullis's integration tests: real servers on
+//! 127.0.0.1:0 that record what reaches them, and clients that speak
+//! HTTP/1.1, HTTP/1.0 (raw), h2c or arbitrary bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    missing_debug_implementations
+)]
+
+mod client;
+mod origin;
+
+pub use client::*;
+pub use origin::*;

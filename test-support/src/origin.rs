@@ -1,0 +1,162 @@
+//! Origins on 127.0.0.1:0 that record what they see.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A request as an origin saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An origin server answering every request with `200 <name>` and
+/// recording what it saw.
+#[derive(Clone)]
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+pub type Handler = Arc<
+    dyn Fn(Seen) -> std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl Origin {
+    pub async fn start(name: &'static str) -> Self {
+        Self::with_handler(name, false, echo(name)).await
+    }
+
+    /// An origin that speaks only HTTP/2 with prior knowledge.
+    pub async fn h2c(name: &'static str) -> Self {
+        Self::with_handler(name, true, echo(name)).await
+    }
+
+    pub async fn with_handler(name: &'static str, h2_only: bool, handler: Handler) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = Self {
+            addr: listener.local_addr().unwrap(),
+            name,
+            seen: Arc::default(),
+            connections: Arc::default(),
+            stop: CancellationToken::new(),
+        };
+        let this = origin.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                    () = this.stop.cancelled() => return,
+                };
+                this.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = this.seen.clone();
+                let handler = handler.clone();
+                let stop = this.stop.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let seen = seen.clone();
+                        let handler = handler.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let record = Seen {
+                                method: parts.method,
+                                uri: parts.uri,
+                                version: parts.version,
+                                headers: parts.headers,
+                                body,
+                            };
+                            seen.lock().unwrap().push(record.clone());
+                            Ok::<_, Infallible>(handler(record).await)
+                        }
+                    });
+                    let io = TokioIo::new(stream);
+                    let serve = async {
+                        if h2_only {
+                            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .serve_connection(io, service)
+                                .await;
+                        } else {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(io, service)
+                                .with_upgrades()
+                                .await;
+                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+        origin
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub fn location(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+pub fn echo(name: &'static str) -> Handler {
+    Arc::new(move |_seen: Seen| {
+        Box::pin(async move {
+            Response::builder()
+                .header("x-origin", name)
+                .body(Full::new(Bytes::from(name)))
+                .unwrap()
+        })
+    })
+}
+
+/// A port with nothing listening on it.
+pub async fn dead_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
