@@ -46,8 +46,8 @@ fn reload(path: &Path, updates: &watch::Sender<Arc<ProxyConfig>>) {
             for warning in &loaded.warnings {
                 warn!("{warning}");
             }
-            info!(file = %path.display(), "SIGHUP: configuration reloaded");
             updates.send_replace(Arc::new(loaded.proxy));
+            info!(file = %path.display(), "SIGHUP: configuration reloaded");
         }
         Err(e) => error!("SIGHUP: configuration refused, still serving the previous one: {e}"),
     }

@@ -8,6 +8,8 @@ mod path;
 mod respond;
 mod validate;
 
+use std::sync::Arc;
+
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -24,7 +26,7 @@ pub(crate) use respond::text;
 /// Answers one request. Never fails: errors become responses.
 pub(crate) async fn handle(
     shared: &Shared,
-    ctx: &ConnCtx,
+    ctx: &Arc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let (in_flight, index) = ctx.activity.begin_request();
@@ -35,7 +37,7 @@ pub(crate) async fn handle(
             .with_context("Content-Length together with Transfer-Encoding"))
     } else {
         let snapshot = shared.snapshot();
-        serve(shared, &snapshot, parts, body, &mut exchange).await
+        serve(shared, ctx, &snapshot, parts, body, &mut exchange).await
     };
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
     exchange.status = response.status().as_u16();
@@ -45,6 +47,7 @@ pub(crate) async fn handle(
 
 async fn serve(
     shared: &Shared,
+    conn: &Arc<ConnCtx>,
     snapshot: &Snapshot,
     parts: http::request::Parts,
     body: Incoming,
@@ -69,6 +72,7 @@ async fn serve(
         Target::Upstreams(set) => {
             let forward = forward::Forward {
                 shared,
+                conn,
                 config: &snapshot.config,
                 route,
                 set,

@@ -17,11 +17,14 @@ use tracing::debug;
 
 use crate::clock::{self, millis, now_ms};
 use crate::exchange::Exchange;
+use crate::server::ConnCtx;
 use crate::state::Shared;
 
-/// Waits for both sides to finish upgrading, then relays bytes.
+/// Waits for both sides to finish upgrading, then relays bytes. The tunnel
+/// holds `conn` until it ends, so it counts against `max_clients`.
 pub(crate) fn spawn(
     shared: &Shared,
+    conn: Arc<ConnCtx>,
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,
@@ -35,6 +38,7 @@ pub(crate) fn spawn(
         .map(|e| e.upstream.to_string())
         .unwrap_or_default();
     shared.tasks.spawn(async move {
+        let _conn = conn;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {

@@ -148,6 +148,49 @@ async fn http10_clients_get_close_delimited_answers() {
 }
 
 #[tokio::test]
+async fn upstreams_always_get_a_host() {
+    let origin = Origin::start("o").await;
+    let config = config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap()
+        .default_app("a")
+        .build()
+        .unwrap();
+    let proxy = TestProxy::start(config).await;
+    let (answer, _) = raw(proxy.addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    // The client named no host: the upstream's own is sent.
+    assert_eq!(origin.seen()[0].headers["host"], origin.location());
+    assert_eq!(origin.seen()[0].version, Version::HTTP_11);
+}
+
+#[tokio::test]
+async fn h2c_failover_keeps_the_clients_authority() {
+    let origin = Origin::h2c("h2-origin").await;
+    let dead = dead_port().await.to_string();
+    let mut group = group(&[dead, origin.location()], LoadBalance::PrimaryBackup);
+    group.protocol(UpstreamProtocol::Http2);
+    let config = config()
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, RouteTarget::Upstreams(group))],
+        ))
+        .unwrap()
+        .build()
+        .unwrap();
+    let proxy = TestProxy::start(config).await;
+    assert_eq!(get(proxy.addr, "a.test", "/x").await.text(), "h2-origin");
+    let seen = &origin.seen()[0];
+    assert_eq!(seen.uri.authority().map(|a| a.as_str()), Some("a.test"));
+    assert_eq!(seen.uri.path(), "/x");
+}
+
+#[tokio::test]
 async fn http10_upstreams_are_read_to_close() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

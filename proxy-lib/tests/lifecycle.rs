@@ -91,7 +91,12 @@ async fn a_new_config_applies_without_dropping_connections() {
         .build()
         .unwrap();
     proxy.reload(after);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The engine applies it from its own task; wait until it is live.
+    let probe = proxy.addr;
+    eventually("the new app answers", || async move {
+        get(probe, "b.test", "/").await.status == 200
+    })
+    .await;
 
     assert_eq!(
         kept.get("a.test", "/").await.text(),
@@ -137,16 +142,18 @@ async fn reloads_add_and_remove_listeners() {
     assert!(TcpStream::connect(extra).await.is_err());
 
     proxy.reload(base().listen(extra).build().unwrap());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the new listener accepts", || async move {
+        TcpStream::connect(extra).await.is_ok()
+    })
+    .await;
     let mut on_extra = H1::connect(extra).await;
     assert_eq!(on_extra.get("a.test", "/").await.status, 200);
 
     proxy.reload(base().build().unwrap());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        TcpStream::connect(extra).await.is_err(),
-        "the removed listener is closed"
-    );
+    eventually("the removed listener is closed", || async move {
+        TcpStream::connect(extra).await.is_err()
+    })
+    .await;
     assert_eq!(
         on_extra.get("a.test", "/").await.status,
         200,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use proxy_lib::config::{LoadBalance, RouteTarget, Timeouts};
+use proxy_lib::config::{Limits, LoadBalance, RouteTarget, Timeouts};
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -42,6 +42,14 @@ async fn ws_echo() -> SocketAddr {
 }
 
 fn ws_config(origin: SocketAddr, timeouts: Timeouts) -> proxy_lib::ProxyConfig {
+    ws_config_limited(origin, timeouts, Limits::default())
+}
+
+fn ws_config_limited(
+    origin: SocketAddr,
+    timeouts: Timeouts,
+    limits: Limits,
+) -> proxy_lib::ProxyConfig {
     let target = RouteTarget::Upstreams(group(&[origin.to_string()], LoadBalance::None));
     config()
         .app(app(
@@ -51,6 +59,7 @@ fn ws_config(origin: SocketAddr, timeouts: Timeouts) -> proxy_lib::ProxyConfig {
         ))
         .unwrap()
         .timeouts(timeouts)
+        .limits(limits)
         .build()
         .unwrap()
 }
@@ -101,4 +110,42 @@ async fn idle_tunnels_are_closed() {
         .expect("closed in time");
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
     assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn a_tunnel_counts_against_max_clients_until_it_closes() {
+    let origin = ws_echo().await;
+    let mut limits = Limits::default();
+    limits.max_clients = 1;
+    let proxy = TestProxy::start(ws_config_limited(origin, Timeouts::default(), limits)).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://a.test/ws", stream)
+        .await
+        .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert!(ws.next().await.unwrap().is_ok());
+
+    let (answer, _) = raw(proxy.addr, b"GET /ws HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(
+        status_of(&answer),
+        Some(503),
+        "the open tunnel holds the only slot: {answer}"
+    );
+
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (answer, _) = raw(
+            proxy.addr,
+            b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&answer) != Some(503) {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the slot is released when the tunnel ends");
 }

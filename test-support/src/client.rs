@@ -1,5 +1,6 @@
 //! Clients: HTTP/1.1 on one connection, h2c, and raw bytes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -155,4 +156,20 @@ pub async fn read_until_close(stream: &mut TcpStream, limit: Duration) -> (Strin
 /// Status code of the first response in raw HTTP/1 bytes.
 pub fn status_of(raw: &str) -> Option<u16> {
     raw.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Polls `check` every 20 ms until it holds, for up to 5 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

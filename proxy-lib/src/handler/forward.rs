@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
 use crate::routing::CompiledRoute;
+use crate::server::ConnCtx;
 use crate::state::Shared;
 use crate::tunnel;
 use crate::upstream::{Checkout, Endpoint, PoolSettings, UpstreamSet, sticky};
@@ -33,6 +34,8 @@ const STALE_RISK_MS: u64 = 1000;
 #[derive(Debug)]
 pub(crate) struct Forward<'a> {
     pub(crate) shared: &'a Shared,
+    /// The client connection, which a tunnel keeps alive (and counted).
+    pub(crate) conn: &'a Arc<ConnCtx>,
     pub(crate) config: &'a ProxyConfig,
     pub(crate) route: &'a CompiledRoute,
     pub(crate) set: &'a UpstreamSet,
@@ -85,11 +88,6 @@ impl Forward<'_> {
             upgrade_insecure_requests: self.set.upgrade_insecure_requests,
         }
         .apply(&mut parts.headers);
-        if self.set.host_header == HostHeader::Original
-            && let Some(host) = &exchange.host
-        {
-            parts.headers.insert(header::HOST, host.clone());
-        }
         parts.uri = uri;
         parts.version = match self.set.protocol {
             UpstreamProtocol::Http1 => Version::HTTP_11,
@@ -177,12 +175,13 @@ impl Forward<'_> {
         let now = now_ms();
         let timeouts = &self.config.timeouts;
         let mut last_error = None;
+        let original = exchange.host.clone();
         for endpoint in self.set.order(sticky_id) {
             if self.set.tracks_health() && endpoint.is_down(now) {
                 continue;
             }
             exchange.upstream = Some(endpoint.clone());
-            self.address(&mut req, endpoint)?;
+            self.address(&mut req, endpoint, original.as_ref())?;
             match self.attempt(endpoint, req, body_state).await {
                 Ok((response, checkout)) => {
                     endpoint.mark_up();
@@ -202,29 +201,34 @@ impl Forward<'_> {
         Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::NoHealthyUpstream)))
     }
 
-    /// Sets what differs per endpoint: the Host header or the authority.
-    fn address(&self, req: &mut Request<RequestBody>, endpoint: &Endpoint) -> Result<()> {
-        if self.set.host_header == HostHeader::Upstream {
-            let host = HeaderValue::from_str(endpoint.upstream.authority())
-                .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
+    /// Sets what differs per endpoint: the Host header (HTTP/1.1) or the
+    /// authority (HTTP/2) names the client's host, or the upstream with
+    /// `set_upstream_host` or when the client named no host (HTTP/1.0).
+    fn address(
+        &self,
+        req: &mut Request<RequestBody>,
+        endpoint: &Endpoint,
+        original: Option<&HeaderValue>,
+    ) -> Result<()> {
+        let host = match (self.set.host_header, original) {
+            (HostHeader::Original, Some(host)) => host.clone(),
+            _ => HeaderValue::from_str(endpoint.upstream.authority())
+                .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?,
+        };
+        if self.set.protocol == UpstreamProtocol::Http1 {
             req.headers_mut().insert(header::HOST, host);
+            return Ok(());
         }
-        if self.set.protocol == UpstreamProtocol::Http2 {
-            let authority = match req.headers_mut().remove(header::HOST) {
-                Some(host) => host.to_str().map(str::to_owned).ok(),
-                None => None,
-            }
-            .unwrap_or_else(|| endpoint.upstream.authority().to_owned());
-            let mut parts = std::mem::take(req.uri_mut()).into_parts();
-            parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(authority.parse().map_err(|e| {
-                Error::new(ErrorKind::BadRequest)
-                    .with_context("unusable authority")
-                    .with_source(e)
-            })?);
-            *req.uri_mut() = Uri::from_parts(parts)
-                .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
-        }
+        req.headers_mut().remove(header::HOST);
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(Authority::try_from(host.as_bytes()).map_err(|e| {
+            Error::new(ErrorKind::BadRequest)
+                .with_context("unusable authority")
+                .with_source(e)
+        })?);
+        *req.uri_mut() =
+            Uri::from_parts(parts).map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
         Ok(())
     }
 
@@ -319,6 +323,7 @@ impl Forward<'_> {
             let idle = self.config.timeouts.tunnel_idle;
             tunnel::spawn(
                 self.shared,
+                self.conn.clone(),
                 client_upgrade,
                 upstream_upgrade,
                 idle,

@@ -67,6 +67,12 @@ impl ConnActivity {
         }
     }
 
+    /// What looked like the start of a head was not one (the HTTP/2
+    /// preface): the connection is idle again, not slow.
+    pub(crate) fn head_abandoned(&self) {
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
     /// Resolves after [`head_begins`](Self::head_begins) recorded a head.
     pub(crate) async fn head_began(&self) {
         self.head_began.notified().await;

@@ -28,11 +28,14 @@ use crate::state::{ClientSlot, Shared};
 /// Smallest read buffer hyper accepts.
 const MIN_BUF_SIZE: usize = 8192;
 
-/// What the handler knows about the connection a request came on.
+/// What the handler knows about the connection a request came on. It also
+/// holds the connection's `max_clients` slot, so a tunnel that outlives the
+/// HTTP connection (after an upgrade) keeps counting against the limit.
 #[derive(Debug)]
 pub(crate) struct ConnCtx {
     pub(crate) peer: SocketAddr,
     pub(crate) activity: Arc<ConnActivity>,
+    _slot: ClientSlot,
 }
 
 #[derive(Clone)]
@@ -93,6 +96,7 @@ pub(crate) async fn serve(
         ctx: Arc::new(ConnCtx {
             peer,
             activity: activity.clone(),
+            _slot: slot,
         }),
     };
     let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
@@ -132,5 +136,4 @@ pub(crate) async fn serve(
             () = shared.hard_stop.cancelled() => break,
         }
     }
-    drop(slot);
 }

@@ -19,6 +19,9 @@ use crate::server::activity::ConnActivity;
 /// inspector off (hyper answers 431 past its own limit).
 const MAX_HEADERS: usize = 128;
 
+/// How an HTTP/2 prior-knowledge connection starts.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
 #[derive(Debug)]
 pub(crate) struct H1Inspector {
     state: State,
@@ -138,6 +141,9 @@ impl H1Inspector {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+            if head.starts_with(H2_PREFACE) {
+                activity.head_abandoned();
+            }
             self.state = State::Off;
             return;
         }
@@ -326,6 +332,19 @@ POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r
             assert!(inspector.is_off(), "{:?}", String::from_utf8_lossy(case));
             assert!(!activity.is_flagged(1));
         }
+    }
+
+    #[test]
+    fn the_h2_preface_is_not_a_slow_head() {
+        use crate::server::activity::Verdict;
+        let (_, activity) = run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]);
+        let timeouts = crate::config::Timeouts::default();
+        // Past the header timeout (30 s), within the idle timeout (75 s).
+        let later = crate::clock::now_ms() + 40_000;
+        assert!(matches!(
+            activity.verdict(later, &timeouts),
+            Verdict::WaitUntil(_)
+        ));
     }
 
     #[test]
