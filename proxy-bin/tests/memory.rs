@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;
@@ -31,30 +31,23 @@ fn gib_body() -> StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>
 
 /// GET /download streams 1 GiB; POST /upload answers with the byte count.
 async fn bulk_origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    let body = if req.uri().path() == "/download" {
-                        gib_body().boxed()
-                    } else {
-                        let count = drain(req.into_body()).await;
-                        http_body_util::Full::new(Bytes::from(count.to_string()))
-                            .map_err(|e| match e {})
-                            .boxed()
-                    };
-                    Ok::<_, Infallible>(Response::new(body))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    accept_each(|stream| async move {
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let body = if req.uri().path() == "/download" {
+                gib_body().boxed()
+            } else {
+                let count = drain(req.into_body()).await;
+                http_body_util::Full::new(Bytes::from(count.to_string()))
+                    .map_err(|e| match e {})
+                    .boxed()
+            };
+            Ok::<_, Infallible>(Response::new(body))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await
 }
 
 async fn drain(mut body: Incoming) -> u64 {

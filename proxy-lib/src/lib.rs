@@ -54,6 +54,7 @@ mod error;
 mod exchange;
 mod files;
 mod handler;
+mod observed;
 mod routing;
 mod server;
 mod state;

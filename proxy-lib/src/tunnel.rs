@@ -3,20 +3,19 @@
 //! byte has moved for the idle timeout, or when the proxy stops.
 
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use pin_project_lite::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::clock::{self, millis, now_ms};
 use crate::exchange::Exchange;
+use crate::observed::{Observed, ReadObserver};
 use crate::server::ConnCtx;
 use crate::state::Shared;
 
@@ -65,14 +64,8 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let mut a = Tracked {
-        inner: a,
-        last: last.clone(),
-    };
-    let mut b = Tracked {
-        inner: b,
-        last: last.clone(),
-    };
+    let mut a = Observed::new(a, LastRead(last.clone()));
+    let mut b = Observed::new(b, LastRead(last.clone()));
     let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
     let mut watchdog = pin!(tokio::time::sleep(idle));
     loop {
@@ -89,45 +82,11 @@ where
     }
 }
 
-pin_project! {
-    /// Records when bytes last arrived.
-    struct Tracked<T> {
-        #[pin]
-        inner: T,
-        last: Arc<AtomicU64>,
-    }
-}
+/// Records when bytes last arrived.
+struct LastRead(Arc<AtomicU64>);
 
-impl<T: AsyncRead> AsyncRead for Tracked<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        ready!(this.inner.poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            this.last.store(now_ms(), Ordering::Relaxed);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+impl ReadObserver for LastRead {
+    fn observe(&mut self, _bytes: &[u8]) {
+        self.0.store(now_ms(), Ordering::Relaxed);
     }
 }

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use proxy_lib::config::{LoadBalance, RouteTarget};
+use proxy_lib::config::LoadBalance;
 use support::*;
 
 async fn origins(names: &[&'static str]) -> Vec<Origin> {
@@ -18,19 +18,7 @@ async fn origins(names: &[&'static str]) -> Vec<Origin> {
 }
 
 fn balanced(locations: &[String], policy: LoadBalance) -> proxy_lib::ProxyConfig {
-    config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(
-                None,
-                None,
-                RouteTarget::Upstreams(group(locations, policy)),
-            )],
-        ))
-        .unwrap()
-        .build()
-        .unwrap()
+    one_app(upstreams(locations, policy)).build().unwrap()
 }
 
 async fn tally(proxy: &TestProxy, requests: usize) -> HashMap<String, usize> {

@@ -4,18 +4,16 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, Version};
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use http_body_util::{BodyExt, Full};
 use proxy_lib::config::{HostHeader, LoadBalance, RouteTarget, UpstreamProtocol};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
@@ -88,15 +86,7 @@ async fn upstream_options_set_host_forwarded_and_upgrade_insecure() {
         .host_header(HostHeader::Upstream)
         .forwarded_header(true)
         .upgrade_insecure_requests(true);
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, RouteTarget::Upstreams(group))],
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = one_app(RouteTarget::Upstreams(group)).build().unwrap();
     let proxy = TestProxy::start(config).await;
     assert_eq!(get(proxy.addr, "a.test:8080", "/").await.status, 200);
     let seen = &origin.seen()[0];
@@ -127,7 +117,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 
 #[tokio::test]
 async fn http10_clients_get_close_delimited_answers() {
-    let origin = streaming_origin(vec!["part one, ", "part two"], Duration::ZERO).await;
+    let origin = paced_origin(vec!["part one, ", "part two"], Duration::ZERO).await;
     let proxy = TestProxy::start(config_for(origin)).await;
 
     let (answer, closed) = raw(proxy.addr, b"GET /s HTTP/1.0\r\nHost: a.test\r\n\r\n").await;
@@ -150,16 +140,7 @@ async fn http10_clients_get_close_delimited_answers() {
 #[tokio::test]
 async fn upstreams_always_get_a_host() {
     let origin = Origin::start("o").await;
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap()
-        .default_app("a")
-        .build()
-        .unwrap();
+    let config = one_app(to(&[&origin])).default_app("a").build().unwrap();
     let proxy = TestProxy::start(config).await;
     let (answer, _) = raw(proxy.addr, b"GET / HTTP/1.0\r\n\r\n").await;
     assert_eq!(status_of(&answer), Some(200), "{answer}");
@@ -174,15 +155,7 @@ async fn h2c_failover_keeps_the_clients_authority() {
     let dead = dead_port().await.to_string();
     let mut group = group(&[dead, origin.location()], LoadBalance::PrimaryBackup);
     group.protocol(UpstreamProtocol::Http2);
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, RouteTarget::Upstreams(group))],
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = one_app(RouteTarget::Upstreams(group)).build().unwrap();
     let proxy = TestProxy::start(config).await;
     assert_eq!(get(proxy.addr, "a.test", "/x").await.text(), "h2-origin");
     let seen = &origin.seen()[0];
@@ -192,40 +165,26 @@ async fn h2c_failover_keeps_the_clients_authority() {
 
 #[tokio::test]
 async fn http10_upstreams_are_read_to_close() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0")
-                    .await;
-            });
+    let addr = accept_each(|mut stream| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
         }
-    });
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(
-                None,
-                None,
-                RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
-            )],
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
+        let _ = stream
+            .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0")
+            .await;
+    })
+    .await;
+    let config = one_app(RouteTarget::Upstreams(group(
+        &[addr.to_string()],
+        LoadBalance::None,
+    )))
+    .build()
+    .unwrap();
     let proxy = TestProxy::start(config).await;
     let mut client = H1::connect(proxy.addr).await;
     for _ in 0..3 {
@@ -240,15 +199,7 @@ async fn h2c_clients_and_upstreams() {
     let origin = Origin::h2c("h2-origin").await;
     let mut group = group(&[origin.location()], LoadBalance::None);
     group.protocol(UpstreamProtocol::Http2);
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, RouteTarget::Upstreams(group))],
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
+    let config = one_app(RouteTarget::Upstreams(group)).build().unwrap();
     let proxy = TestProxy::start(config).await;
 
     let mut h2 = H2::connect(proxy.addr).await;
@@ -293,7 +244,7 @@ async fn h2c_clients_and_upstreams() {
 
 #[tokio::test]
 async fn response_bodies_stream_before_the_origin_finishes() {
-    let origin = streaming_origin(vec!["first", "second"], Duration::from_secs(3)).await;
+    let origin = paced_origin(vec!["first", "second"], Duration::from_secs(3)).await;
     let proxy = TestProxy::start(config_for(origin)).await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, conn) =
@@ -339,62 +290,9 @@ async fn request_bodies_stream_and_small_chunked_bodies_get_a_length() {
     assert!(seen.headers.get("transfer-encoding").is_none());
 }
 
-/// An origin answering `/s` with `chunks`, pausing `pause` before the last.
-async fn streaming_origin(chunks: Vec<&'static str>, pause: Duration) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let chunks = chunks.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let chunks = chunks.clone();
-                    async move {
-                        let (tx, rx) =
-                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
-                        tokio::spawn(async move {
-                            let last = chunks.len() - 1;
-                            for (i, chunk) in chunks.into_iter().enumerate() {
-                                if i == last {
-                                    tokio::time::sleep(pause).await;
-                                }
-                                let _ = tx.send(Ok(Frame::data(Bytes::from(chunk)))).await;
-                            }
-                        });
-                        let body = StreamBody::new(tokio_stream_from(rx));
-                        Ok::<_, Infallible>(Response::new(body))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 fn config_for(addr: std::net::SocketAddr) -> proxy_lib::ProxyConfig {
-    config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(
-                None,
-                None,
-                RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None)),
-            )],
-        ))
-        .unwrap()
+    one_app(upstreams(&[addr.to_string()], LoadBalance::None))
         .default_app("a")
         .build()
         .unwrap()
-}
-
-/// An mpsc receiver as a `Stream`, without pulling in tokio-stream.
-fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
 }

@@ -4,51 +4,19 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::{Full, StreamBody};
-use hyper::body::Frame;
+use http_body_util::Full;
 use proxy_lib::config::{LoadBalance, RouteTarget, Timeouts};
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
-
-/// An origin whose `/slow` response sends "begin", waits `pause`, sends "end".
-async fn slow_origin(pause: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| async move {
-                    let (tx, rx) =
-                        tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
-                    tokio::spawn(async move {
-                        let _ = tx.send(Ok(Frame::data(Bytes::from("begin-")))).await;
-                        tokio::time::sleep(pause).await;
-                        let _ = tx.send(Ok(Frame::data(Bytes::from("end")))).await;
-                    });
-                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|item| (item, rx))
-                    });
-                    Ok::<_, Infallible>(Response::new(StreamBody::new(stream)))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 fn upstream(addr: SocketAddr) -> RouteTarget {
-    RouteTarget::Upstreams(group(&[addr.to_string()], LoadBalance::None))
+    upstreams(&[addr.to_string()], LoadBalance::None)
 }
 
 #[tokio::test]
@@ -56,7 +24,7 @@ async fn a_new_config_applies_without_dropping_connections() {
     let one = Origin::start("one").await;
     let two = Origin::start("two").await;
     let three = Origin::start("three").await;
-    let slow = slow_origin(Duration::from_millis(600)).await;
+    let slow = paced_origin(vec!["begin-", "end"], Duration::from_millis(600)).await;
     let before = config()
         .app(app(
             "a",
@@ -79,9 +47,7 @@ async fn a_new_config_applies_without_dropping_connections() {
     let in_flight = tokio::spawn(async move { streaming.get("a.test", "/slow").await.text() });
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let after = config()
-        .app(app("a", &["a.test"], vec![route(None, None, to(&[&two]))]))
-        .unwrap()
+    let after = one_app(to(&[&two]))
         .app(app(
             "b",
             &["b.test"],
@@ -164,19 +130,10 @@ async fn reloads_add_and_remove_listeners() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let slow = slow_origin(Duration::from_millis(800)).await;
+    let slow = paced_origin(vec!["begin-", "end"], Duration::from_millis(800)).await;
     let mut timeouts = Timeouts::default();
     timeouts.shutdown = Duration::from_secs(5);
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, upstream(slow))],
-        ))
-        .unwrap()
-        .timeouts(timeouts)
-        .build()
-        .unwrap();
+    let config = one_app(upstream(slow)).timeouts(timeouts).build().unwrap();
     let proxy = TestProxy::start(config).await;
     let mut idle = H1::connect(proxy.addr).await;
     let mut busy = H1::connect(proxy.addr).await;
@@ -221,16 +178,7 @@ async fn shutdown_closes_what_remains_at_the_deadline() {
     .await;
     let mut timeouts = Timeouts::default();
     timeouts.shutdown = Duration::from_millis(500);
-    let config = config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&hanging]))],
-        ))
-        .unwrap()
-        .timeouts(timeouts)
-        .build()
-        .unwrap();
+    let config = one_app(to(&[&hanging])).timeouts(timeouts).build().unwrap();
     let proxy = TestProxy::start(config).await;
     let mut client = H1::connect(proxy.addr).await;
     let pending = tokio::spawn(async move {

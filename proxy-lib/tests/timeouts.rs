@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
-use proxy_lib::config::{LoadBalance, RouteTarget, Timeouts};
+use proxy_lib::config::{LoadBalance, Timeouts};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,17 +20,7 @@ fn with_timeouts(
     policy: LoadBalance,
     timeouts: Timeouts,
 ) -> proxy_lib::ProxyConfig {
-    config()
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(
-                None,
-                None,
-                RouteTarget::Upstreams(group(locations, policy)),
-            )],
-        ))
-        .unwrap()
+    one_app(upstreams(locations, policy))
         .timeouts(timeouts)
         .build()
         .unwrap()

@@ -10,35 +10,28 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use proxy_lib::config::{Limits, LoadBalance, RouteTarget, Timeouts};
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket server echoing every message, prefixed with "echo: ".
 async fn ws_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = ws.next().await {
-                    let reply = match message {
-                        Message::Text(text) => Message::text(format!("echo: {}", text.as_str())),
-                        Message::Binary(bytes) => Message::Binary(bytes),
-                        Message::Close(_) => break,
-                        _ => continue,
-                    };
-                    if ws.send(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
+    accept_each(|stream| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        while let Some(Ok(message)) = ws.next().await {
+            let reply = match message {
+                Message::Text(text) => Message::text(format!("echo: {}", text.as_str())),
+                Message::Binary(bytes) => Message::Binary(bytes),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                break;
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn ws_config(origin: SocketAddr, timeouts: Timeouts) -> proxy_lib::ProxyConfig {
@@ -134,18 +127,10 @@ async fn a_tunnel_counts_against_max_clients_until_it_closes() {
 
     ws.close(None).await.unwrap();
     drop(ws);
-    let mut freed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let (answer, _) = raw(
-            proxy.addr,
-            b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        if status_of(&answer) != Some(503) {
-            freed = true;
-            break;
-        }
-    }
-    assert!(freed, "the slot is released when the tunnel ends");
+    let addr = proxy.addr;
+    eventually("the slot is released when the tunnel ends", || async move {
+        let request = b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+        status_of(&raw(addr, request).await.0) != Some(503)
+    })
+    .await;
 }

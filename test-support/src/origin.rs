@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, Uri, Version};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -159,4 +159,55 @@ pub async fn dead_port() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     addr
+}
+
+/// Listens on 127.0.0.1:0 and hands each connection to `serve`, in a task
+/// of its own. For origins with behaviour [`Origin`] does not offer.
+pub async fn accept_each<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 origin answering every request with `chunks` as a streamed
+/// body (no Content-Length), pausing `pause` before the last chunk.
+pub async fn paced_origin(chunks: Vec<&'static str>, pause: std::time::Duration) -> SocketAddr {
+    accept_each(move |stream| {
+        let chunks = chunks.clone();
+        async move {
+            let service = service_fn(move |_req: Request<Incoming>| {
+                let chunks = chunks.clone();
+                async move {
+                    let (tx, rx) =
+                        tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                    tokio::spawn(async move {
+                        let last = chunks.len().saturating_sub(1);
+                        for (i, chunk) in chunks.into_iter().enumerate() {
+                            if i == last {
+                                tokio::time::sleep(pause).await;
+                            }
+                            let _ = tx.send(Ok(Frame::data(Bytes::from(chunk)))).await;
+                        }
+                    });
+                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|item| (item, rx))
+                    });
+                    Ok::<_, Infallible>(Response::new(StreamBody::new(stream)))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await
 }

@@ -20,8 +20,9 @@ use crate::body::ResponseBody;
 use crate::clock::{self, now_ms};
 use crate::config::Limits;
 use crate::handler;
+use crate::observed::Observed;
 use crate::server::activity::{ConnActivity, Verdict};
-use crate::server::client_io::ClientIo;
+use crate::server::client_io::{ClientIo, ClientObserver};
 use crate::server::inspect::H1Inspector;
 use crate::state::{ClientSlot, Shared};
 
@@ -87,7 +88,10 @@ pub(crate) async fn serve(
     let timeouts = config.timeouts.clone();
     let activity = ConnActivity::new();
     let inspector = H1Inspector::new(config.limits.max_header_size);
-    let io = ClientIo::new(stream, activity.clone(), Some(inspector));
+    let io: ClientIo<_> = Observed::new(
+        stream,
+        ClientObserver::new(activity.clone(), Some(inspector)),
+    );
     let builder = http_builder(&config.limits);
     drop(snapshot);
 

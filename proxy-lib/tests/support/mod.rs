@@ -77,6 +77,20 @@ pub fn route(path: Option<&str>, replace: Option<&str>, target: RouteTarget) -> 
     route
 }
 
+/// Upstreams at `locations`, balanced by `policy`.
+pub fn upstreams(locations: &[String], policy: LoadBalance) -> RouteTarget {
+    RouteTarget::Upstreams(group(locations, policy))
+}
+
+/// A config builder with one app, `a.test`, whose only route is `target`.
+pub fn one_app(target: RouteTarget) -> ProxyConfigBuilder {
+    let mut builder = config();
+    builder
+        .app(app("a", &["a.test"], vec![route(None, None, target)]))
+        .unwrap();
+    builder
+}
+
 pub fn to(origins: &[&Origin]) -> RouteTarget {
     let locations: Vec<String> = origins.iter().map(|o| o.location()).collect();
     RouteTarget::Upstreams(group(&locations, LoadBalance::None))
