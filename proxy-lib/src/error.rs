@@ -46,8 +46,6 @@ pub enum ErrorKind {
     NotFound,
     /// A static path tried to leave its root.
     Forbidden,
-    /// A byte range outside the file.
-    RangeNotSatisfiable,
     /// A conditional request whose precondition failed.
     PreconditionFailed,
     /// The upstream refused the TCP connection.
@@ -84,7 +82,6 @@ impl ErrorKind {
             Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::ConnectRefused
             | Self::ConnectFailed
@@ -108,7 +105,6 @@ impl ErrorKind {
             | Self::MethodNotAllowed
             | Self::NotFound
             | Self::Forbidden
-            | Self::RangeNotSatisfiable
             | Self::PreconditionFailed => Side::Client,
             Self::ConnectRefused
             | Self::ConnectTimedOut
@@ -154,7 +150,6 @@ impl ErrorKind {
             Self::MethodNotAllowed => "method not allowed",
             Self::NotFound => "not found",
             Self::Forbidden => "forbidden",
-            Self::RangeNotSatisfiable => "range not satisfiable",
             Self::PreconditionFailed => "precondition failed",
             Self::ConnectRefused => "upstream refused the connection",
             Self::ConnectTimedOut => "connecting to the upstream timed out",

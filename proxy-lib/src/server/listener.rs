@@ -11,13 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::error::ErrorKind;
 use crate::server::connection;
 use crate::state::Shared;
-
-/// What a client over `max_clients` receives before the connection closes.
-const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: text/plain; charset=utf-8\r\ncontent-length: 42\r\nconnection: close\r\n\r\n\
-503 Service Unavailable: too many clients\n";
 
 /// Binds a listening TCP socket with address reuse and the given backlog.
 pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
@@ -81,9 +77,28 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
+/// What a client over `max_clients` receives before the connection closes:
+/// the answer to [`ErrorKind::Overloaded`], in raw HTTP/1.1 since no
+/// connection is served for it.
+fn overloaded_answer() -> String {
+    let kind = ErrorKind::Overloaded;
+    let status = kind.status();
+    let body = format!(
+        "{} {}: {kind}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+}
+
 async fn refuse(mut stream: TcpStream) {
     let answer = async {
-        stream.write_all(OVERLOADED).await?;
+        stream.write_all(overloaded_answer().as_bytes()).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
