@@ -1,0 +1,97 @@
+"""The results as a markdown table and a PNG chart."""
+
+PEERS = ["nginx", "caddy", "haproxy"]
+NAMES = {"portcullis": "portcullis", "nginx": "nginx", "caddy": "Caddy", "haproxy": "HAProxy"}
+
+
+def get(results, proxy, *path):
+    value = results.get(proxy)
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def cell(value, base, digits):
+    if value is None:
+        return "–"
+    text = f"{value:,.{digits}f}"
+    if base and value is not None:
+        text += f" ({value / base:.2f}×)"
+    return text
+
+
+def row(results, label, better, path, digits=0, scale=1.0):
+    base = get(results, "portcullis", *path)
+    base = base * scale if base is not None else None
+    cells = [cell(base, None, digits)]
+    for peer in PEERS:
+        value = get(results, peer, *path)
+        cells.append(cell(value * scale if value is not None else None, base, digits))
+    return f"| {label} | {better} | " + " | ".join(cells) + " |"
+
+
+def not_yet(label, why):
+    return f"| {label} | | not yet: {why} | | | |"
+
+
+def markdown(meta, results):
+    errors = sum(
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "h2c", "large")
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Date: {meta['date']}",
+        f"- Machine: {meta['machine']}",
+        f"- Each cell ran {meta['seconds']} s; the idle row held {meta['idle']} connections.",
+        "- Proxy pinned to core 0; origin (nginx) and load generators on core 1"
+        + ("." if meta["pinned"] else " (not pinned: one core only)."),
+        "- Versions: " + "; ".join(f"{k} `{v}`" for k, v in meta["versions"].items()),
+        f"- Failed requests across all cells: {errors}",
+        "",
+        "Peer cells show the value and, in brackets, the peer ÷ portcullis ratio. "
+        "The second column says which direction is better.",
+        "",
+        "| Row | Better | portcullis | nginx | Caddy | HAProxy |",
+        "|---|---|---|---|---|---|",
+        row(results, "1. HTTP/1.1 keep-alive, 64 conns: req/s", "↑", ["h1", "rps"]),
+        row(results, "   p50 latency, ms", "↓", ["h1", "p50_ms"], 2),
+        row(results, "   p99 latency, ms", "↓", ["h1", "p99_ms"], 2),
+        row(results, "   proxy CPU per request, µs", "↓", ["h1", "cpu_us_per_request"], 1),
+        not_yet("2. HTTP/1.1 keep-alive over TLS", "TLS termination (issue 4)"),
+        not_yet("3. new TLS connection per request", "TLS termination (issue 4)"),
+        row(results, "4. h2c, 16 conns × 16 streams: req/s", "↑", ["h2c", "rps"]),
+        row(results, "   proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
+        not_yet("   HTTP/2 over TLS", "TLS termination (issue 4)"),
+        not_yet("5. HTTP/3 (against Caddy)", "HTTP/3 (issue 6)"),
+        row(results, "6. 100 KiB responses, 16 conns: MB/s", "↑", ["large", "mb_per_s"], 1),
+        row(results, "7. peak RSS, MiB", "↓", ["peak_rss_kib"], 1, 1 / 1024),
+        row(results, "   RSS per idle keep-alive connection, KiB", "↓", ["idle", "kib_per_connection"], 2),
+        f"| 8. origin alone (the ceiling): req/s | ↑ | {get(results, 'origin', 'h1', 'rps'):,.0f} | | | |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    proxies = ["portcullis"] + PEERS
+    panels = [
+        ("HTTP/1.1 keep-alive, req/s (↑)", ["h1", "rps"]),
+        ("h2c 16×16, req/s (↑)", ["h2c", "rps"]),
+        ("100 KiB responses, MB/s (↑)", ["large", "mb_per_s"]),
+        ("CPU per HTTP/1.1 request, µs (↓)", ["h1", "cpu_us_per_request"]),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (title, key) in zip(axes.flat, panels):
+        values = [get(results, p, *key) or 0 for p in proxies]
+        bars = ax.bar([NAMES[p] for p in proxies], values, color=["#c0392b", "#7f8c8d", "#95a5a6", "#bdc3c7"])
+        ax.bar_label(bars, fmt="%.0f" if max(values) > 100 else "%.1f", fontsize=8)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("portcullis vs nginx, Caddy and HAProxy (one core each)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
