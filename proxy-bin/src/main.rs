@@ -56,11 +56,18 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         warn!("{warning}");
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker needs no work stealing: the current-thread scheduler
+    // serves it with less overhead per task switch.
+    let mut runtime = match loaded.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(threads) = loaded.worker_threads {
-        runtime.worker_threads(threads);
-    }
     let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -75,7 +75,7 @@ async fn upstream_failures_are_logged_with_the_upstream_and_the_cause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_requests() {
+async fn sigterm_drains_in_flight_requests_on_one_worker() {
     let origin = Origin::with_handler(
         "slow",
         false,
@@ -87,7 +87,11 @@ async fn sigterm_drains_in_flight_requests() {
         }),
     )
     .await;
-    let mut proxy = Portcullis::start(&forwarding(origin.addr, "[timeouts]\nshutdown = \"10s\""));
+    // One worker: the single-threaded scheduler drains as well.
+    let mut proxy = Portcullis::start(&forwarding(
+        origin.addr,
+        "worker_threads = 1\n[timeouts]\nshutdown = \"10s\"",
+    ));
     let addr = proxy.addr;
     let in_flight = tokio::spawn(async move { get(addr, "a.test", "/").await.text() });
     tokio::time::sleep(Duration::from_millis(300)).await;
