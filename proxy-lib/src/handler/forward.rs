@@ -82,6 +82,7 @@ impl Forward<'_> {
         }
         Forwarding {
             client: exchange.client.ip(),
+            client_value: &self.conn.peer_ip,
             proto: "http",
             host: exchange.host.as_ref(),
             forwarded_header: self.set.forwarded_header,

@@ -19,6 +19,11 @@ static UPGRADE_INSECURE_REQUESTS: HeaderName = HeaderName::from_static("upgrade-
 /// `Connection: upgrade` are kept so the upgrade reaches the next hop.
 /// `TE: trailers` is kept (gRPC needs it end to end).
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a lookup
+    // for each hop-by-hop name.
+    if !upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -50,6 +55,15 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// True when an HTTP/1.1 request asks to switch protocols.
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -65,6 +79,8 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
 #[derive(Debug)]
 pub(crate) struct Forwarding<'a> {
     pub(crate) client: IpAddr,
+    /// `client` as a header value, made once per connection.
+    pub(crate) client_value: &'a HeaderValue,
     pub(crate) proto: &'static str,
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) forwarded_header: bool,
@@ -76,20 +92,11 @@ impl Forwarding<'_> {
     /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, `X-Forwarded-Host`
     /// and, when asked, an RFC 7239 `Forwarded` element.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        let mut chain = String::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(value) = value.to_str() {
-                if !chain.is_empty() {
-                    chain.push_str(", ");
-                }
-                chain.push_str(value.trim());
-            }
-        }
-        if !chain.is_empty() {
-            chain.push_str(", ");
-        }
-        let _ = write!(chain, "{}", self.client);
-        if let Ok(value) = HeaderValue::from_str(&chain) {
+        let forwarded_for = match headers.contains_key(&X_FORWARDED_FOR) {
+            false => Some(self.client_value.clone()),
+            true => self.appended_chain(headers),
+        };
+        if let Some(value) = forwarded_for {
             headers.insert(&X_FORWARDED_FOR, value);
         }
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
@@ -103,6 +110,19 @@ impl Forwarding<'_> {
         if self.upgrade_insecure_requests {
             headers.insert(&UPGRADE_INSECURE_REQUESTS, HeaderValue::from_static("1"));
         }
+    }
+
+    /// The client's `X-Forwarded-For` values, one list, with `client` added.
+    fn appended_chain(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        let mut chain = String::new();
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(value) = value.to_str() {
+                chain.push_str(value.trim());
+                chain.push_str(", ");
+            }
+        }
+        let _ = write!(chain, "{}", self.client);
+        HeaderValue::from_str(&chain).ok()
     }
 
     fn append_forwarded(&self, headers: &mut HeaderMap) {
@@ -173,8 +193,10 @@ mod tests {
             ("forwarded", "for=10.0.0.1"),
         ]);
         let host = HeaderValue::from_static("example.com");
+        let client_value = HeaderValue::from_static("::1");
         Forwarding {
             client: "::1".parse().unwrap(),
+            client_value: &client_value,
             proto: "http",
             host: Some(&host),
             forwarded_header: true,

@@ -9,7 +9,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -35,6 +35,8 @@ const MIN_BUF_SIZE: usize = 8192;
 #[derive(Debug)]
 pub(crate) struct ConnCtx {
     pub(crate) peer: SocketAddr,
+    /// The peer's IP as a header value, made once for all its requests.
+    pub(crate) peer_ip: HeaderValue,
     pub(crate) activity: Arc<ConnActivity>,
     _slot: ClientSlot,
 }
@@ -99,6 +101,8 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         ctx: Arc::new(ConnCtx {
             peer,
+            peer_ip: HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
             activity: activity.clone(),
             _slot: slot,
         }),
