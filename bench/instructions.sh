@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Instructions portcullis executes per proxied keep-alive request, counted by
+# callgrind: the same number for the same binary and inputs, whatever else
+# the machine is doing. Runs N1 and N2 requests on one connection and prints
+# (I(N2) - I(N1)) / (N2 - N1), so start-up and shutdown cancel out.
+#
+#   bench/instructions.sh            # N1=1000, N2=3000
+#   BIN=target/release/portcullis bench/instructions.sh
+#
+# Needs valgrind, curl and nginx (installed here from Debian's packages if
+# missing). Uses the `profiling` build (release with line tables), so the
+# callgrind output in $OUT can be read with callgrind_annotate.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+n1=${N1:-1000}
+n2=${N2:-3000}
+origin_port=18095
+proxy_port=18096
+
+for tool in valgrind curl nginx; do
+  command -v "$tool" >/dev/null || missing=1
+done
+if [ -n "${missing:-}" ]; then
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind curl nginx >/dev/null
+fi
+if [ -z "${BIN:-}" ]; then
+  (cd "$root" && cargo build -j2 --profile profiling -p proxy-bin)
+  BIN="$root/target/profiling/portcullis"
+fi
+
+work=$(mktemp -d)
+chmod 755 "$work"
+OUT=${OUT:-$work}
+cat > "$work/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/origin.pid;
+error_log $work/origin-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$origin_port;
+        location / { default_type text/plain; return 200 "hello from the origin\n"; }
+    }
+}
+EOF
+cat > "$work/portcullis.toml" <<EOF
+listen_port = $proxy_port
+listen_address_v4 = "127.0.0.1"
+worker_threads = 1
+default_application = "bench"
+[log]
+level = "warn"
+access_log = false
+[apps.bench]
+server_name = "bench.local"
+reverse_proxy = [{ upstream = [{ location = "127.0.0.1:$origin_port" }] }]
+EOF
+nginx -c "$work/origin.conf" -e "$work/origin-error.log" &
+origin=$!
+trap 'kill "$origin" 2>/dev/null; wait "$origin" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://127.0.0.1:$origin_port/" && break
+  sleep 0.1
+done
+kill -0 "$origin" 2>/dev/null || { echo "the origin did not start: $(cat "$work/origin-error.log")" >&2; exit 1; }
+
+count() {
+  local n=$1 out="$OUT/callgrind.$1"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" --config "$work/portcullis.toml" \
+    >/dev/null 2>"$work/valgrind.$n.log" &
+  local proxy=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$proxy_port/" && break
+    sleep 0.2
+  done
+  # URL globbing sends the requests one after another on one connection.
+  curl -s -o /dev/null "http://127.0.0.1:$proxy_port/small?[1-$n]"
+  kill -TERM "$proxy"
+  wait "$proxy" 2>/dev/null || true
+  awk '/^summary:/ {print $2}' "$out"
+}
+
+i1=$(count "$n1")
+i2=$(count "$n2")
+echo "instructions per request: $(( (i2 - i1) / (n2 - n1) ))  (callgrind files in $OUT)"
