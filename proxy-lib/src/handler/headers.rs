@@ -25,12 +25,17 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
+        // Fields the Connection header names, besides those removed below
+        // anyway and `close`, which names none: usually nothing, so nothing
+        // is allocated.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|token| !ALWAYS_REMOVED.iter().any(|t| token.eq_ignore_ascii_case(t)))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in named {
             if !(upgrade && name == header::UPGRADE) {
@@ -54,6 +59,9 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.remove(header::UPGRADE);
     }
 }
+
+/// Connection options that need no lookup of their own.
+const ALWAYS_REMOVED: [&str; 3] = ["close", "keep-alive", "upgrade"];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
