@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, Uri, Version};
 
 use crate::access_log;
 use crate::server::InFlight;
-use crate::upstream::{Endpoint, PoolReturn};
+use crate::upstream::Endpoint;
 
 /// The record of one request, completed by the response body.
 #[derive(Debug)]
@@ -23,7 +23,6 @@ pub(crate) struct Exchange {
     pub(crate) status: u16,
     pub(crate) app: Option<Arc<str>>,
     pub(crate) upstream: Option<Arc<Endpoint>>,
-    pub(crate) pool: Option<PoolReturn>,
     pub(crate) in_flight: Option<InFlight>,
 }
 
@@ -44,18 +43,12 @@ impl Exchange {
             status: 0,
             app: None,
             upstream: None,
-            pool: None,
             in_flight: Some(in_flight),
         }
     }
 
     /// Called once, when the response body ended (`clean`) or was dropped.
     pub(crate) fn complete(mut self: Box<Self>, clean: bool, sent: u64) {
-        if let Some(pool) = self.pool.take()
-            && clean
-        {
-            pool.checkin();
-        }
         access_log::emit(&self, clean, sent);
         drop(self.in_flight.take());
     }

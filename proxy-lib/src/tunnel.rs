@@ -18,14 +18,15 @@ use crate::exchange::Exchange;
 use crate::observed::{Observed, ReadObserver};
 use crate::server::ConnCtx;
 use crate::state::Shared;
+use crate::upstream::Upgraded;
 
-/// Waits for both sides to finish upgrading, then relays bytes. The tunnel
+/// Waits for the client side to finish upgrading, then relays bytes. The tunnel
 /// holds `conn` until it ends, so it counts against `max_clients`.
 pub(crate) fn spawn(
     shared: &Shared,
     conn: Arc<ConnCtx>,
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Upgraded,
     idle: Duration,
     exchange: &Exchange,
 ) {
@@ -38,14 +39,14 @@ pub(crate) fn spawn(
         .unwrap_or_default();
     shared.tasks.spawn(async move {
         let _conn = conn;
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(client) => client,
             Err(error) => {
                 debug!(%peer, upstream = %target, %error, "upgrade did not complete");
                 return;
             }
         };
-        let relay = relay(TokioIo::new(client), TokioIo::new(upstream), idle);
+        let relay = relay(TokioIo::new(client), upstream, idle);
         tokio::select! {
             result = relay => match result {
                 Ok((up, down)) => debug!(%peer, upstream = %target, up, down, "tunnel closed"),

@@ -3,6 +3,7 @@
 
 mod connect;
 mod endpoint;
+mod h1;
 mod pool;
 pub(crate) mod sticky;
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
-pub(crate) use pool::{Checkout, PoolReturn, PoolSettings};
+pub(crate) use h1::{H1Body, SendError, Upgraded, idempotent};
+pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 
 use crate::config::{HostHeader, LoadBalance, UpstreamGroup, UpstreamProtocol};
 

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use crate::error::BoxError;
 use crate::exchange::Exchange;
 use crate::files::FileBody;
+use crate::upstream::H1Body;
 
 /// A response body as sent to the client.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ enum Inner {
     Empty,
     Full(Option<Bytes>),
     Upstream(Incoming),
+    H1(H1Body),
     File(FileBody),
 }
 
@@ -47,6 +49,10 @@ impl ResponseBody {
 
     pub(crate) fn upstream(body: Incoming) -> Self {
         Self::new(Inner::Upstream(body))
+    }
+
+    pub(crate) fn h1(body: H1Body) -> Self {
+        Self::new(Inner::H1(body))
     }
 
     pub(crate) fn file(body: FileBody) -> Self {
@@ -88,6 +94,7 @@ impl Body for ResponseBody {
             Inner::Upstream(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
+            Inner::H1(body) => Pin::new(body).poll_frame(cx),
             Inner::File(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
@@ -119,6 +126,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Inner::Upstream(body) => body.size_hint(),
+            Inner::H1(body) => body.size_hint(),
             Inner::File(body) => body.size_hint(),
         }
     }
@@ -130,6 +138,7 @@ impl ResponseBody {
             Inner::Empty => true,
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Upstream(body) => body.is_end_stream(),
+            Inner::H1(body) => body.is_end_stream(),
             Inner::File(body) => body.is_end_stream(),
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tracing::warn;
@@ -21,14 +21,12 @@ use crate::routing::CompiledRoute;
 use crate::server::ConnCtx;
 use crate::state::Shared;
 use crate::tunnel;
-use crate::upstream::{Checkout, Endpoint, PoolSettings, UpstreamSet, sticky};
+use crate::upstream::{
+    Conn, Endpoint, PoolSettings, SendError, UpstreamBody, UpstreamSet, idempotent, sticky,
+};
 
 /// Attempts on one endpoint when pooled connections turn out to be closed.
 const STALE_ATTEMPTS: usize = 3;
-/// A pooled connection idle this long may have been closed by the upstream
-/// as the request was written; a bodyless idempotent request is then
-/// retried once on a new connection.
-const STALE_RISK_MS: u64 = 1000;
 
 /// Everything forwarding needs about the request besides the request.
 #[derive(Debug)]
@@ -46,7 +44,7 @@ pub(crate) struct Forward<'a> {
 
 enum Failure {
     /// Nothing reached the upstream: the next one may be tried.
-    Unsent(Error, Box<Request<RequestBody>>),
+    Unsent(Error),
     Sent(Error),
 }
 
@@ -100,17 +98,10 @@ impl Forward<'_> {
         };
         let req = Request::from_parts(parts, body);
 
-        let (endpoint, response, checkout) = self
+        let (endpoint, response) = self
             .try_endpoints(req, sticky_id, body_state.as_deref(), exchange)
             .await?;
-        self.respond(
-            endpoint,
-            response,
-            checkout,
-            client_upgrade,
-            sticky_id,
-            exchange,
-        )
+        self.respond(endpoint, response, client_upgrade, sticky_id, exchange)
     }
 
     async fn request_body(
@@ -172,7 +163,7 @@ impl Forward<'_> {
         sticky_id: Option<u64>,
         body_state: Option<&BodyState>,
         exchange: &mut Exchange,
-    ) -> Result<(Arc<Endpoint>, Response<Incoming>, Checkout)> {
+    ) -> Result<(Arc<Endpoint>, Response<UpstreamBody>)> {
         let now = now_ms();
         let timeouts = &self.config.timeouts;
         let mut last_error = None;
@@ -183,19 +174,18 @@ impl Forward<'_> {
             }
             exchange.upstream = Some(endpoint.clone());
             self.address(&mut req, endpoint, original.as_ref())?;
-            match self.attempt(endpoint, req, body_state).await {
-                Ok((response, checkout)) => {
+            match self.attempt(endpoint, &mut req, body_state).await {
+                Ok(response) => {
                     endpoint.mark_up();
-                    return Ok((endpoint.clone(), response, checkout));
+                    return Ok((endpoint.clone(), response));
                 }
                 Err(Failure::Sent(error)) => return Err(error),
-                Err(Failure::Unsent(error, returned)) => {
+                Err(Failure::Unsent(error)) => {
                     if error.kind().is_retryable() && self.set.tracks_health() {
                         endpoint.mark_down(timeouts.upstream_down);
                     }
                     warn!(upstream = %endpoint.upstream, %error, "upstream unavailable; trying the next one");
                     last_error = Some(error);
-                    req = *returned;
                 }
             }
         }
@@ -233,58 +223,90 @@ impl Forward<'_> {
         Ok(())
     }
 
+    /// Sends `req` to one endpoint. A pooled connection the upstream closed
+    /// meanwhile is replaced by another while the request can still be sent
+    /// as it was. On [`Failure::Unsent`], `req` is whole again.
     async fn attempt(
         &self,
         endpoint: &Arc<Endpoint>,
-        mut req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         body_state: Option<&BodyState>,
-    ) -> std::result::Result<(Response<Incoming>, Checkout), Failure> {
+    ) -> std::result::Result<Response<UpstreamBody>, Failure> {
         let timeouts = &self.config.timeouts;
         let settings = PoolSettings {
             connect_timeout: timeouts.connect,
             idle_timeout: timeouts.upstream_idle,
         };
+        let timed_out = || {
+            Failure::Sent(
+                Error::new(ErrorKind::UpstreamTimeout).with_context(endpoint.upstream.to_string()),
+            )
+        };
         for _ in 0..STALE_ATTEMPTS {
-            let mut checkout = match endpoint.pool.checkout(endpoint, &settings).await {
+            let checkout = match endpoint.pool.checkout(endpoint, &settings).await {
                 Ok(checkout) => checkout,
-                Err(error) => return Err(Failure::Unsent(error, Box::new(req))),
+                Err(error) => return Err(Failure::Unsent(error)),
             };
-            let replay = (checkout.idle_ms >= STALE_RISK_MS)
-                .then(|| replayable(&req))
-                .flatten();
             let response_timeout = async {
                 if let Some(state) = body_state {
                     state.finished().await;
                 }
                 tokio::time::sleep(timeouts.upstream_response).await;
             };
-            let sent = tokio::select! {
-                sent = checkout.conn.send(req) => sent,
-                () = response_timeout => {
-                    return Err(Failure::Sent(
-                        Error::new(ErrorKind::UpstreamTimeout).with_context(endpoint.upstream.to_string()),
-                    ));
+            match checkout.conn {
+                Conn::H1(conn) => {
+                    let body = std::mem::replace(req.body_mut(), RequestBody::empty());
+                    let sent = tokio::select! {
+                        sent = conn.send(req, body) => sent,
+                        () = response_timeout => return Err(timed_out()),
+                    };
+                    match sent {
+                        Ok(response) => return Ok(response.map(UpstreamBody::H1)),
+                        Err(SendError {
+                            error,
+                            body: Some(body),
+                            unsent,
+                        }) => {
+                            *req.body_mut() = body;
+                            let again = checkout.reused && (unsent || idempotent(req.method()));
+                            if !again {
+                                return Err(if unsent {
+                                    Failure::Unsent(error)
+                                } else {
+                                    Failure::Sent(error)
+                                });
+                            }
+                        }
+                        Err(SendError { error, .. }) => {
+                            return Err(Failure::Sent(sent_error(error, body_state)));
+                        }
+                    }
                 }
-            };
-            match sent {
-                Ok(response) => return Ok((response, checkout)),
-                Err(mut e) => match (e.take_message(), replay) {
-                    (Some(returned), _) if checkout.reused => req = returned,
-                    (Some(returned), _) => {
-                        let error = Error::new(ErrorKind::UpstreamProtocol)
-                            .with_context(endpoint.upstream.to_string())
-                            .with_source(e.into_error());
-                        return Err(Failure::Unsent(error, Box::new(returned)));
+                Conn::H2(mut sender) => {
+                    let owned = std::mem::replace(req, Request::new(RequestBody::empty()));
+                    let sent = tokio::select! {
+                        sent = sender.try_send_request(owned) => sent,
+                        () = response_timeout => return Err(timed_out()),
+                    };
+                    match sent {
+                        Ok(response) => return Ok(response.map(UpstreamBody::H2)),
+                        Err(mut e) => {
+                            let Some(returned) = e.take_message() else {
+                                let error = Error::new(ErrorKind::UpstreamProtocol)
+                                    .with_context(endpoint.upstream.to_string())
+                                    .with_source(e.into_error());
+                                return Err(Failure::Sent(sent_error(error, body_state)));
+                            };
+                            *req = returned;
+                            if !checkout.reused {
+                                let error = Error::new(ErrorKind::UpstreamProtocol)
+                                    .with_context(endpoint.upstream.to_string())
+                                    .with_source(e.into_error());
+                                return Err(Failure::Unsent(error));
+                            }
+                        }
                     }
-                    (None, Some(again)) if e.error().is_incomplete_message() => req = again,
-                    (None, _) => {
-                        return Err(Failure::Sent(send_error(
-                            e.into_error(),
-                            body_state,
-                            endpoint,
-                        )));
-                    }
-                },
+                }
             }
         }
         let error = Error::new(ErrorKind::UpstreamProtocol).with_context(format!(
@@ -297,8 +319,7 @@ impl Forward<'_> {
     fn respond(
         &self,
         endpoint: Arc<Endpoint>,
-        response: Response<Incoming>,
-        checkout: Checkout,
+        response: Response<UpstreamBody>,
         client_upgrade: Option<OnUpgrade>,
         sticky_id: Option<u64>,
         exchange: &mut Exchange,
@@ -314,12 +335,15 @@ impl Forward<'_> {
                     )),
                 );
             };
-            let Some(upstream_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            let upstream_upgrade = match body {
+                UpstreamBody::H1(body) => body.into_upgraded(),
+                UpstreamBody::H2(_) => None,
+            };
+            let Some(upstream_upgrade) = upstream_upgrade else {
                 return Err(
                     Error::new(ErrorKind::Internal).with_context("upstream upgrade missing")
                 );
             };
-            drop(body);
             remove_hop_by_hop(&mut parts.headers, true);
             let idle = self.config.timeouts.tunnel_idle;
             tunnel::spawn(
@@ -340,34 +364,22 @@ impl Forward<'_> {
         {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
-        exchange.pool = checkout
-            .conn
-            .into_returnable(&endpoint, self.config.limits.upstream_max_idle);
-        Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+        let body = match body {
+            UpstreamBody::H1(mut body) => {
+                body.return_to(endpoint, self.config.limits.upstream_max_idle);
+                ResponseBody::h1(body)
+            }
+            UpstreamBody::H2(body) => ResponseBody::upstream(body),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 }
 
-/// A copy of a request that can be sent again: idempotent and bodyless.
-fn replayable(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    use http_body::Body as _;
-    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !idempotent || !req.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(RequestBody::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
-}
-
-fn send_error(e: hyper::Error, body_state: Option<&BodyState>, endpoint: &Endpoint) -> Error {
+/// The client's body failing explains an upstream error it caused.
+fn sent_error(error: Error, body_state: Option<&BodyState>) -> Error {
     match body_state.and_then(BodyState::failure) {
-        Some(kind) => Error::new(kind).with_source(e),
-        None => Error::new(ErrorKind::UpstreamProtocol)
-            .with_context(endpoint.upstream.to_string())
-            .with_source(e),
+        Some(kind) => Error::new(kind).with_source(error),
+        None => error,
     }
 }
 

@@ -3,15 +3,14 @@
 //!
 //! A connection is checked out before the request is handed over, so a
 //! connect failure leaves the request untouched for the next upstream. An
-//! HTTP/1.1 connection returns to the pool only when its response body was
-//! read whole ([`PoolReturn`]).
+//! HTTP/1.1 connection returns to the pool when its response body has been
+//! read whole ([`H1Body`](super::h1::H1Body)).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 
@@ -21,6 +20,7 @@ use crate::config::UpstreamProtocol;
 use crate::error::{Error, ErrorKind, Result};
 use crate::upstream::connect::connect;
 use crate::upstream::endpoint::Endpoint;
+use crate::upstream::h1::{H1Body, H1Conn};
 
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ pub(crate) struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    conn: H1Conn,
     since: u64,
 }
 
@@ -45,18 +45,23 @@ pub(crate) struct PoolSettings {
 /// A connection ready to carry one request.
 #[derive(Debug)]
 pub(crate) enum Conn {
-    H1(http1::SendRequest<RequestBody>),
+    H1(H1Conn),
     H2(http2::SendRequest<RequestBody>),
 }
 
+/// A response body from either kind of upstream connection.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    H1(H1Body),
+    H2(Incoming),
+}
+
 /// A checked-out connection; `reused` when it came from the pool, in which
-/// case the upstream may have closed it meanwhile, `idle_ms` after it sat
-/// unused that long.
+/// case the upstream may have closed it meanwhile.
 #[derive(Debug)]
 pub(crate) struct Checkout {
     pub(crate) conn: Conn,
     pub(crate) reused: bool,
-    pub(crate) idle_ms: u64,
 }
 
 impl Pool {
@@ -67,31 +72,16 @@ impl Pool {
     ) -> Result<Checkout> {
         match endpoint.protocol {
             UpstreamProtocol::Http1 => {
-                while let Some((mut sender, since)) = self.take_idle(settings.idle_timeout) {
-                    if sender.ready().await.is_ok() {
-                        let idle_ms = now_ms().saturating_sub(since);
-                        return Ok(Checkout {
-                            conn: Conn::H1(sender),
-                            reused: true,
-                            idle_ms,
-                        });
-                    }
+                if let Some(conn) = self.take_idle(settings.idle_timeout) {
+                    return Ok(Checkout {
+                        conn: Conn::H1(conn),
+                        reused: true,
+                    });
                 }
                 let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
-                let (sender, conn) = http1::Builder::new()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| handshake_error(endpoint, e))?;
-                let upstream = endpoint.upstream.to_string();
-                tokio::spawn(async move {
-                    if let Err(error) = conn.with_upgrades().await {
-                        debug!(%upstream, %error, "upstream connection ended with an error");
-                    }
-                });
                 Ok(Checkout {
-                    conn: Conn::H1(sender),
+                    conn: Conn::H1(H1Conn::new(stream)),
                     reused: false,
-                    idle_ms: 0,
                 })
             }
             UpstreamProtocol::Http2 => {
@@ -100,7 +90,6 @@ impl Pool {
                     return Ok(Checkout {
                         conn: Conn::H2(sender.clone()),
                         reused: true,
-                        idle_ms: 0,
                     });
                 }
                 let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
@@ -119,25 +108,26 @@ impl Pool {
                 Ok(Checkout {
                     conn: Conn::H2(sender),
                     reused: false,
-                    idle_ms: 0,
                 })
             }
         }
     }
 
-    fn take_idle(&self, idle_timeout: Duration) -> Option<(http1::SendRequest<RequestBody>, u64)> {
+    /// The most recently used idle connection that is still open; older
+    /// ones past the idle timeout are closed on the way.
+    fn take_idle(&self, idle_timeout: Duration) -> Option<H1Conn> {
         let oldest = now_ms().saturating_sub(millis(idle_timeout));
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(entry) = idle.pop() {
-            if entry.since >= oldest && !entry.sender.is_closed() {
-                return Some((entry.sender, entry.since));
+        while let Some(mut entry) = idle.pop() {
+            if entry.since >= oldest && entry.conn.is_usable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, sender: http1::SendRequest<RequestBody>, max_idle: usize) {
-        if sender.is_closed() || max_idle == 0 {
+    pub(crate) fn checkin(&self, conn: H1Conn, max_idle: usize) {
+        if max_idle == 0 || !conn.is_clean() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -145,7 +135,7 @@ impl Pool {
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            conn,
             since: now_ms(),
         });
     }
@@ -155,49 +145,4 @@ fn handshake_error(endpoint: &Endpoint, e: hyper::Error) -> Error {
     Error::new(ErrorKind::UpstreamProtocol)
         .with_context(endpoint.upstream.to_string())
         .with_source(e)
-}
-
-impl Conn {
-    /// Sends `req`; on failure before any byte was written the request comes
-    /// back inside the error.
-    pub(crate) async fn send(
-        &mut self,
-        req: Request<RequestBody>,
-    ) -> std::result::Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-        match self {
-            Self::H1(sender) => sender.try_send_request(req).await,
-            Self::H2(sender) => sender.try_send_request(req).await,
-        }
-    }
-
-    /// The HTTP/1.1 sender to return to the pool once the response is read.
-    pub(crate) fn into_returnable(
-        self,
-        endpoint: &Arc<Endpoint>,
-        max_idle: usize,
-    ) -> Option<PoolReturn> {
-        match self {
-            Self::H1(sender) => Some(PoolReturn {
-                endpoint: endpoint.clone(),
-                sender,
-                max_idle,
-            }),
-            Self::H2(_) => None,
-        }
-    }
-}
-
-/// An HTTP/1.1 connection lent to one request, returned by
-/// [`checkin`](Self::checkin) when its response body ended cleanly.
-#[derive(Debug)]
-pub(crate) struct PoolReturn {
-    endpoint: Arc<Endpoint>,
-    sender: http1::SendRequest<RequestBody>,
-    max_idle: usize,
-}
-
-impl PoolReturn {
-    pub(crate) fn checkin(self) {
-        self.endpoint.pool.checkin(self.sender, self.max_idle);
-    }
 }

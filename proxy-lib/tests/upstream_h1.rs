@@ -1,0 +1,263 @@
+//! The HTTP/1.1 client side against origins that write their answers byte
+//! by byte: chunked bodies with extensions and trailers, informational
+//! responses, pooled connections the origin closed, and broken answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use proxy_lib::config::{LoadBalance, RouteTarget};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An origin that reads each request (head and `Content-Length` body) and
+/// writes `answer(n)` for the n-th request it has seen, closing the
+/// connection after `per_conn` answers. Counts its connections.
+async fn scripted(per_conn: usize, answer: fn(usize) -> Vec<u8>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (seen.clone(), conns.clone());
+    let addr = accept_each(move |mut stream| {
+        let (seen, conns) = (s.clone(), c.clone());
+        async move {
+            conns.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..per_conn {
+                if !read_request(&mut stream).await {
+                    return;
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                if stream.write_all(&answer(n)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, conns)
+}
+
+async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while data.len() < end + 4 + length {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                }
+            }
+            return true;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+async fn proxy_to(addr: SocketAddr) -> TestProxy {
+    let config = one_app(RouteTarget::Upstreams(group(
+        &[addr.to_string()],
+        LoadBalance::None,
+    )))
+    .build()
+    .unwrap();
+    TestProxy::start(config).await
+}
+
+const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
+5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
+
+#[tokio::test]
+async fn chunked_answers_keep_their_body_and_trailers_and_their_connection() {
+    let (addr, conns) = scripted(usize::MAX, |_| CHUNKED.to_vec()).await;
+    let proxy = proxy_to(addr).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..3 {
+        assert_eq!(client.get("a.test", "/").await.text(), "hello world");
+    }
+    // Trailers reach an HTTP/2 client, which can carry them.
+    let h2 = H2::connect(proxy.addr).await;
+    let req = request("GET", "a.test", "/", Bytes::new());
+    let response = h2.sender().send_request(req).await.unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers forwarded");
+    assert_eq!(trailers.get("x-sum").unwrap(), "11");
+    assert_eq!(collected.to_bytes(), "hello world");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "one pooled connection served all"
+    );
+}
+
+#[tokio::test]
+async fn informational_answers_are_skipped() {
+    let (addr, _) = scripted(usize::MAX, |_| {
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            .to_vec()
+    })
+    .await;
+    let proxy = proxy_to(addr).await;
+    let answer = get(proxy.addr, "a.test", "/").await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.text().as_str()),
+        (200, "ok")
+    );
+}
+
+#[tokio::test]
+async fn pooled_connections_the_origin_closed_are_replaced() {
+    // One answer per connection, without saying the connection closes.
+    let (addr, conns) = scripted(1, |n| {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{:02}", n % 100).into_bytes()
+    })
+    .await;
+    let proxy = proxy_to(addr).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for round in 0..6 {
+        if round % 2 == 0 {
+            // Give the origin's close time to arrive, and not the other times.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let answer = client.get("a.test", "/").await;
+        assert_eq!(answer.status, 200, "round {round}");
+        let post = request("POST", "a.test", "/", Bytes::from_static(b"payload"));
+        let answer = client.send(post).await;
+        assert_eq!(answer.status, 200, "POST in round {round}");
+    }
+    assert!(conns.load(Ordering::SeqCst) >= 12);
+}
+
+#[tokio::test]
+async fn broken_answers_are_502() {
+    let cases: [fn(usize) -> Vec<u8>; 5] = [
+        |_| b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n".to_vec(),
+        |_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+        |_| b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n".to_vec(),
+        |_| b"HTTP/1.1 2xx OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        |_| {
+            let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            head.resize(head.len() + 70 * 1024, b'a');
+            head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            head
+        },
+    ];
+    for (i, answer) in cases.into_iter().enumerate() {
+        let (addr, _) = scripted(usize::MAX, answer).await;
+        let proxy = proxy_to(addr).await;
+        assert_eq!(get(proxy.addr, "a.test", "/").await.status, 502, "case {i}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_cut_short_is_an_aborted_body_and_its_connection_is_dropped() {
+    let (addr, conns) = scripted(1, |n| match n {
+        0 => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this".to_vec(),
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfull".to_vec(),
+    })
+    .await;
+    let proxy = proxy_to(addr).await;
+    let mut client = H1::connect(proxy.addr).await;
+    let req = request("GET", "a.test", "/", Bytes::new());
+    assert!(
+        client.try_send(req).await.is_err(),
+        "the body must not look complete"
+    );
+    // The next request gets a new upstream connection and a clean answer.
+    let response = get(proxy.addr, "a.test", "/").await;
+    assert_eq!(
+        (response.status.as_u16(), response.text().as_str()),
+        (200, "full")
+    );
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_ignored_and_the_connection_not_reused() {
+    let (addr, conns) = scripted(usize::MAX, |_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+5\r\nhello\r\n0\r\n\r\n"
+            .to_vec()
+    })
+    .await;
+    let proxy = proxy_to(addr).await;
+    let mut client = H1::connect(proxy.addr).await;
+    for _ in 0..2 {
+        let answer = client.get("a.test", "/").await;
+        assert_eq!(answer.text(), "hello");
+        assert_eq!(answer.header("content-length"), None);
+    }
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn large_streamed_request_bodies_are_sent_chunked() {
+    // A chunked request body larger than the proxy gathers goes on chunked.
+    let addr = accept_each(|mut stream| async move {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        while !data.ends_with(b"0\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
+        let chunked = head.contains("transfer-encoding: chunked");
+        let answer = format!("chunked={chunked} bytes={}", data.len() - head_end - 4);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        let _ = stream.write_all(reply.as_bytes()).await;
+    })
+    .await;
+    let proxy = proxy_to(addr).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for _ in 0..10 {
+            let chunk = Bytes::from(vec![b'x'; 20 * 1024]);
+            if tx.send(Ok(http_body::Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/")
+        .header("host", "a.test")
+        .body(body)
+        .unwrap();
+    let answer = read(sender.send_request(req).await.unwrap()).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let text = answer.text();
+    assert!(text.starts_with("chunked=true"), "{text}");
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
