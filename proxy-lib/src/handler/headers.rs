@@ -100,6 +100,8 @@ impl Forwarding<'_> {
     /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, `X-Forwarded-Host`
     /// and, when asked, an RFC 7239 `Forwarded` element.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        // Room for the fields below at once, rather than a regrowth each.
+        headers.reserve(4);
         let forwarded_for = match headers.contains_key(&X_FORWARDED_FOR) {
             false => Some(self.client_value.clone()),
             true => self.appended_chain(headers),

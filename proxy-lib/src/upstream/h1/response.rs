@@ -88,17 +88,23 @@ pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>>
     let status = StatusCode::from_u16(code)
         .map_err(|e| upstream_error("the response status is invalid").with_source(e))?;
     let mut headers = HeaderMap::with_capacity(count);
+    let mut delimiting = Delimiting::new(minor);
     for field in &fields[..count] {
         let name = &head[field.name.0 as usize..field.name.1 as usize];
         let name = HeaderName::from_bytes(name)
             .map_err(|e| upstream_error("a response field name is invalid").with_source(e))?;
         let value = head.slice(field.value.0 as usize..field.value.1 as usize);
+        if !delimiting.read(&name, &value, status)? {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|e| upstream_error("a response field value is invalid").with_source(e))?;
         headers.append(name, value);
     }
-    let mut keep_alive = keep_alive(minor, &headers);
-    let framing = framing(method, status, &mut headers, &mut keep_alive)?;
+    let (framing, keep_alive) = delimiting.framing(head_only(method, status));
+    if delimiting.transfer_coding.is_some() {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     Ok(Some(Head {
         status,
         headers,
@@ -107,76 +113,99 @@ pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>>
     }))
 }
 
-/// HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 closes
-/// unless told to keep it.
-fn keep_alive(minor: u8, headers: &HeaderMap) -> bool {
-    let mut close = minor == 0;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
-            }
-        }
-    }
-    !close
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What the fields say about the body's delimitation and the connection's
+/// reuse, gathered while the head is read.
+#[derive(Debug)]
+struct Delimiting {
+    /// Whether the last transfer coding is chunked, once one was seen.
+    transfer_coding: Option<bool>,
+    length: Option<u64>,
+    http10: bool,
+    close: bool,
+    keep_alive: bool,
 }
 
-fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &mut HeaderMap,
-    keep_alive: &mut bool,
-) -> Result<Framing> {
-    if *method == Method::HEAD
+impl Delimiting {
+    fn new(minor: u8) -> Self {
+        Self {
+            transfer_coding: None,
+            length: None,
+            http10: minor == 0,
+            close: false,
+            keep_alive: false,
+        }
+    }
+
+    /// Reads one field; false for the hop-by-hop fields it consumed, which
+    /// never reach the client. `Connection` is kept only when it names
+    /// other fields, for the hop-by-hop removal to find.
+    fn read(&mut self, name: &HeaderName, value: &[u8], status: StatusCode) -> Result<bool> {
+        if name == header::CONTENT_LENGTH {
+            for item in value.split(|&b| b == b',') {
+                let parsed = parse_length(item.trim_ascii())
+                    .ok_or_else(|| upstream_error("the response Content-Length is invalid"))?;
+                if self.length.is_some_and(|l| l != parsed) {
+                    return Err(upstream_error("the response has conflicting Content-Lengths"));
+                }
+                self.length = Some(parsed);
+            }
+            return Ok(true);
+        }
+        if name == header::CONNECTION {
+            let mut names_others = false;
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if !token.eq_ignore_ascii_case(b"upgrade") && !token.is_empty() {
+                    names_others = true;
+                }
+            }
+            return Ok(names_others);
+        }
+        if name == header::TRANSFER_ENCODING {
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.transfer_coding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            return Ok(false);
+        }
+        if name == header::UPGRADE {
+            return Ok(status == StatusCode::SWITCHING_PROTOCOLS);
+        }
+        Ok(name != KEEP_ALIVE && name != PROXY_CONNECTION)
+    }
+
+    /// The body's framing and whether the connection may be reused (RFC
+    /// 9112 section 6.3).
+    fn framing(&self, head_only: bool) -> (Framing, bool) {
+        // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0
+        // closes unless told to keep it.
+        let keep_alive = !self.close && (!self.http10 || self.keep_alive);
+        if head_only {
+            return (Framing::Empty, keep_alive);
+        }
+        match (self.transfer_coding, self.length) {
+            // A length beside a transfer coding may be a smuggling attempt:
+            // the coding wins and the connection is not reused.
+            (Some(true), length) => (Framing::Chunked, keep_alive && length.is_none()),
+            (Some(false), _) => (Framing::Close, false),
+            (None, Some(0)) => (Framing::Empty, keep_alive),
+            (None, Some(len)) => (Framing::Length(len), keep_alive),
+            (None, None) => (Framing::Close, false),
+        }
+    }
+}
+
+/// Responses that never have a body, whatever their fields say.
+fn head_only(method: &Method, status: StatusCode) -> bool {
+    *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok(Framing::Empty);
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            // A length beside a transfer coding may be a smuggling attempt:
-            // the coding wins and the connection is not reused.
-            *keep_alive = false;
-        }
-        if chunked {
-            return Ok(Framing::Chunked);
-        }
-        *keep_alive = false;
-        return Ok(Framing::Close);
-    }
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let parsed = parse_length(item.trim_ascii())
-                .ok_or_else(|| upstream_error("the response Content-Length is invalid"))?;
-            if length.is_some_and(|l| l != parsed) {
-                return Err(upstream_error(
-                    "the response has conflicting Content-Lengths",
-                ));
-            }
-            length = Some(parsed);
-        }
-    }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(len) => Framing::Length(len),
-        None => {
-            *keep_alive = false;
-            Framing::Close
-        }
-    })
 }
 
 fn parse_length(digits: &[u8]) -> Option<u64> {
@@ -291,5 +320,26 @@ mod tests {
         let values: Vec<_> = h.headers.get_all("x-a").iter().collect();
         assert_eq!(values, ["1", "2"]);
         assert_eq!(&buf[..], b"rest");
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_consumed_unless_connection_names_others() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+Upgrade: h2c\r\nX-Kept: 1\r\ncontent-length: 1\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<&str> = h.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept", "content-length"]);
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nx-secret: 1\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.headers.contains_key(header::CONNECTION));
+        assert!(!h.keep_alive);
     }
 }
