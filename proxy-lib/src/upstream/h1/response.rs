@@ -148,7 +148,9 @@ impl Delimiting {
                 let parsed = parse_length(item.trim_ascii())
                     .ok_or_else(|| upstream_error("the response Content-Length is invalid"))?;
                 if self.length.is_some_and(|l| l != parsed) {
-                    return Err(upstream_error("the response has conflicting Content-Lengths"));
+                    return Err(upstream_error(
+                        "the response has conflicting Content-Lengths",
+                    ));
                 }
                 self.length = Some(parsed);
             }
