@@ -53,6 +53,7 @@ pub mod config;
 mod error;
 mod exchange;
 mod files;
+mod framing;
 mod handler;
 mod observed;
 mod routing;

@@ -291,17 +291,15 @@ impl Forward<'_> {
                     match sent {
                         Ok(response) => return Ok(response.map(UpstreamBody::H2)),
                         Err(mut e) => {
-                            let Some(returned) = e.take_message() else {
-                                let error = Error::new(ErrorKind::UpstreamProtocol)
-                                    .with_context(endpoint.upstream.to_string())
-                                    .with_source(e.into_error());
+                            let returned = e.take_message();
+                            let error = Error::new(ErrorKind::UpstreamProtocol)
+                                .with_context(endpoint.upstream.to_string())
+                                .with_source(e.into_error());
+                            let Some(returned) = returned else {
                                 return Err(Failure::Sent(sent_error(error, body_state)));
                             };
                             *req = returned;
                             if !checkout.reused {
-                                let error = Error::new(ErrorKind::UpstreamProtocol)
-                                    .with_context(endpoint.upstream.to_string())
-                                    .with_source(e.into_error());
                                 return Err(Failure::Unsent(error));
                             }
                         }

@@ -15,6 +15,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::framing::{last_token_is_chunked, parse_length};
 use crate::server::activity::ConnActivity;
 
 /// Request headers examined per head; a head with more switches the
@@ -265,21 +266,6 @@ fn find_head_end(before: &[u8], bytes: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
-}
-
-fn last_token_is_chunked(value: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|token| token.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 #[cfg(test)]

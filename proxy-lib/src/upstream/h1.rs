@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use http::{Method, Request, Response};
+use http_body::Body as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
@@ -65,12 +66,10 @@ impl H1Conn {
     }
 
     /// False when the upstream closed this idle connection or sent bytes
-    /// nobody asked for. Costs no system call unless the socket has become
+    /// nobody asked for (the pool only takes back [clean](Self::is_clean)
+    /// connections, so anything now readable is unasked for). Costs no system call unless the socket has become
     /// readable since the last response.
     pub(crate) fn is_usable(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
         let mut cx = Context::from_waker(Waker::noop());
         match self.io.poll_read_ready(&mut cx) {
             Poll::Pending => true,
@@ -89,7 +88,7 @@ impl H1Conn {
         head: &Request<RequestBody>,
         body: RequestBody,
     ) -> Result<Response<H1Body>, SendError> {
-        let replayable = body_is_empty(&body);
+        let replayable = body.is_end_stream();
         request::write(&mut self, head, body).await?;
         let mut got_bytes = false;
         loop {
@@ -125,11 +124,6 @@ impl H1Conn {
             }
         }
     }
-}
-
-fn body_is_empty(body: &RequestBody) -> bool {
-    use http_body::Body as _;
-    body.is_end_stream()
 }
 
 /// Methods a request may be sent again with, once its upstream closed

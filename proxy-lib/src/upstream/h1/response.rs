@@ -9,6 +9,7 @@ use http::{Method, StatusCode};
 
 use super::upstream_error;
 use crate::error::Result;
+use crate::framing::{last_token_is_chunked, parse_length};
 
 /// Fields a response head may carry.
 const MAX_FIELDS: usize = 100;
@@ -145,7 +146,7 @@ impl Delimiting {
     fn read(&mut self, name: &HeaderName, value: &[u8], status: StatusCode) -> Result<bool> {
         if name == header::CONTENT_LENGTH {
             for item in value.split(|&b| b == b',') {
-                let parsed = parse_length(item.trim_ascii())
+                let parsed = parse_length(item)
                     .ok_or_else(|| upstream_error("the response Content-Length is invalid"))?;
                 if self.length.is_some_and(|l| l != parsed) {
                     return Err(upstream_error(
@@ -171,8 +172,7 @@ impl Delimiting {
             return Ok(names_others);
         }
         if name == header::TRANSFER_ENCODING {
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            self.transfer_coding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            self.transfer_coding = Some(last_token_is_chunked(value));
             return Ok(false);
         }
         if name == header::UPGRADE {
@@ -208,13 +208,6 @@ fn head_only(method: &Method, status: StatusCode) -> bool {
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
-}
-
-fn parse_length(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Trailer fields after the last chunk, parsed from the front of `buf`.
