@@ -10,16 +10,14 @@ mod validate;
 
 use std::sync::Arc;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::files;
 use crate::routing::Target;
 use crate::server::ConnCtx;
 use crate::state::{Shared, Snapshot};
+use http::{Request, Response};
 
 pub(crate) use respond::text;
 
@@ -27,18 +25,13 @@ pub(crate) use respond::text;
 pub(crate) async fn handle(
     shared: &Shared,
     ctx: &Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ResponseBody> {
-    let (in_flight, index) = ctx.activity.begin_request();
+    let in_flight = ctx.activity.begin_request();
     let (parts, body) = req.into_parts();
     let mut exchange = Box::new(Exchange::new(ctx.peer, &parts, in_flight));
-    let result = if ctx.activity.is_flagged(index) {
-        Err(Error::new(ErrorKind::BadRequest)
-            .with_context("Content-Length together with Transfer-Encoding"))
-    } else {
-        let snapshot = shared.snapshot();
-        serve(shared, ctx, &snapshot, parts, body, &mut exchange).await
-    };
+    let snapshot = shared.snapshot();
+    let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
     exchange.status = response.status().as_u16();
     response.body_mut().attach(exchange);
@@ -50,7 +43,7 @@ async fn serve(
     conn: &Arc<ConnCtx>,
     snapshot: &Snapshot,
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     exchange: &mut Exchange,
 ) -> Result<Response<ResponseBody>> {
     validate::method(&parts)?;

@@ -2,9 +2,8 @@
 //! configurations as they arrive, and drain on shutdown.
 
 mod activity;
-mod client_io;
 mod connection;
-mod inspect;
+mod h1;
 mod listener;
 
 use std::net::SocketAddr;
@@ -18,6 +17,7 @@ use tracing::{error, info, warn};
 
 pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
+pub(crate) use h1::{ClientUpgrade, H1RequestBody};
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};

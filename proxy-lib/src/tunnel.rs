@@ -8,25 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::clock::{self, millis, now_ms};
 use crate::exchange::Exchange;
+use crate::http1::Prefixed;
 use crate::observed::{Observed, ReadObserver};
-use crate::server::ConnCtx;
+use crate::server::{ClientUpgrade, ConnCtx};
 use crate::state::Shared;
-use crate::upstream::Upgraded;
 
 /// Waits for the client side to finish upgrading, then relays bytes. The tunnel
 /// holds `conn` until it ends, so it counts against `max_clients`.
 pub(crate) fn spawn(
     shared: &Shared,
     conn: Arc<ConnCtx>,
-    client: OnUpgrade,
-    upstream: Upgraded,
+    client: ClientUpgrade,
+    upstream: Prefixed,
     idle: Duration,
     exchange: &Exchange,
 ) {
@@ -39,14 +37,11 @@ pub(crate) fn spawn(
         .unwrap_or_default();
     shared.tasks.spawn(async move {
         let _conn = conn;
-        let client = match client.await {
-            Ok(client) => client,
-            Err(error) => {
-                debug!(%peer, upstream = %target, %error, "upgrade did not complete");
-                return;
-            }
+        let Some(client) = client.wait().await else {
+            debug!(%peer, upstream = %target, "upgrade did not complete");
+            return;
         };
-        let relay = relay(TokioIo::new(client), upstream, idle);
+        let relay = relay(client, upstream, idle);
         tokio::select! {
             result = relay => match result {
                 Ok((up, down)) => debug!(%peer, upstream = %target, up, down, "tunnel closed"),

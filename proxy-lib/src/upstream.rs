@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
-pub(crate) use h1::{H1Body, SendError, Upgraded, idempotent};
+pub(crate) use h1::{H1Body, SendError, idempotent};
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 
 use crate::config::{HostHeader, LoadBalance, UpstreamGroup, UpstreamProtocol};

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use crate::body::ClientBody;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
 /// Bytes of an HTTP/1 chunked body read before the request goes upstream.
@@ -38,7 +38,7 @@ enum Kind {
 #[derive(Debug)]
 struct Streaming {
     head: VecDeque<Frame<Bytes>>,
-    inner: Incoming,
+    inner: ClientBody,
     received: u64,
     limit: Option<u64>,
     idle: Duration,
@@ -107,7 +107,7 @@ impl RequestBody {
     /// after replaying `head` (already-read frames).
     pub(crate) fn streaming(
         head: VecDeque<Frame<Bytes>>,
-        inner: Incoming,
+        inner: ClientBody,
         received: u64,
         limit: Option<u64>,
         idle: Duration,
@@ -158,7 +158,7 @@ impl Streaming {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.state.set(FAILED_CLIENT);
-                Poll::Ready(Some(Err(Box::new(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -169,7 +169,7 @@ impl Streaming {
                 }
                 self.waiting = false;
                 if self.inner.is_end_stream() {
-                    // hyper stops polling once a body says it has ended.
+                    // Senders stop polling once a body says it has ended.
                     self.state.set(FINISHED);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -217,7 +217,7 @@ impl Body for RequestBody {
 /// a Content-Length, so a malformed chunk in it is caught before the
 /// upstream sees any of the request.
 pub(crate) async fn prefetch(
-    mut inner: Incoming,
+    mut inner: ClientBody,
     limit: Option<u64>,
     idle: Duration,
 ) -> Result<(RequestBody, Option<Arc<BodyState>>)> {
@@ -245,9 +245,7 @@ pub(crate) async fn prefetch(
         if received as usize >= PREFETCH_LIMIT {
             break;
         }
-        // HTTP/1 bodies are fed by the connection task that also polls this
-        // handler: let it run once, then take only what it delivered.
-        tokio::task::yield_now().await;
+        // Take only what the client has already sent.
         next = poll_now(&mut inner).await;
     }
     let (body, state) = RequestBody::streaming(frames, inner, received, limit, idle);
@@ -256,8 +254,8 @@ pub(crate) async fn prefetch(
 
 /// Polls the body once; `None` when it has nothing ready right now.
 async fn poll_now(
-    inner: &mut Incoming,
-) -> Option<Option<std::result::Result<Frame<Bytes>, hyper::Error>>> {
+    inner: &mut ClientBody,
+) -> Option<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
     poll_fn(|cx| match Pin::new(&mut *inner).poll_frame(cx) {
         Poll::Ready(next) => Poll::Ready(Some(next)),
         Poll::Pending => Poll::Ready(None),

@@ -7,18 +7,16 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use tracing::warn;
 
-use crate::body::{BodyState, RequestBody, ResponseBody, prefetch};
+use crate::body::{BodyState, ClientBody, RequestBody, ResponseBody, prefetch};
 use crate::clock::now_ms;
 use crate::config::{HostHeader, LoadBalance, ProxyConfig, UpstreamProtocol};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
 use crate::routing::CompiledRoute;
-use crate::server::ConnCtx;
+use crate::server::{ClientUpgrade, ConnCtx};
 use crate::state::Shared;
 use crate::tunnel;
 use crate::upstream::{
@@ -52,7 +50,7 @@ impl Forward<'_> {
     pub(crate) async fn run(
         &self,
         mut parts: Parts,
-        body: Incoming,
+        body: ClientBody,
         exchange: &mut Exchange,
     ) -> Result<Response<ResponseBody>> {
         let limits = &self.config.limits;
@@ -65,7 +63,7 @@ impl Forward<'_> {
             && self.set.protocol == UpstreamProtocol::Http1
             && wants_upgrade(&parts.headers);
         let client_upgrade = upgrade
-            .then(|| parts.extensions.remove::<OnUpgrade>())
+            .then(|| parts.extensions.remove::<ClientUpgrade>())
             .flatten();
         let (body, body_state) = self.request_body(&parts, body).await?;
 
@@ -107,7 +105,7 @@ impl Forward<'_> {
     async fn request_body(
         &self,
         parts: &Parts,
-        body: Incoming,
+        body: ClientBody,
     ) -> Result<(RequestBody, Option<Arc<BodyState>>)> {
         use http_body::Body as _;
         if body.is_end_stream() {
@@ -318,7 +316,7 @@ impl Forward<'_> {
         &self,
         endpoint: Arc<Endpoint>,
         response: Response<UpstreamBody>,
-        client_upgrade: Option<OnUpgrade>,
+        client_upgrade: Option<ClientUpgrade>,
         sticky_id: Option<u64>,
         exchange: &mut Exchange,
     ) -> Result<Response<ResponseBody>> {

@@ -1,6 +1,7 @@
-//! Serving one client connection: HTTP/1.1 or HTTP/2 (told apart by the
-//! connection preface), with upgrades, watched for idleness and slow request
-//! heads, and closed gracefully when the proxy drains.
+//! Serving one client connection: HTTP/1.1 on a loop of our own, or
+//! HTTP/2 with prior knowledge (told apart by the connection preface)
+//! through hyper, watched for idleness and closed gracefully when the proxy
+//! drains.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,22 +13,17 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::clock::{self, now_ms};
-use crate::config::Limits;
+use crate::config::{Limits, ProxyConfig};
 use crate::handler;
-use crate::observed::Observed;
+use crate::http1::Prefixed;
 use crate::server::activity::{ConnActivity, Verdict};
-use crate::server::client_io::{ClientIo, ClientObserver};
-use crate::server::inspect::H1Inspector;
+use crate::server::h1;
 use crate::state::{ClientSlot, Shared};
-
-/// Smallest read buffer hyper accepts.
-const MIN_BUF_SIZE: usize = 8192;
 
 /// What the handler knows about the connection a request came on. It also
 /// holds the connection's `max_clients` slot, so a tunnel that outlives the
@@ -55,23 +51,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let shared = self.shared.clone();
         let ctx = self.ctx.clone();
+        let req = req.map(ClientBody::H2);
         Box::pin(async move { Ok(handler::handle(&shared, &ctx, req).await) })
     }
 }
 
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn h2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The watchdog below times heads; hyper's timer would also cut idle
-        // keep-alive connections at the header timeout.
-        .header_read_timeout(None)
-        .max_headers(limits.max_headers)
-        // A head that fills the read buffer is answered 431.
-        .max_buf_size(limits.max_header_size.max(MIN_BUF_SIZE));
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
@@ -85,29 +72,36 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     slot: ClientSlot,
 ) {
-    let snapshot = shared.snapshot();
-    let config = &snapshot.config;
-    let timeouts = config.timeouts.clone();
-    let activity = ConnActivity::new();
-    let inspector = H1Inspector::new(config.limits.max_header_size);
-    let io: ClientIo<_> = Observed::new(
-        stream,
-        ClientObserver::new(activity.clone(), Some(inspector)),
-    );
-    let builder = http_builder(&config.limits);
-    drop(snapshot);
+    let config = shared.snapshot().config.clone();
+    let ctx = Arc::new(ConnCtx {
+        peer,
+        peer_ip: HeaderValue::try_from(peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+        activity: ConnActivity::new(),
+        _slot: slot,
+    });
+    let served = async {
+        if let Some(io) = h1::serve(stream, &shared, &ctx, &config).await {
+            serve_h2(io, &shared, ctx.clone(), &config).await;
+        }
+    };
+    tokio::select! {
+        () = served => {}
+        () = shared.hard_stop.cancelled() => {}
+    }
+}
 
+/// Serves HTTP/2 until the connection closes, goes idle or is drained.
+async fn serve_h2(io: Prefixed, shared: &Arc<Shared>, ctx: Arc<ConnCtx>, config: &ProxyConfig) {
+    let timeouts = &config.timeouts;
+    let activity = ctx.activity.clone();
+    let peer = ctx.peer;
     let service = ConnService {
         shared: shared.clone(),
-        ctx: Arc::new(ConnCtx {
-            peer,
-            peer_ip: HeaderValue::try_from(peer.ip().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown")),
-            activity: activity.clone(),
-            _slot: slot,
-        }),
+        ctx,
     };
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let builder = h2_builder(&config.limits);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
     let mut watchdog = pin!(tokio::time::sleep(timeouts.client_idle));
     let mut closing = false;
     loop {
@@ -118,12 +112,8 @@ pub(crate) async fn serve(
                 }
                 break;
             }
-            () = &mut watchdog => match activity.verdict(now_ms(), &timeouts) {
+            () = &mut watchdog => match activity.verdict(now_ms(), timeouts) {
                 Verdict::WaitUntil(at) => watchdog.as_mut().reset(clock::instant(at)),
-                Verdict::SlowHead => {
-                    debug!(peer = %peer, "request head too slow; closing");
-                    break;
-                }
                 Verdict::Idle if closing => break,
                 Verdict::Idle => {
                     closing = true;
@@ -132,16 +122,10 @@ pub(crate) async fn serve(
                     watchdog.as_mut().reset(grace);
                 }
             },
-            () = activity.head_began() => {
-                if let Verdict::WaitUntil(at) = activity.verdict(now_ms(), &timeouts) {
-                    watchdog.as_mut().reset(clock::instant(at));
-                }
-            }
             () = shared.draining.cancelled(), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = shared.hard_stop.cancelled() => break,
         }
     }
 }

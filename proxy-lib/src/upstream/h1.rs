@@ -10,7 +10,6 @@
 mod body;
 mod request;
 mod response;
-mod upgraded;
 
 use std::io;
 use std::task::{Context, Poll, Waker};
@@ -22,7 +21,6 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
 pub(crate) use body::H1Body;
-pub(crate) use upgraded::Upgraded;
 
 use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};

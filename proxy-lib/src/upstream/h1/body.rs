@@ -5,27 +5,25 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf as _, Bytes};
-use http::{HeaderMap, Response, StatusCode};
+use bytes::Bytes;
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
-use super::response::{Framing, Head, MAX_HEAD, parse_trailers};
-use super::{H1Conn, READ_CHUNK, Upgraded, upstream_error};
-use crate::error::{BoxError, Error};
+use super::response::{Framing, Head};
+use super::{H1Conn, upstream_error};
+use crate::error::BoxError;
+use crate::http1::{Decoded, Decoder, Prefixed};
 use crate::upstream::Endpoint;
-
-/// The most body bytes read from the upstream at a time.
-const MAX_READ: usize = 64 * 1024;
-/// The longest chunk-size line (with extensions) accepted.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
 
 /// The body of a response from an HTTP/1.1 upstream.
 #[derive(Debug)]
 pub(crate) struct H1Body {
     /// The connection, until the body has been read whole.
     conn: Option<H1Conn>,
-    state: State,
+    decoder: Decoder,
+    /// A 101 response: the connection now carries another protocol.
+    switched: bool,
     keep_alive: bool,
     /// Body bytes already read with the head.
     ready: Option<Bytes>,
@@ -33,44 +31,26 @@ pub(crate) struct H1Body {
     home: Option<(Arc<Endpoint>, usize)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkEnd,
-    Trailers,
-    Close,
-    Done,
-    /// A 101 response: the connection now carries another protocol.
-    Switched,
-}
-
-enum Decoded {
-    Data(Bytes),
-    Trailers(HeaderMap),
-    End,
-    NeedMore,
-}
-
 impl H1Body {
     pub(super) fn response(mut conn: H1Conn, head: Head) -> Response<Self> {
         let mut ready = None;
-        let state = match head.framing {
-            _ if head.status == StatusCode::SWITCHING_PROTOCOLS => State::Switched,
-            Framing::Empty => State::Done,
+        let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
+        let decoder = match head.framing {
+            _ if switched => Decoder::done(),
+            Framing::Empty => Decoder::done(),
             Framing::Length(len) if len <= conn.buf.len() as u64 => {
                 // usize: len is at most buf.len().
                 ready = Some(conn.buf.split_to(len as usize).freeze());
-                State::Done
+                Decoder::done()
             }
-            Framing::Length(len) => State::Length(len),
-            Framing::Chunked => State::ChunkSize,
-            Framing::Close => State::Close,
+            Framing::Length(len) => Decoder::length(len),
+            Framing::Chunked => Decoder::chunked(),
+            Framing::Close => Decoder::until_close(),
         };
         let mut response = Response::new(Self {
             conn: Some(conn),
-            state,
+            decoder,
+            switched,
             keep_alive: head.keep_alive,
             ready,
             home: None,
@@ -88,109 +68,23 @@ impl H1Body {
     }
 
     /// The connection of a 101 response, with the bytes read past its head.
-    pub(crate) fn into_upgraded(mut self) -> Option<Upgraded> {
-        if self.state != State::Switched {
+    pub(crate) fn into_upgraded(mut self) -> Option<Prefixed> {
+        if !self.switched {
             return None;
         }
         self.conn
             .take()
-            .map(|conn| Upgraded::new(conn.io, conn.buf))
+            .map(|conn| Prefixed::new(conn.io, conn.buf))
     }
 
     fn finish(&mut self) {
-        if self.state != State::Done || !self.keep_alive {
+        if !self.decoder.is_done() || self.switched || !self.keep_alive {
             return;
         }
         if let (Some((endpoint, max_idle)), Some(conn)) = (&self.home, self.conn.take()) {
             endpoint.pool.checkin(conn, *max_idle);
         }
     }
-
-    /// Decodes what the buffer holds.
-    fn decode(&mut self) -> Result<Decoded, Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(Decoded::End);
-        };
-        let buf = &mut conn.buf;
-        loop {
-            match self.state {
-                State::Done | State::Switched => return Ok(Decoded::End),
-                State::Length(_) | State::ChunkData(_) | State::Close if buf.is_empty() => {
-                    return Ok(Decoded::NeedMore);
-                }
-                State::Close => return Ok(Decoded::Data(buf.split().freeze())),
-                State::Length(left) => {
-                    let (data, left) = take(buf, left);
-                    self.state = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
-                    };
-                    return Ok(Decoded::Data(data));
-                }
-                State::ChunkData(left) => {
-                    let (data, left) = take(buf, left);
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
-                    };
-                    return Ok(Decoded::Data(data));
-                }
-                State::ChunkSize => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        buf.advance(used);
-                        self.state = match size {
-                            0 => State::Trailers,
-                            size => State::ChunkData(size),
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => {
-                        return Ok(Decoded::NeedMore);
-                    }
-                    _ => return Err(upstream_error("a chunk size is malformed")),
-                },
-                State::ChunkEnd | State::Trailers if buf.len() < 2 => {
-                    return Ok(Decoded::NeedMore);
-                }
-                State::ChunkEnd if buf.starts_with(b"\r\n") => {
-                    buf.advance(2);
-                    self.state = State::ChunkSize;
-                }
-                State::ChunkEnd => return Err(upstream_error("a chunk does not end in CRLF")),
-                State::Trailers if buf.starts_with(b"\r\n") => {
-                    buf.advance(2);
-                    self.state = State::Done;
-                    return Ok(Decoded::End);
-                }
-                State::Trailers => {
-                    return Ok(match parse_trailers(buf)? {
-                        Some(trailers) => {
-                            self.state = State::Done;
-                            Decoded::Trailers(trailers)
-                        }
-                        None => Decoded::NeedMore,
-                    });
-                }
-            }
-        }
-    }
-
-    /// How much to read next.
-    fn want(&self) -> usize {
-        match self.state {
-            State::Length(left) | State::ChunkData(left) => usize::try_from(left)
-                .unwrap_or(MAX_READ)
-                .clamp(READ_CHUNK, MAX_READ),
-            State::Trailers => MAX_HEAD,
-            _ => READ_CHUNK,
-        }
-    }
-}
-
-fn take(buf: &mut bytes::BytesMut, left: u64) -> (Bytes, u64) {
-    let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
-    (buf.split_to(n).freeze(), left - n as u64)
 }
 
 impl Body for H1Body {
@@ -206,11 +100,14 @@ impl Body for H1Body {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         loop {
-            let decoded = match this.decode() {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let decoded = match this.decoder.decode(&mut conn.buf) {
                 Ok(decoded) => decoded,
-                Err(error) => {
+                Err(reason) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(error.into())));
+                    return Poll::Ready(Some(Err(upstream_error(reason).into())));
                 }
             };
             match decoded {
@@ -228,21 +125,14 @@ impl Body for H1Body {
                 }
                 Decoded::NeedMore => {}
             }
-            let want = this.want();
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            conn.buf.reserve(want);
+            conn.buf.reserve(this.decoder.want());
             match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
-                Ok(0) if this.state == State::Close => {
-                    this.state = State::Done;
-                    this.conn = None;
-                    return Poll::Ready(None);
-                }
                 Ok(0) => {
                     this.conn = None;
-                    let error = upstream_error("the upstream closed the connection mid-body");
-                    return Poll::Ready(Some(Err(error.into())));
+                    if let Err(reason) = this.decoder.closed() {
+                        return Poll::Ready(Some(Err(upstream_error(reason).into())));
+                    }
+                    return Poll::Ready(None);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -255,15 +145,15 @@ impl Body for H1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ready.is_none() && matches!(self.state, State::Done | State::Switched)
+        self.ready.is_none() && self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
         let ready = self.ready.as_ref().map_or(0, |b| b.len() as u64);
-        match self.state {
-            State::Done | State::Switched => SizeHint::with_exact(ready),
-            State::Length(left) => SizeHint::with_exact(ready + left),
-            _ => SizeHint::default(),
+        match self.decoder.remaining() {
+            _ if self.switched => SizeHint::with_exact(0),
+            Some(left) => SizeHint::with_exact(ready + left),
+            None => SizeHint::default(),
         }
     }
 }

@@ -3,18 +3,18 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf as _, BytesMut};
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::upstream_error;
 use crate::error::Result;
-use crate::framing::{last_token_is_chunked, parse_length};
+use crate::http1::{last_token_is_chunked, parse_length};
 
 /// Fields a response head may carry.
 const MAX_FIELDS: usize = 100;
 /// The largest response head accepted.
-pub(super) const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,29 +208,6 @@ fn head_only(method: &Method, status: StatusCode) -> bool {
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
-}
-
-/// Trailer fields after the last chunk, parsed from the front of `buf`.
-pub(super) fn parse_trailers(buf: &mut BytesMut) -> Result<Option<HeaderMap>> {
-    let mut slots = [httparse::EMPTY_HEADER; 32];
-    let (len, fields) = match httparse::parse_headers(buf, &mut slots) {
-        Ok(httparse::Status::Complete((len, fields))) => (len, fields),
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-        Ok(httparse::Status::Partial) => return Err(upstream_error("the trailers are too large")),
-        Err(e) => return Err(upstream_error("the trailers are malformed").with_source(e)),
-    };
-    let mut trailers = HeaderMap::with_capacity(fields.len());
-    for field in fields.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(field.name.as_bytes()),
-            HeaderValue::from_bytes(field.value),
-        ) else {
-            return Err(upstream_error("a trailer field is invalid"));
-        };
-        trailers.append(name, value);
-    }
-    buf.advance(len);
-    Ok(Some(trailers))
 }
 
 #[cfg(test)]

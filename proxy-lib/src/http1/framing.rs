@@ -1,5 +1,5 @@
-//! The HTTP/1 framing fields read the same way wherever a head is parsed:
-//! by the client-side inspector and by the upstream client.
+//! The HTTP/1 framing fields, read the same way wherever a head is parsed:
+//! requests from clients and responses from upstreams.
 
 /// A `Content-Length` value (or one item of a comma-separated list): ASCII
 /// digits only, surrounding whitespace ignored; `None` when it is anything

@@ -1,5 +1,5 @@
-//! An upstream connection after a 101 response: the bytes read past the
-//! head first, then the socket.
+//! A socket handed on with bytes already read from it: after a 101 (either
+//! side of a tunnel) or once the HTTP/2 preface has been recognised.
 
 use std::io;
 use std::pin::Pin;
@@ -9,20 +9,20 @@ use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The upstream side of a tunnel.
+/// Reads `prefix` first, then the socket; writes go to the socket.
 #[derive(Debug)]
-pub(crate) struct Upgraded {
+pub(crate) struct Prefixed {
     io: TcpStream,
     prefix: BytesMut,
 }
 
-impl Upgraded {
-    pub(super) fn new(io: TcpStream, prefix: BytesMut) -> Self {
+impl Prefixed {
+    pub(crate) fn new(io: TcpStream, prefix: BytesMut) -> Self {
         Self { io, prefix }
     }
 }
 
-impl AsyncRead for Upgraded {
+impl AsyncRead for Prefixed {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -38,13 +38,25 @@ impl AsyncRead for Upgraded {
     }
 }
 
-impl AsyncWrite for Upgraded {
+impl AsyncWrite for Prefixed {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

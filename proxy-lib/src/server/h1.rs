@@ -1,0 +1,345 @@
+//! Serving HTTP/1.1 to a client. The connection's own task reads each head
+//! (parsed once, fields sliced from the read buffer), calls the handler,
+//! and writes the response; a request body is read from the socket by
+//! whoever forwards it. Between requests the connection holds no buffer.
+//!
+//! The same loop tells a slow head (the header timeout, from its first
+//! byte) from an idle connection (the idle timeout), closes idle
+//! connections when the proxy drains, and hands the socket on after a 101
+//! (to a tunnel) or when the first bytes are the HTTP/2 preface.
+
+mod body;
+mod head;
+mod write;
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Method, Request, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+use tokio_util::io::poll_read_buf;
+use tracing::debug;
+
+pub(crate) use body::H1RequestBody;
+
+use self::body::{ReadSide, Returned};
+use self::head::{Head, Refusal};
+use self::write::{Answering, Written};
+use crate::body::ClientBody;
+use crate::clock::{self, millis, now_ms};
+use crate::config::{Limits, ProxyConfig, Timeouts};
+use crate::handler;
+use crate::http1::Prefixed;
+use crate::server::ConnCtx;
+use crate::state::Shared;
+
+/// How an HTTP/2 prior-knowledge connection starts.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Room made in the read buffer for a head.
+const READ_BUF: usize = 4 * 1024;
+/// The most of an unread request body skipped to keep the connection.
+const SKIP_LIMIT: usize = 64 * 1024;
+/// The longest a closing connection keeps reading what the client still
+/// sends, so its last answer is not lost to a reset.
+const LINGER: Duration = Duration::from_secs(1);
+/// The most a closing connection reads and discards.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// The client side of a tunnel, once the 101 has been written. (Request
+/// extensions must be `Clone`; only one clone can receive the socket.)
+#[derive(Debug, Clone)]
+pub(crate) struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<Prefixed>>>>);
+
+impl ClientUpgrade {
+    /// The client's socket, or `None` if the connection did not switch.
+    pub(crate) async fn wait(self) -> Option<Prefixed> {
+        let rx = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        rx.await.ok()
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` until it closes; returns the socket if the
+/// client spoke HTTP/2 instead.
+pub(super) async fn serve(
+    stream: TcpStream,
+    shared: &Shared,
+    ctx: &Arc<ConnCtx>,
+    settings: &ProxyConfig,
+) -> Option<Prefixed> {
+    let (read, mut write) = stream.into_split();
+    let mut read = Some(ReadSide {
+        io: read,
+        buf: BytesMut::new(),
+    });
+    let mut out = Vec::new();
+    let mut waiting = Waiting {
+        timer: pin!(tokio::time::sleep(settings.timeouts.client_idle)),
+        armed: now_ms() + millis(settings.timeouts.client_idle),
+        draining: pin!(shared.draining.cancelled()),
+        idle_since: now_ms(),
+        timeouts: &settings.timeouts,
+    };
+    let mut first = true;
+    loop {
+        let side = read.as_mut()?;
+        let head = match next_head(side, &mut waiting, &settings.limits, first).await {
+            Next::Head(head) => head,
+            Next::Http2 => {
+                let side = read.take()?;
+                let stream = side.io.reunite(write).ok()?;
+                return Some(Prefixed::new(stream, side.buf));
+            }
+            Next::Close => return None,
+            Next::Refuse(refusal) => {
+                debug!(peer = %ctx.peer, ?refusal, "request head refused");
+                let answer = refusal_answer(refusal);
+                let req = Answering {
+                    method: &Method::GET,
+                    version: http::Version::HTTP_11,
+                    keep_alive: false,
+                };
+                if write::response(&mut write, &mut out, answer, req)
+                    .await
+                    .is_ok()
+                {
+                    close(write, read, true).await;
+                }
+                return None;
+            }
+        };
+        first = false;
+
+        let Head {
+            parts,
+            body: decoder,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let mut keep_alive = keep_alive && method != Method::CONNECT;
+        let (body, home) = if decoder.is_done() {
+            (ClientBody::Empty, None)
+        } else {
+            let side = read.take()?;
+            let (body, home) = H1RequestBody::new(side, decoder, expect_continue);
+            (ClientBody::H1(body), Some(home))
+        };
+        let mut req = Request::from_parts(parts, body);
+        let switch = upgrade.then(|| {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut()
+                .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            tx
+        });
+
+        let response = Box::pin(handler::handle(shared, ctx, req)).await;
+
+        let mut linger = false;
+        if let Some(home) = home {
+            match home.respond() {
+                Returned::Finished(side) => read = Some(side),
+                Returned::Unread(mut side, decoder) => {
+                    // A client that waits for 100 Continue may never send
+                    // the body: the connection cannot go on.
+                    if expect_continue || !body::skip_rest(&mut side, decoder, SKIP_LIMIT) {
+                        keep_alive = false;
+                        linger = true;
+                    }
+                    read = Some(side);
+                }
+                Returned::Busy => keep_alive = false,
+                Returned::Broken => return None,
+            }
+        }
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let req = Answering {
+            method: &method,
+            version,
+            keep_alive: keep_alive && !shared.draining.is_cancelled(),
+        };
+        let written = write::response(&mut write, &mut out, response, req).await;
+        match (written, switch) {
+            (Ok(_), Some(switch)) if switching => {
+                let side = read.take()?;
+                let stream = side.io.reunite(write).ok()?;
+                // The tunnel may have gone (its upstream failed): then the
+                // socket is dropped here.
+                let _ = switch.send(Prefixed::new(stream, side.buf));
+                return None;
+            }
+            (Ok(Written::KeepAlive), _) if !switching => {
+                waiting.idle_since = now_ms();
+            }
+            (Ok(_), _) => {
+                close(write, read, linger).await;
+                return None;
+            }
+            (Err(error), _) => {
+                debug!(peer = %ctx.peer, %error, "response not completed; closing");
+                return None;
+            }
+        }
+    }
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per request, moved once; boxing would allocate per request"
+)]
+enum Next {
+    Head(Head),
+    Http2,
+    Refuse(Refusal),
+    Close,
+}
+
+/// The timer and drain signal a connection waits on between requests.
+struct Waiting<'a, D> {
+    timer: Pin<&'a mut Sleep>,
+    /// The deadline (ms) the timer is set to.
+    armed: u64,
+    draining: Pin<&'a mut D>,
+    idle_since: u64,
+    timeouts: &'a Timeouts,
+}
+
+enum Event {
+    Read,
+    Closed,
+    Timer,
+    Drain,
+}
+
+/// Reads until a whole head is in, the connection closes, or a timeout,
+/// the drain or a malformed head ends it.
+async fn next_head<D: Future<Output = ()>>(
+    side: &mut ReadSide,
+    waiting: &mut Waiting<'_, D>,
+    limits: &Limits,
+    first: bool,
+) -> Next {
+    let mut head_since = None;
+    loop {
+        if !side.buf.is_empty() {
+            let n = side.buf.len().min(H2_PREFACE.len());
+            if first && side.buf[..n] == H2_PREFACE[..n] {
+                if n == H2_PREFACE.len() {
+                    return Next::Http2;
+                }
+            } else {
+                match head::parse(&mut side.buf, limits.max_header_size, limits.max_headers) {
+                    Ok(Some(head)) => return Next::Head(head),
+                    Ok(None) => {}
+                    Err(refusal) => return Next::Refuse(refusal),
+                }
+                head_since.get_or_insert_with(now_ms);
+            }
+        }
+        let idle = side.buf.is_empty();
+        if idle {
+            // Nothing buffered: an idle connection keeps no read buffer.
+            side.buf = BytesMut::new();
+        } else if side.buf.capacity() - side.buf.len() < READ_BUF / 4 {
+            side.buf.reserve(READ_BUF);
+        }
+        let deadline = match head_since {
+            Some(since) => since + millis(waiting.timeouts.client_header),
+            None => waiting.idle_since + millis(waiting.timeouts.client_idle),
+        };
+        if deadline < waiting.armed {
+            waiting.armed = deadline;
+            waiting.timer.as_mut().reset(clock::instant(deadline));
+        }
+        let event = poll_fn(|cx| {
+            if side.buf.capacity() == 0 {
+                match side.io.as_ref().poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => side.buf.reserve(READ_BUF),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Closed),
+                    Poll::Pending => {}
+                }
+            }
+            if side.buf.capacity() > 0 {
+                match poll_read_buf(Pin::new(&mut side.io), cx, &mut side.buf) {
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Event::Closed),
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Event::Read),
+                    Poll::Pending => {}
+                }
+            }
+            if waiting.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+            if idle && waiting.draining.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Drain);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Read => {}
+            Event::Closed | Event::Drain => return Next::Close,
+            Event::Timer => {
+                if now_ms() >= deadline {
+                    if head_since.is_some() {
+                        debug!("request head too slow; closing");
+                    }
+                    return Next::Close;
+                }
+                waiting.armed = deadline;
+                waiting.timer.as_mut().reset(clock::instant(deadline));
+            }
+        }
+    }
+}
+
+/// The answer to a head that was refused.
+fn refusal_answer(refusal: Refusal) -> http::Response<crate::body::ResponseBody> {
+    let (status, why) = match refusal {
+        Refusal::Malformed(why) => (StatusCode::BAD_REQUEST, why),
+        Refusal::TooLarge => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request head is too large",
+        ),
+    };
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut answer = handler::text(status, format!("{} {reason}: {why}\n", status.as_u16()));
+    answer.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    answer
+}
+
+/// Closes the connection: the write side first, so the client sees the
+/// end of the last response; then, if the client may still be sending
+/// (a body left unread), what it sends is read and dropped for a moment so
+/// the close does not turn into a reset that destroys that response.
+async fn close(mut write: tokio::net::tcp::OwnedWriteHalf, read: Option<ReadSide>, linger: bool) {
+    let _ = write.shutdown().await;
+    let Some(mut side) = read.filter(|_| linger) else {
+        return;
+    };
+    let drain = async {
+        let mut discarded = 0;
+        let mut scratch = [0u8; 4096];
+        while discarded < LINGER_BYTES {
+            match side.io.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}

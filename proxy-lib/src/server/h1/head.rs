@@ -1,0 +1,324 @@
+//! Reading a request head from a client (RFC 9112 sections 2, 3 and 6):
+//! the request line and fields, sliced from the read buffer without
+//! copying, and how the body that follows is delimited.
+//!
+//! Every message whose framing could be read two ways is refused with 400
+//! and the connection closed, as nginx does: a Content-Length beside a
+//! Transfer-Encoding, conflicting lengths, a last coding other than chunked,
+//! a Transfer-Encoding in HTTP/1.0, obsolete line folding.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Uri, Version};
+
+use crate::http1::{Decoder, last_token_is_chunked, parse_length};
+
+/// Field slots on the stack; a larger configured limit parses on the heap.
+const STACK_FIELDS: usize = 128;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub(super) parts: Parts,
+    pub(super) body: Decoder,
+    /// Whether the connection may carry another request afterwards.
+    pub(super) keep_alive: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub(super) expect_continue: bool,
+    /// The client asks to switch protocols (`Upgrade` named by `Connection`).
+    pub(super) upgrade: bool,
+}
+
+/// Why a head was refused; the connection closes after the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// 400, with the reason.
+    Malformed(&'static str),
+    /// 431: the head or its field count is over the limit.
+    TooLarge,
+}
+
+/// Offsets of one field within the head.
+#[derive(Debug, Clone, Copy, Default)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The request line, by offsets.
+#[derive(Debug, Default)]
+struct Line {
+    method: (u32, u32),
+    target: (u32, u32),
+    minor: u8,
+}
+
+/// Parses a head from the front of `buf`, consuming it; `None` when more
+/// bytes are needed.
+pub(super) fn parse(
+    buf: &mut BytesMut,
+    max_size: usize,
+    max_fields: usize,
+) -> Result<Option<Head>, Refusal> {
+    let mut fields = [Field::default(); STACK_FIELDS];
+    let mut heap = Vec::new();
+    let (len, line, count) = if max_fields <= STACK_FIELDS {
+        let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_FIELDS];
+        match locate(buf, &mut slots[..max_fields], &mut fields, max_size)? {
+            Some(located) => located,
+            None => return Ok(None),
+        }
+    } else {
+        let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_fields];
+        heap = vec![Field::default(); max_fields];
+        match locate(buf, &mut slots, &mut heap, max_size)? {
+            Some(located) => located,
+            None => return Ok(None),
+        }
+    };
+    let fields = if heap.is_empty() {
+        &fields[..count]
+    } else {
+        &heap[..count]
+    };
+    let head = buf.split_to(len).freeze();
+    let at = |(start, end): (u32, u32)| start as usize..end as usize;
+
+    let method = Method::from_bytes(&head[at(line.method)])
+        .map_err(|_| Refusal::Malformed("the method is invalid"))?;
+    let uri = Uri::from_maybe_shared(head.slice(at(line.target)))
+        .map_err(|_| Refusal::Malformed("the request target is invalid"))?;
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut delimiting = Delimiting::default();
+    for field in fields {
+        let name = HeaderName::from_bytes(&head[at(field.name)])
+            .map_err(|_| Refusal::Malformed("a field name is invalid"))?;
+        let value = head.slice(at(field.value));
+        delimiting.read(&name, &value)?;
+        let value = HeaderValue::from_maybe_shared(value)
+            .map_err(|_| Refusal::Malformed("a field value is invalid"))?;
+        headers.append(name, value);
+    }
+    let http10 = line.minor == 0;
+    let body = delimiting.body(http10)?;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    parts.headers = headers;
+    Ok(Some(Head {
+        keep_alive: !delimiting.close && (!http10 || delimiting.keep_alive),
+        expect_continue: delimiting.expect_continue && !http10,
+        upgrade: delimiting.upgrade && delimiting.upgrade_field && !http10,
+        parts,
+        body,
+    }))
+}
+
+/// Runs httparse over `buf` and records where everything is.
+fn locate<'b>(
+    buf: &'b [u8],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    fields: &mut [Field],
+    max_size: usize,
+) -> Result<Option<(usize, Line, usize)>, Refusal> {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Complete(len)) if len <= max_size => len,
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(httparse::Status::Partial) if buf.len() < max_size => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed("the request head is malformed")),
+    };
+    let start = buf.as_ptr() as usize;
+    let span = |s: &[u8]| {
+        let from = s.as_ptr() as usize - start;
+        // u32: a head is at most `max_size`, far below 4 GiB.
+        (from as u32, (from + s.len()) as u32)
+    };
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(Refusal::Malformed("the request line is incomplete"));
+    };
+    let line = Line {
+        method: span(method.as_bytes()),
+        target: span(target.as_bytes()),
+        minor,
+    };
+    for (field, parsed) in fields.iter_mut().zip(req.headers.iter()) {
+        *field = Field {
+            name: span(parsed.name.as_bytes()),
+            value: span(parsed.value),
+        };
+    }
+    Ok(Some((len, line, req.headers.len())))
+}
+
+/// What the fields say about the body and the connection.
+#[derive(Debug, Default)]
+struct Delimiting {
+    length: Option<u64>,
+    /// Whether the last transfer coding is chunked, once one was seen.
+    chunked: Option<bool>,
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+    upgrade_field: bool,
+    expect_continue: bool,
+}
+
+impl Delimiting {
+    fn read(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Refusal> {
+        if *name == header::CONTENT_LENGTH {
+            for item in value.split(|&b| b == b',') {
+                let parsed = parse_length(item)
+                    .ok_or(Refusal::Malformed("the Content-Length is invalid"))?;
+                if self.length.is_some_and(|l| l != parsed) {
+                    return Err(Refusal::Malformed("the Content-Lengths conflict"));
+                }
+                self.length = Some(parsed);
+            }
+        } else if *name == header::TRANSFER_ENCODING {
+            if self.chunked == Some(true) {
+                // A coding after chunked: the body's end cannot be found.
+                return Err(Refusal::Malformed("a transfer coding follows chunked"));
+            }
+            self.chunked = Some(last_token_is_chunked(value));
+        } else if *name == header::CONNECTION {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    self.upgrade = true;
+                }
+            }
+        } else if *name == header::UPGRADE {
+            self.upgrade_field = true;
+        } else if *name == header::EXPECT {
+            self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        Ok(())
+    }
+
+    /// How the body is delimited (RFC 9112 section 6.3).
+    fn body(&self, http10: bool) -> Result<Decoder, Refusal> {
+        match (self.chunked, self.length) {
+            (Some(_), Some(_)) => Err(Refusal::Malformed(
+                "Content-Length together with Transfer-Encoding",
+            )),
+            (Some(_), None) if http10 => Err(Refusal::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            )),
+            (Some(true), None) => Ok(Decoder::chunked()),
+            (Some(false), None) => Err(Refusal::Malformed(
+                "the last transfer coding is not chunked",
+            )),
+            (None, Some(len)) => Ok(Decoder::length(len)),
+            (None, None) => Ok(Decoder::done()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, Refusal> {
+        parse(&mut BytesMut::from(raw.as_bytes()), 8192, 100)
+    }
+
+    #[test]
+    fn fields_and_target_are_read() {
+        let mut buf = BytesMut::from(
+            &b"\r\nPOST /a/b?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Many: 1\r\nx-many: 2\r\nContent-Length: 3\r\n\r\nabcGET"[..],
+        );
+        let head = parse(&mut buf, 8192, 100).unwrap().unwrap();
+        assert_eq!(head.parts.method, Method::POST);
+        assert_eq!(head.parts.uri, "/a/b?q=1");
+        assert_eq!(head.parts.headers["host"], "a.test");
+        assert_eq!(head.parts.headers.get_all("x-many").iter().count(), 2);
+        assert_eq!(head.body.remaining(), Some(3));
+        assert!(head.keep_alive && !head.upgrade && !head.expect_continue);
+        assert_eq!(&buf[..], b"abcGET", "the body and what follows stay");
+    }
+
+    #[test]
+    fn connection_and_expectations() {
+        let h = head("GET / HTTP/1.0\r\nHost: a\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = head("GET / HTTP/1.1\r\nConnection: x, close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h = head("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.upgrade);
+        let h = head("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.upgrade, "Upgrade not named by Connection is ignored");
+        let h = head("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.expect_continue);
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+            "GET /\u{1} HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(head(raw), Err(Refusal::Malformed(_))),
+                "{raw:?} was accepted"
+            );
+        }
+        let same = head("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(same.body.remaining(), Some(5));
+        let chunked = head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(chunked.body.remaining().is_none());
+    }
+
+    #[test]
+    fn limits_and_partial_heads() {
+        assert!(head("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(head(&long).unwrap_err(), Refusal::TooLarge);
+        assert_eq!(head(&long[..8500]).unwrap_err(), Refusal::TooLarge);
+        let many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(head(&raw).unwrap_err(), Refusal::TooLarge);
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        assert!(parse(&mut buf, 8192, 200).unwrap().is_some(), "heap slots");
+    }
+}
