@@ -118,8 +118,8 @@ pub(crate) fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
         }
         &raw[..=end]
     } else {
-        match raw.split_once(':') {
-            Some((host, port)) if valid_port(port) => host,
+        match raw.bytes().position(|b| b == b':') {
+            Some(colon) if valid_port(&raw[colon + 1..]) => &raw[..colon],
             Some(_) => return None,
             None => raw,
         }

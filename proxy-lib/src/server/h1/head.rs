@@ -19,6 +19,10 @@ use crate::http1::{Decoder, last_token_is_chunked, parse_length};
 /// Field slots on the stack; a larger configured limit parses on the heap.
 const STACK_FIELDS: usize = 128;
 
+/// Fields the handler may add to a request (`X-Forwarded-*`, `Forwarded`,
+/// and a `Content-Length` for a gathered body).
+const FORWARDING_ROOM: usize = 6;
+
 /// A parsed request head.
 #[derive(Debug)]
 pub(super) struct Head {
@@ -91,7 +95,9 @@ pub(super) fn parse(
         .map_err(|_| Refusal::Malformed("the method is invalid"))?;
     let uri = Uri::from_maybe_shared(head.slice(at(line.target)))
         .map_err(|_| Refusal::Malformed("the request target is invalid"))?;
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the forwarding fields added on the way upstream, so the map
+    // is allocated once.
+    let mut headers = HeaderMap::with_capacity(count + FORWARDING_ROOM);
     let mut delimiting = Delimiting::default();
     for field in fields {
         let name = HeaderName::from_bytes(&head[at(field.name)])
