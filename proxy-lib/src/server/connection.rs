@@ -82,7 +82,8 @@ pub(crate) async fn serve(
     });
     let served = async {
         if let Some(io) = h1::serve(stream, &shared, &ctx, &config).await {
-            serve_h2(io, &shared, ctx.clone(), &config).await;
+            // Boxed: the HTTP/2 state is not carried by HTTP/1.1 connections.
+            Box::pin(serve_h2(io, &shared, ctx.clone(), &config)).await;
         }
     };
     tokio::select! {

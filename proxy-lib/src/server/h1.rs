@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
@@ -42,6 +43,8 @@ use crate::state::Shared;
 
 /// How an HTTP/2 prior-knowledge connection starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Room made for a response head (and a small body coalesced with it).
+const OUT_BUF: usize = 1024;
 /// Room made in the read buffer for a head.
 const READ_BUF: usize = 4 * 1024;
 /// The most of an unread request body skipped to keep the connection.
@@ -82,7 +85,6 @@ pub(super) async fn serve(
         io: read,
         buf: BytesMut::new(),
     });
-    let mut out = Vec::new();
     let mut waiting = Waiting {
         timer: pin!(tokio::time::sleep(settings.timeouts.client_idle)),
         armed: now_ms() + millis(settings.timeouts.client_idle),
@@ -103,95 +105,128 @@ pub(super) async fn serve(
             Next::Close => return None,
             Next::Refuse(refusal) => {
                 debug!(peer = %ctx.peer, ?refusal, "request head refused");
-                let answer = refusal_answer(refusal);
-                let req = Answering {
-                    method: &Method::GET,
-                    version: http::Version::HTTP_11,
-                    keep_alive: false,
-                };
-                if write::response(&mut write, &mut out, answer, req)
-                    .await
-                    .is_ok()
-                {
-                    close(write, read, true).await;
-                }
+                Box::pin(refuse(refusal, write, read)).await;
                 return None;
             }
         };
         first = false;
-
-        let Head {
-            parts,
-            body: decoder,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-        let mut keep_alive = keep_alive && method != Method::CONNECT;
-        let (body, home) = if decoder.is_done() {
-            (ClientBody::Empty, None)
-        } else {
-            let side = read.take()?;
-            let (body, home) = H1RequestBody::new(side, decoder, expect_continue);
-            (ClientBody::H1(body), Some(home))
-        };
-        let mut req = Request::from_parts(parts, body);
-        let switch = upgrade.then(|| {
-            let (tx, rx) = oneshot::channel();
-            req.extensions_mut()
-                .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
-            tx
-        });
-
-        let response = Box::pin(handler::handle(shared, ctx, req)).await;
-
-        let mut linger = false;
-        if let Some(home) = home {
-            match home.respond() {
-                Returned::Finished(side) => read = Some(side),
-                Returned::Unread(mut side, decoder) => {
-                    // A client that waits for 100 Continue may never send
-                    // the body: the connection cannot go on.
-                    if expect_continue || !body::skip_rest(&mut side, decoder, SKIP_LIMIT) {
-                        keep_alive = false;
-                        linger = true;
-                    }
-                    read = Some(side);
-                }
-                Returned::Busy => keep_alive = false,
-                Returned::Broken => return None,
+        // Everything from here to the response's last byte runs in a boxed
+        // future: an idle connection's own future stays small.
+        match Box::pin(exchange(shared, ctx, head, read, write)).await {
+            After::KeepAlive(side, same) => {
+                read = Some(side);
+                write = same;
+                waiting.idle_since = now_ms();
             }
+            After::Done => return None,
         }
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let req = Answering {
-            method: &method,
-            version,
-            keep_alive: keep_alive && !shared.draining.is_cancelled(),
+    }
+}
+
+/// What is left of the connection after an exchange.
+enum After {
+    /// The next request may follow.
+    KeepAlive(ReadSide, OwnedWriteHalf),
+    /// The connection was closed or handed on.
+    Done,
+}
+
+/// One request: handled, answered, and the connection's fate decided.
+async fn exchange(
+    shared: &Shared,
+    ctx: &Arc<ConnCtx>,
+    head: Head,
+    mut read: Option<ReadSide>,
+    mut write: OwnedWriteHalf,
+) -> After {
+    let Head {
+        parts,
+        body: decoder,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    } = head;
+    let method = parts.method.clone();
+    let version = parts.version;
+    let mut keep_alive = keep_alive && method != Method::CONNECT;
+    let (body, home) = if decoder.is_done() {
+        (ClientBody::Empty, None)
+    } else {
+        let Some(side) = read.take() else {
+            return After::Done;
         };
-        let written = write::response(&mut write, &mut out, response, req).await;
-        match (written, switch) {
-            (Ok(_), Some(switch)) if switching => {
-                let side = read.take()?;
-                let stream = side.io.reunite(write).ok()?;
+        let (body, home) = H1RequestBody::new(side, decoder, expect_continue);
+        (ClientBody::H1(body), Some(home))
+    };
+    let mut req = Request::from_parts(parts, body);
+    let switch = upgrade.then(|| {
+        let (tx, rx) = oneshot::channel();
+        req.extensions_mut()
+            .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        tx
+    });
+
+    let response = handler::handle(shared, ctx, req).await;
+
+    let mut linger = false;
+    if let Some(home) = home {
+        match home.respond() {
+            Returned::Finished(side) => read = Some(side),
+            Returned::Unread(mut side, decoder) => {
+                // A client that waits for 100 Continue may never send the
+                // body: the connection cannot go on.
+                if expect_continue || !body::skip_rest(&mut side, decoder, SKIP_LIMIT) {
+                    keep_alive = false;
+                    linger = true;
+                }
+                read = Some(side);
+            }
+            Returned::Busy => keep_alive = false,
+            Returned::Broken => return After::Done,
+        }
+    }
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let answering = Answering {
+        method: &method,
+        version,
+        keep_alive: keep_alive && !shared.draining.is_cancelled(),
+    };
+    let mut out = Vec::with_capacity(OUT_BUF);
+    let written = write::response(&mut write, &mut out, response, answering).await;
+    match (written, switch, read) {
+        (Ok(_), Some(switch), Some(side)) if switching => {
+            if let Ok(stream) = side.io.reunite(write) {
                 // The tunnel may have gone (its upstream failed): then the
                 // socket is dropped here.
                 let _ = switch.send(Prefixed::new(stream, side.buf));
-                return None;
             }
-            (Ok(Written::KeepAlive), _) if !switching => {
-                waiting.idle_since = now_ms();
-            }
-            (Ok(_), _) => {
-                close(write, read, linger).await;
-                return None;
-            }
-            (Err(error), _) => {
-                debug!(peer = %ctx.peer, %error, "response not completed; closing");
-                return None;
-            }
+            After::Done
         }
+        (Ok(Written::KeepAlive), _, Some(side)) if !switching => After::KeepAlive(side, write),
+        (Ok(_), _, read) => {
+            close(write, read, linger).await;
+            After::Done
+        }
+        (Err(error), _, _) => {
+            debug!(peer = %ctx.peer, %error, "response not completed; closing");
+            After::Done
+        }
+    }
+}
+
+/// Answers a head that was refused, and closes.
+async fn refuse(refusal: Refusal, mut write: OwnedWriteHalf, read: Option<ReadSide>) {
+    let answering = Answering {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        keep_alive: false,
+    };
+    let mut out = Vec::new();
+    if write::response(&mut write, &mut out, refusal_answer(refusal), answering)
+        .await
+        .is_ok()
+    {
+        close(write, read, true).await;
     }
 }
 
@@ -326,16 +361,17 @@ fn refusal_answer(refusal: Refusal) -> http::Response<crate::body::ResponseBody>
 /// end of the last response; then, if the client may still be sending
 /// (a body left unread), what it sends is read and dropped for a moment so
 /// the close does not turn into a reset that destroys that response.
-async fn close(mut write: tokio::net::tcp::OwnedWriteHalf, read: Option<ReadSide>, linger: bool) {
+async fn close(mut write: OwnedWriteHalf, read: Option<ReadSide>, linger: bool) {
     let _ = write.shutdown().await;
     let Some(mut side) = read.filter(|_| linger) else {
         return;
     };
     let drain = async {
         let mut discarded = 0;
-        let mut scratch = [0u8; 4096];
         while discarded < LINGER_BYTES {
-            match side.io.read(&mut scratch).await {
+            side.buf.clear();
+            side.buf.reserve(READ_BUF);
+            match side.io.read_buf(&mut side.buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => discarded += n,
             }

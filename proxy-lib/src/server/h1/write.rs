@@ -60,30 +60,12 @@ pub(super) async fn response(
     req: Answering<'_>,
 ) -> io::Result<Written> {
     let (parts, mut body) = response.into_parts();
-    let framing = framing(&parts.headers, parts.status, &body, req);
-    let wants_close = parts
-        .headers
-        .get(header::CONNECTION)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-    let keep_alive = req.keep_alive && !wants_close && framing != Framing::Close;
-    out.clear();
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        // The fields (Connection: upgrade, Upgrade) go as they are; the
-        // connection belongs to the new protocol afterwards.
-        status_line(out, parts.status);
-        fields(out, &parts.headers);
-        out.extend_from_slice(b"\r\n");
+    // The head is encoded before the first write, and `parts` dropped: it
+    // does not ride along in the future while the body is written.
+    let Some((framing, keep_alive)) = head(out, parts, &body, req) else {
         io.write_all(out).await?;
         return Ok(Written::Close);
-    }
-    encode_head(
-        out,
-        parts.status,
-        &parts.headers,
-        framing,
-        keep_alive,
-        req.version,
-    );
+    };
     if framing == Framing::None {
         drop(body);
         io.write_all(out).await?;
@@ -154,6 +136,39 @@ pub(super) async fn response(
     } else {
         Written::Close
     })
+}
+
+/// Encodes the head into `out`; `None` for a 101, whose fields go as
+/// they are (`Connection: upgrade`, `Upgrade`) since the connection then
+/// belongs to the new protocol.
+fn head(
+    out: &mut Vec<u8>,
+    parts: http::response::Parts,
+    body: &ResponseBody,
+    req: Answering<'_>,
+) -> Option<(Framing, bool)> {
+    out.clear();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        status_line(out, parts.status);
+        fields(out, &parts.headers);
+        out.extend_from_slice(b"\r\n");
+        return None;
+    }
+    let framing = framing(&parts.headers, parts.status, body, req);
+    let wants_close = parts
+        .headers
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let keep_alive = req.keep_alive && !wants_close && framing != Framing::Close;
+    encode_head(
+        out,
+        parts.status,
+        &parts.headers,
+        framing,
+        keep_alive,
+        req.version,
+    );
+    Some((framing, keep_alive))
 }
 
 fn framing(
