@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,15 +67,17 @@ def tree(pid):
 
 
 def cpu_seconds(pid):
+    """User and kernel CPU seconds of the process tree."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = kernel = 0
     for p in tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / ticks
+        user += int(fields[11])
+        kernel += int(fields[12])
+    return user / ticks, kernel / ticks
 
 
 def memory_kib(pid, field):
@@ -164,11 +167,14 @@ class Proxy:
 
 def measured(proxy, run):
     """Runs `run()` and adds the proxy's CPU time per request to its result."""
-    before = cpu_seconds(proxy.pid)
+    user0, kernel0 = cpu_seconds(proxy.pid)
     result = run()
-    spent = cpu_seconds(proxy.pid) - before
+    user1, kernel1 = cpu_seconds(proxy.pid)
     if result.get("requests"):
-        result["cpu_us_per_request"] = spent * 1e6 / result["requests"]
+        per = 1e6 / result["requests"]
+        result["user_us_per_request"] = (user1 - user0) * per
+        result["kernel_us_per_request"] = (kernel1 - kernel0) * per
+        result["cpu_us_per_request"] = (user1 - user0 + kernel1 - kernel0) * per
     return result
 
 
@@ -193,7 +199,7 @@ def idle_memory(proxy, count):
     }
 
 
-def bench_proxy(name, args, work, load, pin):
+def bench_proxy(name, args, work, load, pin, idle):
     log(f"{name}: starting")
     proxy = Proxy(name, work, args.portcullis, pin)
     base = f"http://127.0.0.1:{PROXY_PORT}"
@@ -207,11 +213,26 @@ def bench_proxy(name, args, work, load, pin):
         log(f"{name}: 100 KiB responses")
         rows["large"] = measured(proxy, lambda: wrk(load, f"{base}/100k", args.seconds, 16))
         rows["peak_rss_kib"] = memory_kib(proxy.pid, "VmHWM")
-        log(f"{name}: {args.idle} idle connections")
-        rows["idle"] = idle_memory(proxy, args.idle)
+        if idle:
+            log(f"{name}: {args.idle} idle connections")
+            rows["idle"] = idle_memory(proxy, args.idle)
         return rows
     finally:
         proxy.stop()
+
+
+def combine(rounds):
+    """One result from several rounds: the median of every measured figure,
+    the highest peak RSS, and each round's HTTP/1.1 req/s for the spread."""
+    combined = {"rounds_h1_rps": [r["h1"].get("rps") for r in rounds]}
+    for cell in ("h1", "h2c", "large"):
+        keys = {k for r in rounds for k, v in r[cell].items() if isinstance(v, (int, float))}
+        values = {k: [r[cell][k] for r in rounds if k in r[cell]] for k in sorted(keys)}
+        # Failures add up; everything else is the median round's.
+        combined[cell] = {k: sum(v) if k == "errors" else statistics.median(v) for k, v in values.items()}
+    combined["peak_rss_kib"] = max(r["peak_rss_kib"] for r in rounds)
+    combined["idle"] = next((r["idle"] for r in rounds if "idle" in r), None)
+    return combined
 
 
 def versions(binary):
@@ -246,10 +267,11 @@ def main():
     parser.add_argument("--portcullis", required=True)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     parser.add_argument("--idle", type=int, default=int(os.environ.get("BENCH_IDLE", "9000")))
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     parser.add_argument("--out", default=os.environ.get("BENCH_OUT", str(Path(__file__).with_name("results"))))
     args = parser.parse_args()
     if os.environ.get("BENCH_SMOKE"):
-        args.seconds, args.idle = 1, 200
+        args.seconds, args.idle, args.rounds = 1, 200, 1
 
     pin, load = cores()
     work = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
@@ -262,13 +284,21 @@ def main():
         origin = subprocess.Popen(load + origin_cmd, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(ORIGIN_PORT)
         results = {"origin": {"h1": wrk(load, f"http://127.0.0.1:{ORIGIN_PORT}/small", args.seconds, 64)}}
+        # Rounds interleave the proxies, so a slow spell of the machine
+        # does not land on one of them; each figure is the median.
+        rounds = {name: [] for name in PROXIES}
+        for r in range(args.rounds):
+            log(f"round {r + 1} of {args.rounds}")
+            for name in PROXIES:
+                rounds[name].append(bench_proxy(name, args, work, load, pin, idle=r == 0))
         for name in PROXIES:
-            results[name] = bench_proxy(name, args, work, load, pin)
+            results[name] = combine(rounds[name])
         meta = {
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
             "versions": versions(args.portcullis),
             "seconds": args.seconds,
+            "rounds": args.rounds,
             "idle": args.idle,
             "pinned": bool(pin),
         }

@@ -30,6 +30,15 @@ def row(results, label, better, path, digits=0, scale=1.0):
     return f"| {label} | {better} | " + " | ".join(cells) + " |"
 
 
+def spread(results, label):
+    """Each proxy's lowest and highest HTTP/1.1 req/s across the rounds."""
+    cells = []
+    for proxy in ["portcullis"] + PEERS:
+        values = [v for v in (get(results, proxy, "rounds_h1_rps") or []) if v is not None]
+        cells.append(f"{min(values):,.0f}–{max(values):,.0f}" if values else "–")
+    return f"| {label} | | " + " | ".join(cells) + " |"
+
+
 def not_yet(label, why):
     return f"| {label} | | not yet: {why} | | | |"
 
@@ -43,7 +52,8 @@ def markdown(meta, results):
         "",
         f"- Date: {meta['date']}",
         f"- Machine: {meta['machine']}",
-        f"- Each cell ran {meta['seconds']} s; the idle row held {meta['idle']} connections.",
+        f"- Each cell ran {meta['seconds']} s, in {meta.get('rounds', 1)} rounds that interleave the proxies; "
+        f"figures are the median round's. The idle row held {meta['idle']} connections.",
         "- Proxy pinned to core 0; origin (nginx) and load generators on core 1"
         + ("." if meta["pinned"] else " (not pinned: one core only)."),
         "- Versions: " + "; ".join(f"{k} `{v}`" for k, v in meta["versions"].items()),
@@ -57,7 +67,9 @@ def markdown(meta, results):
         row(results, "1. HTTP/1.1 keep-alive, 64 conns: req/s", "↑", ["h1", "rps"]),
         row(results, "   p50 latency, ms", "↓", ["h1", "p50_ms"], 2),
         row(results, "   p99 latency, ms", "↓", ["h1", "p99_ms"], 2),
+        spread(results, "   req/s, lowest–highest round"),
         row(results, "   proxy CPU per request, µs", "↓", ["h1", "cpu_us_per_request"], 1),
+        row(results, "   of which in the kernel, µs", "↓", ["h1", "kernel_us_per_request"], 1),
         not_yet("2. HTTP/1.1 keep-alive over TLS", "TLS termination (issue 4)"),
         not_yet("3. new TLS connection per request", "TLS termination (issue 4)"),
         row(results, "4. h2c, 16 conns × 16 streams: req/s", "↑", ["h2c", "rps"]),
