@@ -15,8 +15,13 @@ use crate::upstream::Endpoint;
 /// formats them; the library never installs one.
 pub const ACCESS_LOG_TARGET: &str = "portcullis::access";
 
+/// Whether access-log events are wanted (cheap when they are off).
+pub(crate) fn enabled() -> bool {
+    tracing::enabled!(target: ACCESS_LOG_TARGET, Level::INFO)
+}
+
 pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
-    if !tracing::enabled!(target: ACCESS_LOG_TARGET, Level::INFO) {
+    if !enabled() {
         return;
     }
     let host = exchange
@@ -34,7 +39,9 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
         version = ?exchange.version,
         status = exchange.status,
         bytes,
-        duration_us = u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        duration_us = exchange
+            .started
+            .map_or(0, |t| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)),
         app = exchange.app.as_deref().unwrap_or("-"),
         upstream = %UpstreamName(exchange.upstream.as_deref()),
         completed,

@@ -14,7 +14,8 @@ use crate::upstream::Endpoint;
 /// The record of one request, completed by the response body.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    pub(crate) started: Instant,
+    /// When the request began, if the access log is on to report it.
+    pub(crate) started: Option<Instant>,
     pub(crate) client: SocketAddr,
     pub(crate) method: Method,
     pub(crate) uri: Uri,
@@ -27,14 +28,18 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(client: SocketAddr, req: &http::request::Parts, in_flight: InFlight) -> Self {
+    pub(crate) fn new(
+        client: SocketAddr,
+        req: &http::request::Parts,
+        in_flight: Option<InFlight>,
+    ) -> Self {
         let host = req
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or_else(|| req.headers.get(http::header::HOST).cloned());
         Self {
-            started: Instant::now(),
+            started: access_log::enabled().then(Instant::now),
             client,
             method: req.method.clone(),
             uri: req.uri.clone(),
@@ -43,7 +48,7 @@ impl Exchange {
             status: 0,
             app: None,
             upstream: None,
-            in_flight: Some(in_flight),
+            in_flight,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::files;
 use crate::routing::Target;
-use crate::server::ConnCtx;
+use crate::server::{ConnActivity, ConnCtx};
 use crate::state::{Shared, Snapshot};
 use http::{Request, Response};
 
@@ -27,7 +27,7 @@ pub(crate) async fn handle(
     ctx: &Arc<ConnCtx>,
     req: Request<ClientBody>,
 ) -> Response<ResponseBody> {
-    let in_flight = ctx.activity.begin_request();
+    let in_flight = ctx.activity.as_ref().map(ConnActivity::begin_request);
     let (parts, body) = req.into_parts();
     let mut exchange = Box::new(Exchange::new(ctx.peer, &parts, in_flight));
     let snapshot = shared.snapshot();

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub(crate) use activity::ConnActivity;
 pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
 pub(crate) use h1::{ClientUpgrade, H1RequestBody};

@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use tracing::warn;
 
 use crate::body::{BodyState, ClientBody, RequestBody, ResponseBody, prefetch};
-use crate::clock::now_ms;
+use crate::clock::{millis, now_ms};
 use crate::config::{HostHeader, LoadBalance, ProxyConfig, UpstreamProtocol};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
@@ -162,12 +162,13 @@ impl Forward<'_> {
         body_state: Option<&BodyState>,
         exchange: &mut Exchange,
     ) -> Result<(Arc<Endpoint>, Response<UpstreamBody>)> {
-        let now = now_ms();
+        let tracks_health = self.set.tracks_health();
+        let now = if tracks_health { now_ms() } else { 0 };
         let timeouts = &self.config.timeouts;
         let mut last_error = None;
         let original = exchange.host.clone();
         for endpoint in self.set.order(sticky_id) {
-            if self.set.tracks_health() && endpoint.is_down(now) {
+            if tracks_health && endpoint.is_down(now) {
                 continue;
             }
             exchange.upstream = Some(endpoint.clone());
@@ -240,6 +241,7 @@ impl Forward<'_> {
                 Error::new(ErrorKind::UpstreamTimeout).with_context(endpoint.upstream.to_string()),
             )
         };
+        let mut timer = self.conn.timer.lend();
         for _ in 0..STALE_ATTEMPTS {
             let checkout = match endpoint.pool.checkout(endpoint, &settings).await {
                 Ok(checkout) => checkout,
@@ -249,7 +251,9 @@ impl Forward<'_> {
                 if let Some(state) = body_state {
                     state.finished().await;
                 }
-                tokio::time::sleep(timeouts.upstream_response).await;
+                timer
+                    .until(now_ms() + millis(timeouts.upstream_response))
+                    .await;
             };
             match checkout.conn {
                 Conn::H1(conn) => {

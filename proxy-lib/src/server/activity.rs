@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::clock::{millis, now_ms};
 use crate::config::Timeouts;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ConnActivity {
     in_flight: AtomicU32,
     idle_since: AtomicU64,
@@ -28,11 +28,19 @@ pub(crate) enum Verdict {
     Idle,
 }
 
+impl Default for ConnActivity {
+    /// Idle since now.
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(now_ms()),
+        }
+    }
+}
+
 impl ConnActivity {
     pub(crate) fn new() -> Arc<Self> {
-        let activity = Self::default();
-        activity.idle_since.store(now_ms(), Ordering::Relaxed);
-        Arc::new(activity)
+        Arc::default()
     }
 
     /// A request began; it ends when the guard is dropped.

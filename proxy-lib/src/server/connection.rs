@@ -24,6 +24,7 @@ use crate::http1::Prefixed;
 use crate::server::activity::{ConnActivity, Verdict};
 use crate::server::h1;
 use crate::state::{ClientSlot, Shared};
+use crate::timer::TimerSlot;
 
 /// What the handler knows about the connection a request came on. It also
 /// holds the connection's `max_clients` slot, so a tunnel that outlives the
@@ -33,8 +34,26 @@ pub(crate) struct ConnCtx {
     pub(crate) peer: SocketAddr,
     /// The peer's IP as a header value, made once for all its requests.
     pub(crate) peer_ip: HeaderValue,
-    pub(crate) activity: Arc<ConnActivity>,
+    /// Requests in flight, for the HTTP/2 watchdog; HTTP/1.1 connections
+    /// time themselves and leave it out.
+    pub(crate) activity: Option<Arc<ConnActivity>>,
+    /// The connection's timer, for its head, idle and upstream deadlines.
+    pub(crate) timer: TimerSlot,
     _slot: ClientSlot,
+}
+
+impl ConnCtx {
+    /// The same connection, now tracking its requests for HTTP/2.
+    fn for_http2(self: Arc<Self>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut ctx) => {
+                ctx.activity = Some(ConnActivity::new());
+                Arc::new(ctx)
+            }
+            // Not reached: HTTP/1.1 hands over before any request.
+            Err(ctx) => ctx,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -77,13 +96,14 @@ pub(crate) async fn serve(
         peer,
         peer_ip: HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
-        activity: ConnActivity::new(),
+        activity: None,
+        timer: TimerSlot::default(),
         _slot: slot,
     });
     let served = async {
         if let Some(io) = h1::serve(stream, &shared, &ctx, &config).await {
             // Boxed: the HTTP/2 state is not carried by HTTP/1.1 connections.
-            Box::pin(serve_h2(io, &shared, ctx.clone(), &config)).await;
+            Box::pin(serve_h2(io, &shared, ctx.for_http2(), &config)).await;
         }
     };
     tokio::select! {
@@ -95,7 +115,7 @@ pub(crate) async fn serve(
 /// Serves HTTP/2 until the connection closes, goes idle or is drained.
 async fn serve_h2(io: Prefixed, shared: &Arc<Shared>, ctx: Arc<ConnCtx>, config: &ProxyConfig) {
     let timeouts = &config.timeouts;
-    let activity = ctx.activity.clone();
+    let activity = ctx.activity.clone().unwrap_or_default();
     let peer = ctx.peer;
     let service = ConnService {
         shared: shared.clone(),

@@ -24,7 +24,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
-use tokio::time::Sleep;
 use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
@@ -34,12 +33,13 @@ use self::body::{ReadSide, Returned};
 use self::head::{Head, Refusal};
 use self::write::{Answering, Written};
 use crate::body::ClientBody;
-use crate::clock::{self, millis, now_ms};
+use crate::clock::{millis, now_ms};
 use crate::config::{Limits, ProxyConfig, Timeouts};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::server::ConnCtx;
 use crate::state::Shared;
+use crate::timer::TimerSlot;
 
 /// How an HTTP/2 prior-knowledge connection starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -86,8 +86,7 @@ pub(super) async fn serve(
         buf: BytesMut::new(),
     });
     let mut waiting = Waiting {
-        timer: pin!(tokio::time::sleep(settings.timeouts.client_idle)),
-        armed: now_ms() + millis(settings.timeouts.client_idle),
+        timers: &ctx.timer,
         draining: pin!(shared.draining.cancelled()),
         idle_since: now_ms(),
         timeouts: &settings.timeouts,
@@ -243,9 +242,7 @@ enum Next {
 
 /// The timer and drain signal a connection waits on between requests.
 struct Waiting<'a, D> {
-    timer: Pin<&'a mut Sleep>,
-    /// The deadline (ms) the timer is set to.
-    armed: u64,
+    timers: &'a TimerSlot,
     draining: Pin<&'a mut D>,
     idle_since: u64,
     timeouts: &'a Timeouts,
@@ -294,10 +291,7 @@ async fn next_head<D: Future<Output = ()>>(
             Some(since) => since + millis(waiting.timeouts.client_header),
             None => waiting.idle_since + millis(waiting.timeouts.client_idle),
         };
-        if deadline < waiting.armed {
-            waiting.armed = deadline;
-            waiting.timer.as_mut().reset(clock::instant(deadline));
-        }
+        let mut timer = waiting.timers.lend();
         let event = poll_fn(|cx| {
             if side.buf.capacity() == 0 {
                 match side.io.as_ref().poll_read_ready(cx) {
@@ -313,7 +307,7 @@ async fn next_head<D: Future<Output = ()>>(
                     Poll::Pending => {}
                 }
             }
-            if waiting.timer.as_mut().poll(cx).is_ready() {
+            if timer.poll_until(cx, deadline).is_ready() {
                 return Poll::Ready(Event::Timer);
             }
             if idle && waiting.draining.as_mut().poll(cx).is_ready() {
@@ -326,14 +320,10 @@ async fn next_head<D: Future<Output = ()>>(
             Event::Read => {}
             Event::Closed | Event::Drain => return Next::Close,
             Event::Timer => {
-                if now_ms() >= deadline {
-                    if head_since.is_some() {
-                        debug!("request head too slow; closing");
-                    }
-                    return Next::Close;
+                if head_since.is_some() {
+                    debug!("request head too slow; closing");
                 }
-                waiting.armed = deadline;
-                waiting.timer.as_mut().reset(clock::instant(deadline));
+                return Next::Close;
             }
         }
     }
