@@ -10,6 +10,7 @@
 
 mod body;
 mod head;
+mod spare;
 mod write;
 
 use std::future::{Future, poll_fn};
@@ -43,8 +44,9 @@ use crate::timer::TimerSlot;
 
 /// How an HTTP/2 prior-knowledge connection starts.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Room made for a response head (and a small body coalesced with it).
-const OUT_BUF: usize = 1024;
+/// Room made for a response head (and a small body coalesced with it):
+/// just under what glibc's per-thread cache serves without a search.
+const OUT_BUF: usize = 1000;
 /// Room made in the read buffer for a head.
 const READ_BUF: usize = 4 * 1024;
 /// The most of an unread request body skipped to keep the connection.
@@ -283,7 +285,7 @@ async fn next_head<D: Future<Output = ()>>(
         let idle = side.buf.is_empty();
         if idle {
             // Nothing buffered: an idle connection keeps no read buffer.
-            side.buf = BytesMut::new();
+            spare::give(std::mem::take(&mut side.buf));
         } else if side.buf.capacity() - side.buf.len() < READ_BUF / 4 {
             side.buf.reserve(READ_BUF);
         }
@@ -295,7 +297,7 @@ async fn next_head<D: Future<Output = ()>>(
         let event = poll_fn(|cx| {
             if side.buf.capacity() == 0 {
                 match side.io.as_ref().poll_read_ready(cx) {
-                    Poll::Ready(Ok(())) => side.buf.reserve(READ_BUF),
+                    Poll::Ready(Ok(())) => side.buf = spare::take(READ_BUF),
                     Poll::Ready(Err(_)) => return Poll::Ready(Event::Closed),
                     Poll::Pending => {}
                 }

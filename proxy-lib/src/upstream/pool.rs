@@ -70,14 +70,26 @@ impl Pool {
         endpoint: &Endpoint,
         settings: &PoolSettings,
     ) -> Result<Checkout> {
+        let reused = match endpoint.protocol {
+            UpstreamProtocol::Http1 => self.take_idle(settings.idle_timeout).map(Conn::H1),
+            UpstreamProtocol::Http2 => self.h2.try_lock().ok().and_then(|shared| {
+                shared
+                    .as_ref()
+                    .filter(|s| !s.is_closed())
+                    .map(|sender| Conn::H2(sender.clone()))
+            }),
+        };
+        if let Some(conn) = reused {
+            return Ok(Checkout { conn, reused: true });
+        }
+        // Boxed: the connect and handshake state is not carried by every
+        // request's future, only by the few that open a connection.
+        Box::pin(self.open(endpoint, settings)).await
+    }
+
+    async fn open(&self, endpoint: &Endpoint, settings: &PoolSettings) -> Result<Checkout> {
         match endpoint.protocol {
             UpstreamProtocol::Http1 => {
-                if let Some(conn) = self.take_idle(settings.idle_timeout) {
-                    return Ok(Checkout {
-                        conn: Conn::H1(conn),
-                        reused: true,
-                    });
-                }
                 let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
                 Ok(Checkout {
                     conn: Conn::H1(H1Conn::new(stream)),
