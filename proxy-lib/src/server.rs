@@ -5,6 +5,7 @@ mod activity;
 mod connection;
 mod h1;
 mod listener;
+mod parking;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub(crate) use activity::ConnActivity;
 pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
 pub(crate) use h1::{ClientUpgrade, H1RequestBody};
+pub(crate) use parking::Lot;
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -72,6 +74,8 @@ impl Proxy {
     /// in-flight requests finish for up to the configured shutdown grace, and
     /// closes what remains.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let lot = self.shared.lot.clone().run(self.shared.clone());
+        self.shared.tasks.spawn(lot);
         for listener in &mut self.listeners {
             listener.start(&self.shared);
         }

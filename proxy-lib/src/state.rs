@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ProxyConfig;
 use crate::routing::Router;
+use crate::server::Lot;
 use crate::upstream::EndpointRegistry;
 
 /// One validated configuration and the routing table compiled from it.
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) hard_stop: CancellationToken,
     /// Connections and tunnels, awaited on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// Idle keep-alive connections parked without a task.
+    pub(crate) lot: Arc<Lot>,
 }
 
 /// A client connection counted against `max_clients`.
@@ -49,6 +52,7 @@ impl Shared {
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            lot: Arc::default(),
         })
     }
 

@@ -85,6 +85,13 @@ impl TimerSlot {
     }
 }
 
+impl TimerSlot {
+    /// Drops the timer (a parked connection needs none).
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
 /// A timer borrowed from a [`TimerSlot`], returned when dropped.
 #[derive(Debug)]
 pub(crate) struct Lent<'a> {

@@ -22,7 +22,8 @@ use crate::config::{Limits, ProxyConfig};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::server::activity::{ConnActivity, Verdict};
-use crate::server::h1;
+use crate::server::h1::{self, Idle, Outcome};
+use crate::server::parking::Parked;
 use crate::state::{ClientSlot, Shared};
 use crate::timer::TimerSlot;
 
@@ -100,15 +101,49 @@ pub(crate) async fn serve(
         timer: TimerSlot::default(),
         _slot: slot,
     });
-    let served = async {
-        if let Some(io) = h1::serve(stream, &shared, &ctx, &config).await {
-            // Boxed: the HTTP/2 state is not carried by HTTP/1.1 connections.
-            Box::pin(serve_h2(io, &shared, ctx.for_http2(), &config)).await;
-        }
-    };
     tokio::select! {
-        () = served => {}
+        () = drive(Idle::new(stream), ctx, config, &shared) => {}
         () = shared.hard_stop.cancelled() => {}
+    }
+}
+
+/// Serves a parked connection whose client sent something.
+pub(crate) async fn resume(parked: Parked, shared: Arc<Shared>) {
+    let Parked { idle, ctx, config } = parked;
+    tokio::select! {
+        () = drive(idle, ctx, config, &shared) => {}
+        () = shared.hard_stop.cancelled() => {}
+    }
+}
+
+/// HTTP/1.1 until the connection closes, switches to HTTP/2, or is parked.
+async fn drive(
+    mut idle: Idle,
+    mut ctx: Arc<ConnCtx>,
+    mut config: Arc<ProxyConfig>,
+    shared: &Arc<Shared>,
+) {
+    loop {
+        match h1::run(idle, shared, &ctx, &config).await {
+            Outcome::Closed => return,
+            Outcome::Http2(io) => {
+                // Boxed: the HTTP/2 state is not carried by HTTP/1.1
+                // connections.
+                return Box::pin(serve_h2(io, shared, ctx.for_http2(), &config)).await;
+            }
+            Outcome::Park(next) => {
+                let parked = Parked {
+                    idle: next,
+                    ctx,
+                    config,
+                };
+                // Handed back when the client has sent something already.
+                let Some(back) = shared.lot.park(parked) else {
+                    return;
+                };
+                (idle, ctx, config) = (back.idle, back.ctx, back.config);
+            }
+        }
     }
 }
 

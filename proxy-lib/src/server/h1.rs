@@ -39,6 +39,7 @@ use crate::config::{Limits, ProxyConfig, Timeouts};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::server::ConnCtx;
+use crate::server::parking::PARK_AFTER;
 use crate::state::Shared;
 use crate::timer::TimerSlot;
 
@@ -74,40 +75,102 @@ impl ClientUpgrade {
     }
 }
 
-/// Serves HTTP/1.1 on `stream` until it closes; returns the socket if the
-/// client spoke HTTP/2 instead.
-pub(super) async fn serve(
-    stream: TcpStream,
+/// A connection between requests: what is kept while it waits.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    read: ReadSide,
+    write: OwnedWriteHalf,
+    /// When the last response ended (or the connection opened).
+    since: u64,
+    /// No request yet: the HTTP/2 preface may still come.
+    first: bool,
+}
+
+impl Idle {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        let (read, write) = stream.into_split();
+        Self {
+            read: ReadSide {
+                io: read,
+                buf: BytesMut::new(),
+            },
+            write,
+            since: now_ms(),
+            first: true,
+        }
+    }
+
+    pub(super) fn socket(&self) -> &TcpStream {
+        self.read.io.as_ref()
+    }
+
+    pub(super) fn since(&self) -> u64 {
+        self.since
+    }
+}
+
+/// How serving a connection ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Closed,
+    /// The client spoke HTTP/2: its socket, with what was read of it.
+    Http2(Prefixed),
+    /// Idle past [`PARK_AFTER`]: to be parked.
+    Park(Idle),
+}
+
+/// Serves HTTP/1.1 on a connection until it closes, switches to HTTP/2, or
+/// idles long enough to be parked.
+pub(super) async fn run(
+    idle: Idle,
     shared: &Shared,
     ctx: &Arc<ConnCtx>,
     settings: &ProxyConfig,
-) -> Option<Prefixed> {
-    let (read, mut write) = stream.into_split();
-    let mut read = Some(ReadSide {
-        io: read,
-        buf: BytesMut::new(),
-    });
+) -> Outcome {
+    let Idle {
+        read,
+        mut write,
+        since,
+        mut first,
+    } = idle;
+    let mut read = Some(read);
     let mut waiting = Waiting {
         timers: &ctx.timer,
         draining: pin!(shared.draining.cancelled()),
-        idle_since: now_ms(),
+        idle_since: since,
         timeouts: &settings.timeouts,
     };
-    let mut first = true;
     loop {
-        let side = read.as_mut()?;
+        let Some(side) = read.as_mut() else {
+            return Outcome::Closed;
+        };
         let head = match next_head(side, &mut waiting, &settings.limits, first).await {
             Next::Head(head) => head,
-            Next::Http2 => {
-                let side = read.take()?;
-                let stream = side.io.reunite(write).ok()?;
-                return Some(Prefixed::new(stream, side.buf));
+            Next::Park => {
+                let Some(read) = read else {
+                    return Outcome::Closed;
+                };
+                return Outcome::Park(Idle {
+                    read,
+                    write,
+                    since: waiting.idle_since,
+                    first,
+                });
             }
-            Next::Close => return None,
+            Next::Http2 => {
+                let Some(side) = read else {
+                    return Outcome::Closed;
+                };
+                return match side.io.reunite(write) {
+                    Ok(stream) => Outcome::Http2(Prefixed::new(stream, side.buf)),
+                    Err(_) => Outcome::Closed,
+                };
+            }
+            Next::Close => return Outcome::Closed,
             Next::Refuse(refusal) => {
                 debug!(peer = %ctx.peer, ?refusal, "request head refused");
                 Box::pin(refuse(refusal, write, read)).await;
-                return None;
+                return Outcome::Closed;
             }
         };
         first = false;
@@ -119,7 +182,7 @@ pub(super) async fn serve(
                 write = same;
                 waiting.idle_since = now_ms();
             }
-            After::Done => return None,
+            After::Done => return Outcome::Closed,
         }
     }
 }
@@ -237,6 +300,7 @@ async fn refuse(refusal: Refusal, mut write: OwnedWriteHalf, read: Option<ReadSi
 )]
 enum Next {
     Head(Head),
+    Park,
     Http2,
     Refuse(Refusal),
     Close,
@@ -289,9 +353,12 @@ async fn next_head<D: Future<Output = ()>>(
         } else if side.buf.capacity() - side.buf.len() < READ_BUF / 4 {
             side.buf.reserve(READ_BUF);
         }
+        let idle_deadline = waiting.idle_since + millis(waiting.timeouts.client_idle);
+        let park = idle_deadline.min(waiting.idle_since + millis(PARK_AFTER));
         let deadline = match head_since {
             Some(since) => since + millis(waiting.timeouts.client_header),
-            None => waiting.idle_since + millis(waiting.timeouts.client_idle),
+            None if idle => park,
+            None => idle_deadline,
         };
         let mut timer = waiting.timers.lend();
         let event = poll_fn(|cx| {
@@ -321,6 +388,9 @@ async fn next_head<D: Future<Output = ()>>(
         match event {
             Event::Read => {}
             Event::Closed | Event::Drain => return Next::Close,
+            Event::Timer if idle && head_since.is_none() && now_ms() < idle_deadline => {
+                return Next::Park;
+            }
             Event::Timer => {
                 if head_since.is_some() {
                     debug!("request head too slow; closing");
