@@ -15,6 +15,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::{error, warn};
 
+/// mimalloc rather than glibc's malloc: the engine's per-request buffers
+/// (a few KiB each) are beyond glibc's per-thread cache, and memory freed
+/// after a burst of connections goes back to the system instead of staying
+/// in the process (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A reverse proxy for HTTP/1.1 and HTTP/2.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version)]

@@ -78,8 +78,7 @@ impl ClientUpgrade {
 /// A connection between requests: what is kept while it waits.
 #[derive(Debug)]
 pub(crate) struct Idle {
-    read: ReadSide,
-    write: OwnedWriteHalf,
+    stream: TcpStream,
     /// When the last response ended (or the connection opened).
     since: u64,
     /// No request yet: the HTTP/2 preface may still come.
@@ -88,20 +87,15 @@ pub(crate) struct Idle {
 
 impl Idle {
     pub(super) fn new(stream: TcpStream) -> Self {
-        let (read, write) = stream.into_split();
         Self {
-            read: ReadSide {
-                io: read,
-                buf: BytesMut::new(),
-            },
-            write,
+            stream,
             since: now_ms(),
             first: true,
         }
     }
 
     pub(super) fn socket(&self) -> &TcpStream {
-        self.read.io.as_ref()
+        &self.stream
     }
 
     pub(super) fn since(&self) -> u64 {
@@ -128,12 +122,15 @@ pub(super) async fn run(
     settings: &ProxyConfig,
 ) -> Outcome {
     let Idle {
-        read,
-        mut write,
+        stream,
         since,
         mut first,
     } = idle;
-    let mut read = Some(read);
+    let (read, mut write) = stream.into_split();
+    let mut read = Some(ReadSide {
+        io: read,
+        buf: BytesMut::new(),
+    });
     let mut waiting = Waiting {
         timers: &ctx.timer,
         draining: pin!(shared.draining.cancelled()),
@@ -147,12 +144,12 @@ pub(super) async fn run(
         let head = match next_head(side, &mut waiting, &settings.limits, first).await {
             Next::Head(head) => head,
             Next::Park => {
-                let Some(read) = read else {
+                // Whole again, the socket is all a parked connection keeps.
+                let Some(Ok(stream)) = read.map(|side| side.io.reunite(write)) else {
                     return Outcome::Closed;
                 };
                 return Outcome::Park(Idle {
-                    read,
-                    write,
+                    stream,
                     since: waiting.idle_since,
                     first,
                 });

@@ -135,14 +135,19 @@ impl Lot {
             let (woken, expired) = self.take(sweeping);
             drop(expired);
             for parked in woken {
-                shared.tasks.spawn(super::connection::resume(parked, shared.clone()));
+                shared
+                    .tasks
+                    .spawn(super::connection::resume(parked, shared.clone()));
             }
         }
         let mut state = self.lock();
         state.closed = true;
         let parked = std::mem::take(&mut state.slots);
         drop(state);
-        debug!(connections = parked.iter().flatten().count(), "closing parked connections");
+        debug!(
+            connections = parked.iter().flatten().count(),
+            "closing parked connections"
+        );
     }
 
     /// The woken connections, and (when `sweeping`) those past their idle
