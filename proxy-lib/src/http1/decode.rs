@@ -247,4 +247,37 @@ mod tests {
         assert!(Decoder::length(3).closed().is_err());
         assert!(Decoder::until_close().closed().is_ok());
     }
+
+    #[test]
+    fn mangled_bodies_are_answered_never_panic() {
+        let corpus: [&[u8]; 3] = [
+            b"5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-A: 1\r\n\r\n",
+            b"a\r\n0123456789\r\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n",
+        ];
+        let mut mangler = crate::http1::mangle::Mangler::new(0xb0d1);
+        for round in 0..20_000 {
+            let bytes = mangler.mangle(corpus[round % corpus.len()]);
+            let mut decoder = if round % 4 == 3 {
+                Decoder::length(7)
+            } else {
+                Decoder::chunked()
+            };
+            let mut buf = BytesMut::new();
+            // Fed in two reads, split anywhere.
+            let split = round % (bytes.len() + 1);
+            'feed: for part in [&bytes[..split], &bytes[split..]] {
+                buf.extend_from_slice(part);
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Decoded::Data(data)) => assert!(!data.is_empty()),
+                        Ok(Decoded::Trailers(_)) => {}
+                        Ok(Decoded::End) => break 'feed,
+                        Ok(Decoded::NeedMore) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
 }

@@ -327,4 +327,27 @@ mod tests {
         let mut buf = BytesMut::from(raw.as_bytes());
         assert!(parse(&mut buf, 8192, 200).unwrap().is_some(), "heap slots");
     }
+
+    #[test]
+    fn mangled_heads_are_answered_never_panic() {
+        let corpus: [&[u8]; 4] = [
+            b"GET /a?b=c HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"PUT /x HTTP/1.0\r\nConnection: keep-alive, Upgrade\r\nUpgrade: ws\r\nExpect: 100-continue\r\n\r\n",
+            b"POST http://a.test/p HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ];
+        let mut mangler = crate::http1::mangle::Mangler::new(0x5eed);
+        for round in 0..20_000 {
+            let bytes = mangler.mangle(corpus[round % corpus.len()]);
+            let mut buf = BytesMut::from(&bytes[..]);
+            match parse(&mut buf, 256, 8) {
+                Ok(Some(head)) => {
+                    assert!(buf.len() < bytes.len(), "a head consumes bytes");
+                    assert!(head.parts.headers.len() <= 8);
+                }
+                Ok(None) => assert_eq!(buf.len(), bytes.len(), "nothing consumed"),
+                Err(_) => {}
+            }
+        }
+    }
 }

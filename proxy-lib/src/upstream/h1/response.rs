@@ -314,4 +314,27 @@ Upgrade: h2c\r\nX-Kept: 1\r\ncontent-length: 1\r\n\r\n",
         assert!(h.headers.contains_key(header::CONNECTION));
         assert!(!h.keep_alive);
     }
+
+    #[test]
+    fn mangled_heads_are_answered_never_panic() {
+        let corpus: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"HTTP/1.0 404 Not Found\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n0\r\n\r\n",
+        ];
+        let mut mangler = crate::http1::mangle::Mangler::new(0x7e5);
+        for round in 0..20_000 {
+            let bytes = mangler.mangle(corpus[round % corpus.len()]);
+            let mut buf = BytesMut::from(&bytes[..]);
+            let method = if round % 5 == 0 {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            if let Ok(Some(head)) = parse(&mut buf, &method) {
+                assert!(buf.len() < bytes.len(), "a head consumes bytes");
+                assert!(head.headers.len() <= MAX_FIELDS);
+            }
+        }
+    }
 }
