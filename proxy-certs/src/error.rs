@@ -1,0 +1,70 @@
+//! The crate's one error type: a kind to match on, the file it concerns and
+//! the reason, in words an operator can act on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What went wrong with a certificate or key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Unreadable,
+    /// The file is empty.
+    Empty,
+    /// The file is not PEM (DER given as PEM, or no PEM section at all).
+    NotPem,
+    /// No certificate in a certificate file.
+    NoCertificate,
+    /// A certificate could not be parsed.
+    InvalidCertificate,
+    /// No private key in a key file.
+    NoKey,
+    /// A private key that cannot be used (encrypted, or an unsupported algorithm).
+    UnsupportedKey,
+    /// The key is not the certificate's.
+    KeyMismatch,
+    /// The certificate's validity ended.
+    Expired,
+    /// The certificate's validity has not begun.
+    NotYetValid,
+}
+
+/// A certificate or key file that cannot be used, and why.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    path: PathBuf,
+    reason: String,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, path: &Path, reason: impl Into<String>) -> Self {
+        Self {
+            kind,
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

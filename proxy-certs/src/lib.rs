@@ -1,0 +1,13 @@
+//! TLS key material for Portcullis: certificate chains and private keys
+//! read from PEM files with errors that name the file and the reason.
+//!
+//! This crate knows rustls but nothing of HTTP; the engine (`proxy-lib`)
+//! uses it only through its public types. It installs no crypto provider:
+//! callers pass the one they chose (the `portcullis` binary installs
+//! aws-lc-rs).
+
+mod error;
+mod load;
+
+pub use error::{Error, ErrorKind, Result};
+pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};

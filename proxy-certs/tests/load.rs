@@ -1,0 +1,239 @@
+//! Loading certificates and keys from files written by the test with
+//! rcgen: each key format, and each way a file can be unusable, with the
+//! file and the reason in the error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use proxy_certs::{ErrorKind, load};
+use rcgen::{CertificateParams, KeyPair, SignatureAlgorithm};
+use rustls::crypto::CryptoProvider;
+use tempfile::TempDir;
+
+fn provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// A self-signed certificate for `names` valid over `[from, until]`
+/// (years), with its key.
+fn issue(
+    names: &[&str],
+    alg: &'static SignatureAlgorithm,
+    from: i32,
+    until: i32,
+) -> (String, KeyPair) {
+    let key = KeyPair::generate_for(alg).unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key)
+}
+
+fn current() -> (i32, i32) {
+    (2020, 2090)
+}
+
+struct Files(TempDir);
+
+impl Files {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn load_now(cert: &Path, key: &Path) -> proxy_certs::Result<proxy_certs::LoadedCert> {
+    load(cert, key, &provider(), SystemTime::now())
+}
+
+/// The key inside a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC.
+fn inner_key(pkcs8: &[u8]) -> Vec<u8> {
+    fn tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
+        let tag = input[0];
+        let (len, start) = match input[1] {
+            n if n < 0x80 => (n as usize, 2),
+            n => {
+                let count = (n & 0x7f) as usize;
+                let len = input[2..2 + count]
+                    .iter()
+                    .fold(0usize, |acc, &b| acc << 8 | b as usize);
+                (len, 2 + count)
+            }
+        };
+        (tag, &input[start..start + len], &input[start + len..])
+    }
+    let (_, body, _) = tlv(pkcs8); // PrivateKeyInfo
+    let (_, _, rest) = tlv(body); // version
+    let (_, _, rest) = tlv(rest); // algorithm
+    let (tag, key, _) = tlv(rest); // privateKey
+    assert_eq!(tag, 0x04);
+    key.to_vec()
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in der.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+#[test]
+fn every_key_format_loads() {
+    let files = Files::new();
+    let (from, until) = current();
+    let cases: [(&str, &'static SignatureAlgorithm, Option<&str>); 5] = [
+        ("ec-pkcs8", &rcgen::PKCS_ECDSA_P256_SHA256, None),
+        (
+            "ec-sec1",
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            Some("EC PRIVATE KEY"),
+        ),
+        ("rsa-pkcs8", &rcgen::PKCS_RSA_SHA256, None),
+        (
+            "rsa-pkcs1",
+            &rcgen::PKCS_RSA_SHA256,
+            Some("RSA PRIVATE KEY"),
+        ),
+        ("ed25519", &rcgen::PKCS_ED25519, None),
+    ];
+    for (name, alg, inner) in cases {
+        let (cert, key) = issue(&["a.test", "*.b.test", "127.0.0.1"], alg, from, until);
+        let key_pem = match inner {
+            None => key.serialize_pem(),
+            Some(label) => pem(label, &inner_key(&key.serialize_der())),
+        };
+        let cert_path = files.write(&format!("{name}.crt"), &cert);
+        let key_path = files.write(&format!("{name}.key"), &key_pem);
+        let loaded = load_now(&cert_path, &key_path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(loaded.names, ["a.test", "*.b.test", "127.0.0.1"], "{name}");
+        assert_eq!(loaded.certified.cert.len(), 1);
+    }
+}
+
+#[test]
+fn unusable_files_are_refused_with_the_file_and_the_reason() {
+    let files = Files::new();
+    let (from, until) = current();
+    let (cert, key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, from, until);
+    let (_, other_key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, from, until);
+    let (expired, expired_key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, 2001, 2002);
+    let (future, future_key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, 2080, 2090);
+    let cert_path = files.write("a.crt", &cert);
+    let key_path = files.write("a.key", key.serialize_pem());
+    let der_cert = rustls_der(&cert);
+
+    let cases: Vec<(&str, PathBuf, PathBuf, ErrorKind, &str)> = vec![
+        ("missing", files.0.path().join("none.crt"), key_path.clone(), ErrorKind::Unreadable, "cannot be read"),
+        ("empty", files.write("empty.crt", "\n"), key_path.clone(), ErrorKind::Empty, "empty"),
+        ("DER as PEM", files.write("der.crt", &der_cert), key_path.clone(), ErrorKind::NotPem, "DER"),
+        ("key as cert", key_path.clone(), key_path.clone(), ErrorKind::NoCertificate, "no CERTIFICATE"),
+        ("cert as key", cert_path.clone(), cert_path.clone(), ErrorKind::NoKey, "no PRIVATE KEY"),
+        (
+            "truncated PEM",
+            files.write("cut.crt", &cert[..cert.len() / 2]),
+            key_path.clone(),
+            ErrorKind::NotPem,
+            "malformed",
+        ),
+        (
+            "wrong key",
+            cert_path.clone(),
+            files.write("other.key", other_key.serialize_pem()),
+            ErrorKind::KeyMismatch,
+            "not the one of the certificate",
+        ),
+        (
+            "expired",
+            files.write("old.crt", &expired),
+            files.write("old.key", expired_key.serialize_pem()),
+            ErrorKind::Expired,
+            "expired at 2002-01-01",
+        ),
+        (
+            "not yet valid",
+            files.write("new.crt", &future),
+            files.write("new.key", future_key.serialize_pem()),
+            ErrorKind::NotYetValid,
+            "not valid before 2080-01-01",
+        ),
+        (
+            "encrypted key",
+            cert_path.clone(),
+            files.write("enc.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"),
+            ErrorKind::UnsupportedKey,
+            "encrypted",
+        ),
+    ];
+    for (case, cert, key, kind, reason) in cases {
+        let error = load_now(&cert, &key).expect_err(case);
+        assert_eq!(error.kind(), kind, "{case}: {error}");
+        let message = error.to_string();
+        assert!(message.contains(reason), "{case}: {message}");
+        let named = error
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            message.starts_with(&error.path().display().to_string()),
+            "{case}: {message}"
+        );
+        assert!(!named.is_empty());
+    }
+    // The good pair loads.
+    load_now(&cert_path, &key_path).unwrap();
+}
+
+#[test]
+fn a_certificate_expiring_soon_still_loads() {
+    let files = Files::new();
+    let (cert, key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, 2020, 2090);
+    let cert_path = files.write("a.crt", &cert);
+    let key_path = files.write("a.key", key.serialize_pem());
+    // Ten days before the end of its validity.
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs(3_786_912_000);
+    let loaded = load(
+        &cert_path,
+        &key_path,
+        &provider(),
+        end - Duration::from_secs(10 * 86_400),
+    )
+    .unwrap();
+    assert_eq!(loaded.not_after, end);
+}
+
+/// The DER of the first certificate in a PEM text.
+fn rustls_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
