@@ -1,5 +1,6 @@
 //! TLS key material for Portcullis: certificate chains and private keys
-//! read from PEM files with errors that name the file and the reason.
+//! read from PEM files with errors that name the file and the reason, and a
+//! rustls resolver choosing among them by SNI, replaced atomically.
 //!
 //! This crate knows rustls but nothing of HTTP; the engine (`proxy-lib`)
 //! uses it only through its public types. It installs no crypto provider:
@@ -8,6 +9,8 @@
 
 mod error;
 mod load;
+mod resolver;
 
 pub use error::{Error, ErrorKind, Result};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
+pub use resolver::{CertMap, SniResolver};

@@ -1,0 +1,168 @@
+//! The SNI resolver over real TLS handshakes on 127.0.0.1: exact names,
+//! one-label wildcards, the default certificate, unknown names refused, and
+//! a replaced map reaching new handshakes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+use proxy_certs::{CertMap, SniResolver};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A test CA issuing leaf certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Self {
+            issuer: Issuer::new(params, key),
+            der,
+        }
+    }
+
+    /// A leaf for `names`, as rustls serves it.
+    fn leaf(&self, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der = cert.der().clone();
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let certified = CertifiedKey::from_der(vec![der.clone()], key_der, &provider()).unwrap();
+        (Arc::new(certified), der)
+    }
+}
+
+/// Serves TLS handshakes with `resolver` until the test ends.
+fn server(resolver: Arc<SniResolver>) -> std::net::SocketAddr {
+    let config = Arc::new(
+        ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let mut conn = ServerConnection::new(config).unwrap();
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut stream).is_err() {
+                        return;
+                    }
+                }
+                let _ = conn.writer().write_all(b"ok");
+                let _ = conn.complete_io(&mut stream);
+            });
+        }
+    });
+    addr
+}
+
+/// Handshakes with `sni` and returns the certificate the server sent.
+fn handshake(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    sni: &str,
+) -> Result<CertificateDer<'static>, rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream)
+            .map_err(|e| match e.into_inner() {
+                Some(inner) => match inner.downcast::<rustls::Error>() {
+                    Ok(tls) => *tls,
+                    Err(other) => rustls::Error::General(other.to_string()),
+                },
+                None => rustls::Error::General("i/o".into()),
+            })?;
+    }
+    let mut reply = [0u8; 2];
+    let mut tls = rustls::Stream::new(&mut conn, &mut stream);
+    tls.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ok");
+    Ok(conn.peer_certificates().unwrap()[0].clone())
+}
+
+#[test]
+fn names_choose_certificates_exact_then_wildcard() {
+    let ca = Ca::new();
+    let (a, a_der) = ca.leaf(&["a.test"]);
+    let (star, star_der) = ca.leaf(&["*.b.test"]);
+    let (exact_b, exact_b_der) = ca.leaf(&["x.b.test"]);
+    let mut map = CertMap::new();
+    map.insert("a.test", a);
+    map.insert("*.b.test", star);
+    map.insert("X.B.test.", exact_b);
+    let addr = server(Arc::new(SniResolver::new(map)));
+
+    assert_eq!(handshake(addr, &ca, "a.test").unwrap(), a_der);
+    assert_eq!(handshake(addr, &ca, "A.TEST").unwrap(), a_der);
+    assert_eq!(handshake(addr, &ca, "y.b.test").unwrap(), star_der);
+    assert_eq!(
+        handshake(addr, &ca, "x.b.test").unwrap(),
+        exact_b_der,
+        "exact beats wildcard"
+    );
+    // A wildcard covers one label, and not the bare domain; the server
+    // refuses (an alert), rather than the client finding a wrong name.
+    for name in ["z.y.b.test", "b.test", "unknown.test"] {
+        let error = handshake(addr, &ca, name).unwrap_err();
+        assert!(
+            matches!(error, rustls::Error::AlertReceived(_)),
+            "{name}: {error:?}"
+        );
+    }
+}
+
+#[test]
+fn the_default_answers_unknown_names_and_a_replaced_map_reaches_new_handshakes() {
+    let ca = Ca::new();
+    let (old, old_der) = ca.leaf(&["a.test"]);
+    let mut map = CertMap::new();
+    map.insert("a.test", old);
+    let resolver = Arc::new(SniResolver::new(map));
+    let addr = server(resolver.clone());
+    assert_eq!(handshake(addr, &ca, "a.test").unwrap(), old_der);
+
+    let (new, new_der) = ca.leaf(&["a.test", "other.test"]);
+    let mut map = CertMap::new();
+    map.insert("a.test", new.clone());
+    map.set_default(new);
+    resolver.replace(map);
+    assert_eq!(handshake(addr, &ca, "a.test").unwrap(), new_der);
+    assert_eq!(
+        handshake(addr, &ca, "other.test").unwrap(),
+        new_der,
+        "served by default"
+    );
+    assert!(!resolver.current().is_empty());
+}
