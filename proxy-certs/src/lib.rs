@@ -1,6 +1,7 @@
 //! TLS key material for Portcullis: certificate chains and private keys
 //! read from PEM files with errors that name the file and the reason, and a
-//! rustls resolver choosing among them by SNI, replaced atomically.
+//! rustls resolver choosing among them by SNI, replaced atomically, and the
+//! server settings built on them (versions, suites, groups, client CAs).
 //!
 //! This crate knows rustls but nothing of HTTP; the engine (`proxy-lib`)
 //! uses it only through its public types. It installs no crypto provider:
@@ -10,7 +11,9 @@
 mod error;
 mod load;
 mod resolver;
+mod tls;
 
 pub use error::{Error, ErrorKind, Result};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
+pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, server_config};

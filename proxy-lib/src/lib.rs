@@ -59,6 +59,7 @@ mod observed;
 mod routing;
 mod server;
 mod state;
+mod stream;
 mod timer;
 mod tunnel;
 mod upstream;

@@ -7,17 +7,18 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf as _, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::stream::Stream;
 
 /// Reads `prefix` first, then the socket; writes go to the socket.
 #[derive(Debug)]
 pub(crate) struct Prefixed {
-    io: TcpStream,
+    io: Stream,
     prefix: BytesMut,
 }
 
 impl Prefixed {
-    pub(crate) fn new(io: TcpStream, prefix: BytesMut) -> Self {
+    pub(crate) fn new(io: Stream, prefix: BytesMut) -> Self {
         Self { io, prefix }
     }
 }

@@ -25,6 +25,7 @@ use crate::server::activity::{ConnActivity, Verdict};
 use crate::server::h1::{self, Idle, Outcome};
 use crate::server::parking::Parked;
 use crate::state::{ClientSlot, Shared};
+use crate::stream::Stream;
 use crate::timer::TimerSlot;
 
 /// What the handler knows about the connection a request came on. It also
@@ -102,7 +103,7 @@ pub(crate) async fn serve(
         _slot: slot,
     });
     tokio::select! {
-        () = drive(Idle::new(stream), ctx, config, &shared) => {}
+        () = drive(Idle::new(Stream::Tcp(stream)), ctx, config, &shared) => {}
         () = shared.hard_stop.cancelled() => {}
     }
 }

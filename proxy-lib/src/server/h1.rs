@@ -23,7 +23,6 @@ use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
 use tokio_util::io::poll_read_buf;
 use tracing::debug;
@@ -41,6 +40,7 @@ use crate::http1::Prefixed;
 use crate::server::ConnCtx;
 use crate::server::parking::PARK_AFTER;
 use crate::state::Shared;
+use crate::stream::{Stream, WriteHalf};
 use crate::timer::TimerSlot;
 
 /// How an HTTP/2 prior-knowledge connection starts.
@@ -78,7 +78,7 @@ impl ClientUpgrade {
 /// A connection between requests: what is kept while it waits.
 #[derive(Debug)]
 pub(crate) struct Idle {
-    stream: TcpStream,
+    stream: Stream,
     /// When the last response ended (or the connection opened).
     since: u64,
     /// No request yet: the HTTP/2 preface may still come.
@@ -86,7 +86,7 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    pub(super) fn new(stream: TcpStream) -> Self {
+    pub(super) fn new(stream: Stream) -> Self {
         Self {
             stream,
             since: now_ms(),
@@ -95,7 +95,7 @@ impl Idle {
     }
 
     pub(super) fn socket(&self) -> &TcpStream {
-        &self.stream
+        self.stream.socket()
     }
 
     pub(super) fn since(&self) -> u64 {
@@ -126,7 +126,7 @@ pub(super) async fn run(
         since,
         mut first,
     } = idle;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = stream.split();
     let mut read = Some(ReadSide {
         io: read,
         buf: BytesMut::new(),
@@ -145,7 +145,7 @@ pub(super) async fn run(
             Next::Head(head) => head,
             Next::Park => {
                 // Whole again, the socket is all a parked connection keeps.
-                let Some(Ok(stream)) = read.map(|side| side.io.reunite(write)) else {
+                let Some(Some(stream)) = read.map(|side| side.io.reunite(write)) else {
                     return Outcome::Closed;
                 };
                 return Outcome::Park(Idle {
@@ -159,8 +159,8 @@ pub(super) async fn run(
                     return Outcome::Closed;
                 };
                 return match side.io.reunite(write) {
-                    Ok(stream) => Outcome::Http2(Prefixed::new(stream, side.buf)),
-                    Err(_) => Outcome::Closed,
+                    Some(stream) => Outcome::Http2(Prefixed::new(stream, side.buf)),
+                    None => Outcome::Closed,
                 };
             }
             Next::Close => return Outcome::Closed,
@@ -187,7 +187,7 @@ pub(super) async fn run(
 /// What is left of the connection after an exchange.
 enum After {
     /// The next request may follow.
-    KeepAlive(ReadSide, OwnedWriteHalf),
+    KeepAlive(ReadSide, WriteHalf),
     /// The connection was closed or handed on.
     Done,
 }
@@ -198,7 +198,7 @@ async fn exchange(
     ctx: &Arc<ConnCtx>,
     head: Head,
     mut read: Option<ReadSide>,
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf,
 ) -> After {
     let Head {
         parts,
@@ -256,7 +256,7 @@ async fn exchange(
     let written = write::response(&mut write, &mut out, response, answering).await;
     match (written, switch, read) {
         (Ok(_), Some(switch), Some(side)) if switching => {
-            if let Ok(stream) = side.io.reunite(write) {
+            if let Some(stream) = side.io.reunite(write) {
                 // The tunnel may have gone (its upstream failed): then the
                 // socket is dropped here.
                 let _ = switch.send(Prefixed::new(stream, side.buf));
@@ -276,7 +276,7 @@ async fn exchange(
 }
 
 /// Answers a head that was refused, and closes.
-async fn refuse(refusal: Refusal, mut write: OwnedWriteHalf, read: Option<ReadSide>) {
+async fn refuse(refusal: Refusal, mut write: WriteHalf, read: Option<ReadSide>) {
     let answering = Answering {
         method: &Method::GET,
         version: http::Version::HTTP_11,
@@ -360,7 +360,7 @@ async fn next_head<D: Future<Output = ()>>(
         let mut timer = waiting.timers.lend();
         let event = poll_fn(|cx| {
             if side.buf.capacity() == 0 {
-                match side.io.as_ref().poll_read_ready(cx) {
+                match side.io.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => side.buf = spare::take(READ_BUF),
                     Poll::Ready(Err(_)) => return Poll::Ready(Event::Closed),
                     Poll::Pending => {}
@@ -420,7 +420,7 @@ fn refusal_answer(refusal: Refusal) -> http::Response<crate::body::ResponseBody>
 /// end of the last response; then, if the client may still be sending
 /// (a body left unread), what it sends is read and dropped for a moment so
 /// the close does not turn into a reset that destroys that response.
-async fn close(mut write: OwnedWriteHalf, read: Option<ReadSide>, linger: bool) {
+async fn close(mut write: WriteHalf, read: Option<ReadSide>, linger: bool) {
     let _ = write.shutdown().await;
     let Some(mut side) = read.filter(|_| linger) else {
         return;

@@ -10,11 +10,11 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::io::poll_read_buf;
 
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::http1::{Decoded, Decoder};
+use crate::stream::ReadHalf;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -22,7 +22,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// consumed.
 #[derive(Debug)]
 pub(super) struct ReadSide {
-    pub(super) io: OwnedReadHalf,
+    pub(super) io: ReadHalf,
     pub(super) buf: BytesMut,
 }
 
@@ -129,7 +129,6 @@ impl H1RequestBody {
         let (Some(sent), Some(read)) = (self.continue_sent, self.read.as_ref()) else {
             return Poll::Ready(Ok(()));
         };
-        let socket = read.io.as_ref();
         let mut sent = sent;
         loop {
             {
@@ -138,19 +137,30 @@ impl H1RequestBody {
                     self.continue_sent = None;
                     return Poll::Ready(Ok(()));
                 }
-                match socket.try_write(&CONTINUE[sent..]) {
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
+                if sent < CONTINUE.len() {
+                    let written = read.io.poll_write_some(cx, &CONTINUE[sent..]);
+                    let pending = written.is_pending();
+                    if let Poll::Ready(result) = written {
+                        match result? {
+                            0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                            n => sent += n,
+                        }
+                    }
+                    state.continue_partial = sent > 0 && sent < CONTINUE.len();
+                    if pending {
+                        self.continue_sent = Some(sent);
+                        return Poll::Pending;
+                    }
                 }
-                state.continue_partial = sent > 0 && sent < CONTINUE.len();
             }
             if sent == CONTINUE.len() {
+                if read.io.poll_flush(cx)?.is_pending() {
+                    self.continue_sent = Some(sent);
+                    return Poll::Pending;
+                }
                 self.continue_sent = None;
                 return Poll::Ready(Ok(()));
             }
-            self.continue_sent = Some(sent);
-            ready!(socket.poll_write_ready(cx))?;
         }
     }
 }

@@ -14,9 +14,9 @@ use http::header::{self, HeaderMap};
 use http::{Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::body::ResponseBody;
+use crate::stream::WriteHalf;
 
 /// Body bytes copied beside the head (or a chunk's size line) rather than
 /// written as a slice of their own.
@@ -54,7 +54,7 @@ pub(super) enum Written {
 /// Writes `response` whole. An error means the client cannot be answered
 /// any further and the connection must be dropped.
 pub(super) async fn response(
-    io: &mut OwnedWriteHalf,
+    io: &mut WriteHalf,
     out: &mut Vec<u8>,
     response: Response<ResponseBody>,
     req: Answering<'_>,
@@ -262,7 +262,7 @@ fn encode_head(
 }
 
 async fn write_data(
-    io: &mut OwnedWriteHalf,
+    io: &mut WriteHalf,
     out: &mut Vec<u8>,
     data: Bytes,
     chunked: bool,
@@ -298,7 +298,7 @@ fn end_chunks(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
     out.extend_from_slice(b"\r\n");
 }
 
-async fn flush(io: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush(io: &mut WriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         io.write_all(out).await?;
         out.clear();
@@ -306,7 +306,7 @@ async fn flush(io: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-async fn write_all_vectored(io: &mut OwnedWriteHalf, parts: &mut [&[u8]; 3]) -> io::Result<()> {
+async fn write_all_vectored(io: &mut WriteHalf, parts: &mut [&[u8]; 3]) -> io::Result<()> {
     let mut first = 0;
     while first < parts.len() {
         if parts[first].is_empty() {
