@@ -9,11 +9,13 @@
 //! aws-lc-rs).
 
 mod error;
+mod identity;
 mod load;
 mod resolver;
 mod tls;
 
 pub use error::{Error, ErrorKind, Result};
+pub use identity::client_identity;
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
 pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, server_config};

@@ -87,7 +87,10 @@ pub fn client_verifier(
             Error::new(
                 ErrorKind::InvalidCertificate,
                 path,
-                format!("CA certificate {} cannot be used as a trust anchor: {e}", i + 1),
+                format!(
+                    "CA certificate {} cannot be used as a trust anchor: {e}",
+                    i + 1
+                ),
             )
         })?;
     }

@@ -10,8 +10,9 @@ use crate::upstream::Endpoint;
 
 /// Target of access-log events. Each is an INFO event with the fields
 /// `client`, `method`, `host`, `path`, `version`, `status`, `bytes`,
-/// `duration_us`, `app`, `upstream` and `completed` (false when the client
-/// went away or the upstream broke before the body ended). A subscriber
+/// `duration_us`, `app`, `upstream`, `completed` (false when the client
+/// went away or the upstream broke before the body ended), and on TLS
+/// connections `tls` (`version/cipher/group/alpn`) and `sni`. A subscriber
 /// formats them; the library never installs one.
 pub const ACCESS_LOG_TARGET: &str = "portcullis::access";
 
@@ -45,6 +46,8 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
         app = exchange.app.as_deref().unwrap_or("-"),
         upstream = %UpstreamName(exchange.upstream.as_deref()),
         completed,
+        tls = exchange.tls.as_deref().map(tracing::field::display),
+        sni = exchange.tls.as_ref().and_then(|tls| tls.sni.as_deref()),
         "request"
     );
 }

@@ -8,6 +8,7 @@ mod app;
 mod limits;
 mod names;
 mod sticky;
+mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ pub use limits::*;
 pub(crate) use names::check_host;
 pub use names::{PathPrefix, ReplacePath, ServerName};
 pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
+pub(crate) use tls::ServerTls;
+pub use tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
 pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
 
 use crate::error::{Error, Result};
@@ -34,6 +37,7 @@ pub struct ProxyConfig {
     pub(crate) limits: Limits,
     pub(crate) timeouts: Timeouts,
     pub(crate) sticky_cookie: StickyCookie,
+    pub(crate) tls: Option<ServerTls>,
 }
 
 impl ProxyConfig {
@@ -45,6 +49,11 @@ impl ProxyConfig {
     /// The addresses the proxy listens on for cleartext HTTP.
     pub fn listen(&self) -> &[SocketAddr] {
         &self.listen
+    }
+
+    /// The addresses the proxy listens on for TLS.
+    pub fn listen_tls(&self) -> &[SocketAddr] {
+        self.tls.as_ref().map_or(&[], |tls| &tls.settings.listen)
     }
 
     /// The apps, in configured order.
@@ -73,6 +82,7 @@ pub struct ProxyConfigBuilder {
     limits: Limits,
     timeouts: Timeouts,
     sticky_cookie: StickyCookie,
+    tls: Option<TlsSettings>,
 }
 
 impl ProxyConfigBuilder {
@@ -141,9 +151,16 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// TLS termination. Default: none, cleartext listeners only.
+    pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the whole and returns the configuration.
     pub fn build(&self) -> Result<ProxyConfig> {
-        if self.listen.is_empty() {
+        let tls_listeners = self.tls.as_ref().map_or(0, |tls| tls.listen.len());
+        if self.listen.is_empty() && tls_listeners == 0 {
             return Err(Error::config("no listener: set a listen address and port"));
         }
         if self.apps.is_empty() {
@@ -174,6 +191,7 @@ impl ProxyConfigBuilder {
         if limits.max_header_size < 1024 {
             return Err(Error::config("max_header_size must be at least 1024 bytes"));
         }
+        let tls = self.server_tls()?;
         Ok(ProxyConfig {
             listen: self.listen.clone(),
             listen_backlog: self.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
@@ -182,6 +200,47 @@ impl ProxyConfigBuilder {
             limits: self.limits.clone(),
             timeouts: self.timeouts.clone(),
             sticky_cookie: self.sticky_cookie.clone(),
+            tls,
         })
+    }
+
+    /// The rustls configurations, checked against the apps' TLS options.
+    fn server_tls(&self) -> Result<Option<ServerTls>> {
+        let Some(settings) = &self.tls else {
+            if let Some(app) = self
+                .apps
+                .iter()
+                .find(|app| app.tls.https_redirection || app.tls.client_auth.is_some())
+            {
+                return Err(Error::config(format!(
+                    "app {:?} has TLS options but no TLS listener is configured",
+                    app.name
+                )));
+            }
+            return Ok(None);
+        };
+        if settings.listen.is_empty() {
+            return Err(Error::config(
+                "TLS is configured without a TLS listener: set listen_port_tls",
+            ));
+        }
+        let settings = settings.clone();
+        let base = settings.server_config(None)?;
+        let by_app = self
+            .apps
+            .iter()
+            .map(|app| {
+                app.tls
+                    .client_auth
+                    .clone()
+                    .map(|verifier| settings.server_config(Some(verifier)))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(ServerTls {
+            settings,
+            base,
+            by_app,
+        }))
     }
 }

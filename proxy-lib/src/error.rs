@@ -38,6 +38,9 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// No app serves the requested host and there is no default app.
     UnknownHost,
+    /// On TLS, the request's host names another app than the server name
+    /// of the handshake (or one whose client certificates it did not ask).
+    Misdirected,
     /// The app has no route for the path.
     NoRoute,
     /// The method is not served here (CONNECT on a reverse proxy, POST on files).
@@ -78,7 +81,7 @@ impl ErrorKind {
             Self::BadRequest | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
+            Self::UnknownHost | Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -101,6 +104,7 @@ impl ErrorKind {
             | Self::ClientTimeout
             | Self::BodyTooLarge
             | Self::UnknownHost
+            | Self::Misdirected
             | Self::NoRoute
             | Self::MethodNotAllowed
             | Self::NotFound
@@ -146,6 +150,7 @@ impl ErrorKind {
             Self::ClientTimeout => "client timed out",
             Self::BodyTooLarge => "request body too large",
             Self::UnknownHost => "no app serves this host",
+            Self::Misdirected => "the host does not match the TLS server name",
             Self::NoRoute => "no route for this path",
             Self::MethodNotAllowed => "method not allowed",
             Self::NotFound => "not found",

@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Uri, Version};
 
 use crate::access_log;
-use crate::server::InFlight;
+use crate::server::{ConnCtx, InFlight, TlsInfo};
 use crate::upstream::Endpoint;
 
 /// The record of one request, completed by the response body.
@@ -25,22 +25,25 @@ pub(crate) struct Exchange {
     pub(crate) app: Option<Arc<str>>,
     pub(crate) upstream: Option<Arc<Endpoint>>,
     pub(crate) in_flight: Option<InFlight>,
+    /// The connection's TLS parameters, when logged.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
 }
 
 impl Exchange {
     pub(crate) fn new(
-        client: SocketAddr,
+        conn: &ConnCtx,
         req: &http::request::Parts,
         in_flight: Option<InFlight>,
     ) -> Self {
+        let started = access_log::enabled().then(Instant::now);
         let host = req
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or_else(|| req.headers.get(http::header::HOST).cloned());
         Self {
-            started: access_log::enabled().then(Instant::now),
-            client,
+            started,
+            client: conn.peer,
             method: req.method.clone(),
             uri: req.uri.clone(),
             host,
@@ -49,6 +52,7 @@ impl Exchange {
             app: None,
             upstream: None,
             in_flight,
+            tls: started.and(conn.tls.clone()),
         }
     }
 

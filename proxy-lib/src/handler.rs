@@ -6,6 +6,7 @@ mod forward;
 mod headers;
 mod path;
 mod respond;
+mod tls;
 mod validate;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub(crate) async fn handle(
 ) -> Response<ResponseBody> {
     let in_flight = ctx.activity.as_ref().map(ConnActivity::begin_request);
     let (parts, body) = req.into_parts();
-    let mut exchange = Box::new(Exchange::new(ctx.peer, &parts, in_flight));
+    let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
     let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
@@ -49,12 +50,24 @@ async fn serve(
     validate::method(&parts)?;
     let app = {
         let host = validate::request_host(&parts)?;
-        snapshot.router.app(host.as_deref()).ok_or_else(|| {
+        let app = snapshot.router.app(host.as_deref()).ok_or_else(|| {
             Error::new(ErrorKind::UnknownHost)
                 .with_context(format!("host {:?}", host.as_deref().unwrap_or("")))
-        })?
+        })?;
+        exchange.app = Some(app.name.clone());
+        match (&conn.tls, &snapshot.config.tls, host) {
+            (Some(tls), _, _) => tls::check_sni(snapshot, tls, app)?,
+            (None, Some(server_tls), Some(host)) if app.tls.https_redirection => {
+                let port = server_tls.settings.redirect_port.or_else(|| {
+                    let bound = shared.tls_port.load(std::sync::atomic::Ordering::Relaxed);
+                    (bound != 0).then_some(bound)
+                });
+                return Ok(tls::redirect(&parts, &host, port));
+            }
+            _ => {}
+        }
+        app
     };
-    exchange.app = Some(app.name.clone());
     // The URI is reference-counted: cloning it lets the path outlive `parts`.
     let uri = parts.uri.clone();
     let path = path::normalize(uri.path())?;
@@ -71,6 +84,7 @@ async fn serve(
                 set,
                 path: &path,
                 matched,
+                identity_header: app.tls.client_identity_header.as_ref(),
             };
             forward.run(parts, body, exchange).await
         }

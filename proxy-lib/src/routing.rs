@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{
-    App, PathPrefix, ProxyConfig, ReplacePath, RouteTarget, ServerName, StaticFiles,
+    App, AppTls, PathPrefix, ProxyConfig, ReplacePath, RouteTarget, ServerName, StaticFiles,
 };
 use crate::upstream::{EndpointRegistry, UpstreamSet};
 
@@ -22,6 +22,9 @@ pub(crate) struct Router {
 #[derive(Debug)]
 pub(crate) struct AppRoutes {
     pub(crate) name: Arc<str>,
+    /// Its position in the configuration.
+    pub(crate) index: usize,
+    pub(crate) tls: AppTls,
     routes: Vec<CompiledRoute>,
 }
 
@@ -56,22 +59,26 @@ impl Router {
             if config.default_app.as_deref() == Some(&*app.name) {
                 router.default = Some(index);
             }
-            router.apps.push(compile_app(app, registry));
+            router.apps.push(compile_app(app, index, registry));
         }
         router
     }
 
     /// The app for a normalised host, else the default app.
     pub(crate) fn app(&self, host: Option<&str>) -> Option<&AppRoutes> {
-        let index = host
-            .and_then(|host| {
-                self.exact.get(host).copied().or_else(|| {
-                    let (_, suffix) = host.split_once('.')?;
-                    self.wildcard.get(suffix).copied()
-                })
+        self.apps.get(self.app_index(host)?)
+    }
+
+    /// The index (in configured order) of the app for a normalised host,
+    /// else of the default app.
+    pub(crate) fn app_index(&self, host: Option<&str>) -> Option<usize> {
+        host.and_then(|host| {
+            self.exact.get(host).copied().or_else(|| {
+                let (_, suffix) = host.split_once('.')?;
+                self.wildcard.get(suffix).copied()
             })
-            .or(self.default)?;
-        self.apps.get(index)
+        })
+        .or(self.default)
     }
 }
 
@@ -85,7 +92,7 @@ impl AppRoutes {
     }
 }
 
-fn compile_app(app: &App, registry: &EndpointRegistry) -> AppRoutes {
+fn compile_app(app: &App, index: usize, registry: &EndpointRegistry) -> AppRoutes {
     let mut routes: Vec<CompiledRoute> = app
         .routes
         .iter()
@@ -103,6 +110,8 @@ fn compile_app(app: &App, registry: &EndpointRegistry) -> AppRoutes {
     routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.as_str().len()));
     AppRoutes {
         name: Arc::from(&*app.name),
+        index,
+        tls: app.tls.clone(),
         routes,
     }
 }

@@ -6,9 +6,11 @@ mod connection;
 mod h1;
 mod listener;
 mod parking;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,6 +23,7 @@ pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
 pub(crate) use h1::{ClientUpgrade, H1RequestBody};
 pub(crate) use parking::Lot;
+pub(crate) use tls::TlsInfo;
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -43,10 +46,30 @@ pub struct Proxy {
 
 #[derive(Debug)]
 struct Listener {
-    configured: SocketAddr,
+    configured: Endpoint,
     local: SocketAddr,
     socket: Option<TcpListener>,
     stop: CancellationToken,
+}
+
+/// What a listener is configured as: an address, and whether it speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: bool,
+}
+
+/// Every listener of `config`.
+fn endpoints(config: &ProxyConfig) -> Vec<Endpoint> {
+    let plain = config
+        .listen
+        .iter()
+        .map(|&addr| Endpoint { addr, tls: false });
+    let tls = config
+        .listen_tls()
+        .iter()
+        .map(|&addr| Endpoint { addr, tls: true });
+    plain.chain(tls).collect()
 }
 
 impl Proxy {
@@ -54,20 +77,41 @@ impl Proxy {
     /// one cannot be bound.
     pub async fn bind(config: watch::Receiver<Arc<ProxyConfig>>) -> Result<Self> {
         let current = config.borrow().clone();
-        let mut listeners = Vec::with_capacity(current.listen.len());
-        for &addr in &current.listen {
-            listeners.push(Listener::bind(addr, current.listen_backlog)?);
+        let mut listeners = Vec::new();
+        for endpoint in endpoints(&current) {
+            listeners.push(Listener::bind(endpoint, current.listen_backlog)?);
         }
-        Ok(Self {
+        let proxy = Self {
             shared: Shared::new(current),
             config,
             listeners,
-        })
+        };
+        proxy.note_tls_port();
+        Ok(proxy)
     }
 
-    /// The addresses actually bound (useful when a configured port is 0).
+    /// The cleartext addresses actually bound (useful when a configured
+    /// port is 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.local).collect()
+        self.bound(false)
+    }
+
+    /// The TLS addresses actually bound.
+    pub fn local_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.bound(true)
+    }
+
+    fn note_tls_port(&self) {
+        let port = self.bound(true).first().map_or(0, SocketAddr::port);
+        self.shared.tls_port.store(port, Ordering::Relaxed);
+    }
+
+    fn bound(&self, tls: bool) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.configured.tls == tls)
+            .map(|l| l.local)
+            .collect()
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets
@@ -98,19 +142,20 @@ impl Proxy {
     }
 
     fn apply(&mut self, config: Arc<ProxyConfig>) {
+        let wanted = endpoints(&config);
         self.listeners.retain(|listener| {
-            let keep = config.listen.contains(&listener.configured);
+            let keep = wanted.contains(&listener.configured);
             if !keep {
                 info!(listen = %listener.local, "listener removed by new configuration");
                 listener.stop.cancel();
             }
             keep
         });
-        for &addr in &config.listen {
-            if self.listeners.iter().any(|l| l.configured == addr) {
+        for endpoint in wanted {
+            if self.listeners.iter().any(|l| l.configured == endpoint) {
                 continue;
             }
-            match Listener::bind(addr, config.listen_backlog) {
+            match Listener::bind(endpoint, config.listen_backlog) {
                 Ok(mut listener) => {
                     info!(listen = %listener.local, "listener added by new configuration");
                     listener.start(&self.shared);
@@ -120,6 +165,7 @@ impl Proxy {
             }
         }
         self.shared.apply(config);
+        self.note_tls_port();
         info!(
             apps = self.shared.snapshot().config.apps.len(),
             "configuration applied"
@@ -147,7 +193,8 @@ impl Proxy {
 }
 
 impl Listener {
-    fn bind(addr: SocketAddr, backlog: u32) -> Result<Self> {
+    fn bind(configured: Endpoint, backlog: u32) -> Result<Self> {
+        let addr = configured.addr;
         let bind_error = |e| {
             Error::new(ErrorKind::Io)
                 .with_context(format!("cannot listen on {addr}"))
@@ -155,9 +202,9 @@ impl Listener {
         };
         let socket = listener::bind(addr, backlog).map_err(bind_error)?;
         let local = socket.local_addr().map_err(bind_error)?;
-        info!(listen = %local, "listening");
+        info!(listen = %local, tls = configured.tls, "listening");
         Ok(Self {
-            configured: addr,
+            configured,
             local,
             socket: Some(socket),
             stop: CancellationToken::new(),
@@ -166,7 +213,8 @@ impl Listener {
 
     fn start(&mut self, shared: &Arc<Shared>) {
         if let Some(socket) = self.socket.take() {
-            let task = listener::accept_loop(socket, shared.clone(), self.stop.clone());
+            let tls = self.configured.tls;
+            let task = listener::accept_loop(socket, tls, shared.clone(), self.stop.clone());
             shared.tasks.spawn(task);
         }
     }

@@ -3,7 +3,7 @@
 //! the client-connection count, and the shutdown signals.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// Idle keep-alive connections parked without a task.
     pub(crate) lot: Arc<Lot>,
+    /// The port the first TLS listener is bound to (0 if none), for
+    /// redirections when no public port is configured.
+    pub(crate) tls_port: AtomicU16,
 }
 
 /// A client connection counted against `max_clients`.
@@ -53,6 +56,7 @@ impl Shared {
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             lot: Arc::default(),
+            tls_port: AtomicU16::new(0),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Origins and clients for Portcullis's integration tests: real servers on
 //! 127.0.0.1:0 that record what reaches them, and clients that speak
-//! HTTP/1.1, HTTP/1.0 (raw), h2c or arbitrary bytes.
+//! HTTP/1.1, HTTP/1.0 (raw), h2c or arbitrary bytes, in cleartext or over
+//! TLS with certificates made by rcgen.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,6 +11,10 @@
 
 mod client;
 mod origin;
+mod pki;
+mod tls;
 
 pub use client::*;
 pub use origin::*;
+pub use pki::*;
+pub use tls::*;

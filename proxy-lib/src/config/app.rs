@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::names::{PathPrefix, ReplacePath, ServerName};
+use crate::config::tls::AppTls;
 use crate::config::upstream::UpstreamGroup;
 use crate::error::{Error, Result};
 
@@ -15,6 +16,7 @@ pub struct App {
     pub(crate) name: Box<str>,
     pub(crate) server_names: Vec<ServerName>,
     pub(crate) routes: Vec<Route>,
+    pub(crate) tls: AppTls,
 }
 
 impl App {
@@ -25,6 +27,7 @@ impl App {
             name: name.into(),
             server_names: Vec::new(),
             routes: Vec::new(),
+            tls: AppTls::default(),
         }
     }
 
@@ -46,6 +49,12 @@ impl App {
         }
         self.routes.push(route);
         Ok(self)
+    }
+
+    /// The app's TLS options. Default: [`AppTls::default`].
+    pub fn tls(&mut self, tls: AppTls) -> &mut Self {
+        self.tls = tls;
+        self
     }
 
     /// The app's name.

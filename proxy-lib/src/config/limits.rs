@@ -61,6 +61,8 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default for [`Timeouts::upstream_down`].
 pub const DEFAULT_UPSTREAM_DOWN: Duration = Duration::from_secs(10);
+/// Default for [`Timeouts::tls_handshake`].
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Timeouts::shutdown`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -87,6 +89,8 @@ pub struct Timeouts {
     pub tunnel_idle: Duration,
     /// How long an upstream that refused a connection is skipped.
     pub upstream_down: Duration,
+    /// A client's TLS handshake, from the connection's accept to its end.
+    pub tls_handshake: Duration,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown: Duration,
 }
@@ -102,6 +106,7 @@ impl Default for Timeouts {
             upstream_idle: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             tunnel_idle: DEFAULT_TUNNEL_IDLE_TIMEOUT,
             upstream_down: DEFAULT_UPSTREAM_DOWN,
+            tls_handshake: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             shutdown: DEFAULT_SHUTDOWN_GRACE,
         }
     }

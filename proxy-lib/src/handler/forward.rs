@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -38,6 +38,8 @@ pub(crate) struct Forward<'a> {
     /// The normalised request path and the length of its matched prefix.
     pub(crate) path: &'a str,
     pub(crate) matched: usize,
+    /// The app's client identity header, if it forwards one.
+    pub(crate) identity_header: Option<&'a HeaderName>,
 }
 
 enum Failure {
@@ -79,10 +81,22 @@ impl Forward<'_> {
         Forwarding {
             client: exchange.client.ip(),
             client_value: &self.conn.peer_ip,
-            proto: "http",
+            proto: if self.conn.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             host: exchange.host.as_ref(),
             forwarded_header: self.set.forwarded_header,
             upgrade_insecure_requests: self.set.upgrade_insecure_requests,
+            client_identity: self.identity_header.map(|name| {
+                let value = self
+                    .conn
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.client_identity.as_ref());
+                (name, value)
+            }),
         }
         .apply(&mut parts.headers);
         parts.uri = uri;

@@ -93,6 +93,9 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
+    /// The header naming the verified client certificate, and its value on
+    /// this connection (the client's own is removed either way).
+    pub(crate) client_identity: Option<(&'a HeaderName, Option<&'a HeaderValue>)>,
 }
 
 impl Forwarding<'_> {
@@ -119,6 +122,12 @@ impl Forwarding<'_> {
         }
         if self.upgrade_insecure_requests {
             headers.insert(&UPGRADE_INSECURE_REQUESTS, HeaderValue::from_static("1"));
+        }
+        if let Some((name, value)) = self.client_identity {
+            headers.remove(name);
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
         }
     }
 
@@ -211,6 +220,7 @@ mod tests {
             host: Some(&host),
             forwarded_header: true,
             upgrade_insecure_requests: false,
+            client_identity: None,
         }
         .apply(&mut headers);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");

@@ -10,6 +10,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,6 +25,7 @@ use crate::http1::Prefixed;
 use crate::server::activity::{ConnActivity, Verdict};
 use crate::server::h1::{self, Idle, Outcome};
 use crate::server::parking::Parked;
+use crate::server::tls::{self, TlsInfo};
 use crate::state::{ClientSlot, Shared};
 use crate::stream::Stream;
 use crate::timer::TimerSlot;
@@ -41,6 +43,8 @@ pub(crate) struct ConnCtx {
     pub(crate) activity: Option<Arc<ConnActivity>>,
     /// The connection's timer, for its head, idle and upstream deadlines.
     pub(crate) timer: TimerSlot,
+    /// What the TLS handshake negotiated, on a TLS connection.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
     _slot: ClientSlot,
 }
 
@@ -88,22 +92,44 @@ fn h2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecu
 
 /// Serves `stream` until it closes, goes idle, is drained or is stopped.
 pub(crate) async fn serve(
-    stream: TcpStream,
+    tcp: TcpStream,
+    tls: bool,
     peer: SocketAddr,
     shared: Arc<Shared>,
     slot: ClientSlot,
 ) {
-    let config = shared.snapshot().config.clone();
-    let ctx = Arc::new(ConnCtx {
+    let mut ctx = ConnCtx {
         peer,
         peer_ip: HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
         activity: None,
         timer: TimerSlot::default(),
+        tls: None,
         _slot: slot,
-    });
+    };
+    let serving = async {
+        if !tls {
+            let config = shared.snapshot().config.clone();
+            return drive(Idle::new(Stream::Tcp(tcp)), Arc::new(ctx), config, &shared).await;
+        }
+        let snapshot = shared.snapshot();
+        let Some((stream, info)) = tls::handshake(tcp, peer, &snapshot).await else {
+            return;
+        };
+        let config = snapshot.config.clone();
+        drop(snapshot);
+        let h2 = info.alpn_h2;
+        ctx.tls = Some(Arc::new(info));
+        let ctx = Arc::new(ctx);
+        if h2 {
+            let io = Prefixed::new(Stream::Tls(stream), BytesMut::new());
+            serve_h2(io, &shared, ctx.for_http2(), &config).await;
+        } else {
+            drive(Idle::new(Stream::Tls(stream)), ctx, config, &shared).await;
+        }
+    };
     tokio::select! {
-        () = drive(Idle::new(Stream::Tcp(stream)), ctx, config, &shared) => {}
+        () = serving => {}
         () = shared.hard_stop.cancelled() => {}
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// drains.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    tls: bool,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -58,9 +59,14 @@ pub(crate) async fn accept_loop(
             Some(slot) => {
                 shared
                     .tasks
-                    .spawn(connection::serve(stream, peer, shared.clone(), slot));
+                    .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
             }
             None => {
+                if tls {
+                    // No HTTP answer can be read before a handshake.
+                    warn!(peer = %peer, "max_clients reached; closing TLS connection");
+                    continue;
+                }
                 warn!(peer = %peer, "max_clients reached; refusing connection with 503");
                 shared.tasks.spawn(refuse(stream));
             }

@@ -25,6 +25,8 @@ pub fn init_tracing() {
 /// The proxy under test, serving in the background.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The first TLS listener, if any.
+    pub tls_addr: Option<SocketAddr>,
     pub config: watch::Sender<Arc<ProxyConfig>>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
@@ -35,11 +37,13 @@ impl TestProxy {
         init_tracing();
         let (tx, rx) = watch::channel(Arc::new(config));
         let proxy = Proxy::bind(rx).await.expect("proxy binds");
-        let addr = proxy.local_addrs()[0];
+        let tls_addr = proxy.local_tls_addrs().first().copied();
+        let addr = proxy.local_addrs().first().copied().or(tls_addr).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Self {
             addr,
+            tls_addr,
             config: tx,
             shutdown,
             task,

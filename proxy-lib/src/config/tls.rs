@@ -1,0 +1,155 @@
+//! TLS termination: the proxy's TLS listeners and certificates, and each
+//! app's TLS options.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use proxy_certs::SniResolver;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+
+use crate::error::{Error, Result};
+
+/// Default size of [`TlsSettings::sessions`]' cache, in sessions.
+pub const DEFAULT_SESSION_CACHE: usize = 20_000;
+
+/// The ALPN protocols offered to clients, in order of preference.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The proxy's TLS listeners, where their certificates come from, and the
+/// cryptography they use.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) certs: Arc<SniResolver>,
+    provider: Arc<CryptoProvider>,
+    sessions: Arc<dyn StoresServerSessions>,
+    pub(crate) redirect_port: Option<u16>,
+}
+
+impl TlsSettings {
+    /// Certificates chosen by `certs` (whose map may be replaced at any
+    /// time, and is read at each handshake), with the suites and groups of
+    /// `provider` narrowed by [`proxy_certs::hardened`].
+    pub fn new(certs: Arc<SniResolver>, provider: &CryptoProvider) -> Self {
+        Self {
+            listen: Vec::new(),
+            certs,
+            provider: Arc::new(proxy_certs::hardened(provider)),
+            sessions: ServerSessionMemoryCache::new(DEFAULT_SESSION_CACHE),
+            redirect_port: None,
+        }
+    }
+
+    /// Adds a TLS listener (HTTP/1.1 and HTTP/2, by ALPN).
+    pub fn listen(&mut self, addr: SocketAddr) -> &mut Self {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Where sessions are kept for resumption. Keep one store across
+    /// configurations so that a reload does not forget them. Default: an
+    /// in-memory cache of [`DEFAULT_SESSION_CACHE`] sessions.
+    pub fn sessions(&mut self, sessions: Arc<dyn StoresServerSessions>) -> &mut Self {
+        self.sessions = sessions;
+        self
+    }
+
+    /// The port put in HTTPS redirections (omitted when 443). Default: the
+    /// port the first TLS listener is bound to.
+    pub fn redirect_port(&mut self, port: u16) -> &mut Self {
+        self.redirect_port = Some(port);
+        self
+    }
+
+    /// The crypto provider, as narrowed.
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
+    /// The rustls configuration for an app, with its client verifier.
+    pub(crate) fn server_config(
+        &self,
+        client_auth: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Arc<ServerConfig>> {
+        let mut config = proxy_certs::server_config(
+            self.provider.clone(),
+            self.certs.clone(),
+            client_auth,
+            self.sessions.clone(),
+        )
+        .map_err(|e| Error::config(format!("TLS settings cannot be used: {e}")))?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+/// An app's TLS options.
+#[derive(Debug, Clone)]
+pub struct AppTls {
+    pub(crate) https_redirection: bool,
+    pub(crate) client_auth: Option<Arc<dyn ClientCertVerifier>>,
+    pub(crate) client_identity_header: Option<HeaderName>,
+    pub(crate) sni_host_check: bool,
+}
+
+impl Default for AppTls {
+    fn default() -> Self {
+        Self {
+            https_redirection: false,
+            client_auth: None,
+            client_identity_header: None,
+            sni_host_check: true,
+        }
+    }
+}
+
+impl AppTls {
+    /// Default options: no redirection, no client certificates, and
+    /// requests whose host names another app than the SNI refused (421).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers cleartext requests with a 301 to the same URL over HTTPS.
+    pub fn https_redirection(&mut self, on: bool) -> &mut Self {
+        self.https_redirection = on;
+        self
+    }
+
+    /// Requires a client certificate that `verifier` accepts (see
+    /// [`proxy_certs::client_verifier`]) on handshakes whose SNI names this
+    /// app.
+    pub fn client_auth(&mut self, verifier: Arc<dyn ClientCertVerifier>) -> &mut Self {
+        self.client_auth = Some(verifier);
+        self
+    }
+
+    /// Forwards the verified client certificate's subject and names to the
+    /// upstream in `header`; the same header sent by a client is removed.
+    pub fn client_identity_header(&mut self, header: HeaderName) -> &mut Self {
+        self.client_identity_header = Some(header);
+        self
+    }
+
+    /// Whether a request whose host names another app than the connection's
+    /// SNI is refused with 421 Misdirected Request. Default: true.
+    pub fn sni_host_check(&mut self, on: bool) -> &mut Self {
+        self.sni_host_check = on;
+        self
+    }
+}
+
+/// The rustls configurations of one [`ProxyConfig`](super::ProxyConfig),
+/// made once when it is built.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerTls {
+    pub(crate) settings: TlsSettings,
+    /// For handshakes whose SNI names no app requiring client certificates.
+    pub(crate) base: Arc<ServerConfig>,
+    /// By app index: the configuration of an app with client certificates.
+    pub(crate) by_app: Vec<Option<Arc<ServerConfig>>>,
+}

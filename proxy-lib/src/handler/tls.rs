@@ -1,0 +1,55 @@
+//! What TLS decides for a request: on a TLS connection the host must name
+//! the app the handshake's server name named (else 421), and a cleartext
+//! request to an app that wants HTTPS is sent there with a 301.
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handler::respond;
+use crate::routing::AppRoutes;
+use crate::server::TlsInfo;
+use crate::state::Snapshot;
+
+/// Refuses a request on a TLS connection whose host names another app
+/// than the SNI. Without SNI there is nothing to compare; an app that
+/// requires client certificates is only reached through a handshake that
+/// verified one, whatever its opt-out says.
+pub(super) fn check_sni(snapshot: &Snapshot, tls: &TlsInfo, app: &AppRoutes) -> Result<()> {
+    let misdirected = || {
+        Err(Error::new(ErrorKind::Misdirected).with_context(format!(
+            "TLS server name {:?}, app {:?}",
+            tls.sni.as_deref().unwrap_or(""),
+            app.name
+        )))
+    };
+    if app.tls.client_auth.is_some() && !tls.client_verified {
+        return misdirected();
+    }
+    if tls.sni.is_none() || !app.tls.sni_host_check {
+        return Ok(());
+    }
+    match snapshot.router.app_index(tls.sni.as_deref()) {
+        Some(index) if index == app.index => Ok(()),
+        _ => misdirected(),
+    }
+}
+
+/// A 301 to the request's URL over HTTPS on `port` (left out when 443).
+pub(super) fn redirect(parts: &Parts, host: &str, port: Option<u16>) -> Response<ResponseBody> {
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = match port {
+        Some(port) if port != 443 => format!("https://{host}:{port}{path}"),
+        _ => format!("https://{host}{path}"),
+    };
+    let mut response = respond::text(
+        StatusCode::MOVED_PERMANENTLY,
+        format!("301 Moved Permanently: {location}\n"),
+    );
+    if let Ok(value) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,129 @@
+//! The TLS handshake of a client connection: read the ClientHello, refuse
+//! an unknown server name with `unrecognized_name`, choose the rustls
+//! configuration of the app the SNI names (client certificates or not),
+//! and finish the handshake within the handshake timeout.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use http::HeaderValue;
+use rustls::server::Acceptor;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::debug;
+
+use crate::config::ServerTls;
+use crate::state::Snapshot;
+use crate::stream::TlsServer;
+
+/// A fatal `unrecognized_name` alert (RFC 6066), as a plaintext record: the
+/// answer to a ClientHello naming no certificate we hold.
+const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+/// What was negotiated, for routing checks and the access log.
+#[derive(Debug, Default)]
+pub(crate) struct TlsInfo {
+    /// The server name the client sent, lower-cased.
+    pub(crate) sni: Option<Box<str>>,
+    pub(crate) version: &'static str,
+    pub(crate) cipher: &'static str,
+    pub(crate) group: &'static str,
+    pub(crate) alpn_h2: bool,
+    /// The client presented a certificate the app's verifier accepted.
+    pub(crate) client_verified: bool,
+    /// That certificate's subject and names, for the identity header.
+    pub(crate) client_identity: Option<HeaderValue>,
+}
+
+impl fmt::Display for TlsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let alpn = if self.alpn_h2 { "h2" } else { "http/1.1" };
+        write!(f, "{}/{}/{}/{alpn}", self.version, self.cipher, self.group)
+    }
+}
+
+/// Runs the handshake on `tcp`; `None` when it fails or times out (the
+/// reason is logged at debug level: clients that give up are common).
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    snapshot: &Snapshot,
+) -> Option<(TlsServer, TlsInfo)> {
+    let tls = snapshot.config.tls.as_ref()?;
+    let deadline = tokio::time::Instant::now() + snapshot.config.timeouts.tls_handshake;
+    let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
+    let mut start = match tokio::time::timeout_at(deadline, hello).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(error)) => {
+            debug!(peer = %peer, %error, "TLS ClientHello refused");
+            return None;
+        }
+        Err(_) => {
+            debug!(peer = %peer, "TLS handshake timed out before the ClientHello");
+            return None;
+        }
+    };
+    let sni: Option<Box<str>> = start
+        .client_hello()
+        .server_name()
+        .map(|name| name.trim_end_matches('.').to_ascii_lowercase().into());
+    if tls.settings.certs.current().get(sni.as_deref()).is_none() {
+        debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), "no certificate for the server name");
+        let _ = tokio::time::timeout_at(deadline, start.io.write_all(&UNRECOGNIZED_NAME)).await;
+        return None;
+    }
+    let config = choose(tls, snapshot, sni.as_deref());
+    let stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), %error, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!(peer = %peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let conn = stream.get_ref().1;
+    let info = TlsInfo {
+        sni,
+        version: conn
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown"),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str())
+            .unwrap_or("unknown"),
+        group: conn
+            .negotiated_key_exchange_group()
+            .and_then(|group| group.name().as_str())
+            .unwrap_or("unknown"),
+        alpn_h2: conn.alpn_protocol() == Some(b"h2"),
+        // rustls keeps the peer's certificates only once its verifier
+        // accepted them.
+        client_verified: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
+        client_identity: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| proxy_certs::client_identity(leaf))
+            .and_then(|identity| HeaderValue::try_from(identity).ok()),
+    };
+    Some((Box::new(stream), info))
+}
+
+/// The configuration of the app `sni` names, if it has one of its own
+/// (client certificates); else the common one.
+fn choose(
+    tls: &ServerTls,
+    snapshot: &Snapshot,
+    sni: Option<&str>,
+) -> std::sync::Arc<rustls::ServerConfig> {
+    snapshot
+        .router
+        .app_index(sni)
+        .and_then(|index| tls.by_app.get(index))
+        .and_then(Option::clone)
+        .unwrap_or_else(|| tls.base.clone())
+}

@@ -1,0 +1,314 @@
+//! TLS termination over real handshakes on 127.0.0.1, with certificates made
+//! by rcgen and loaded from files: SNI selection across apps and a wildcard,
+//! unknown names refused with `unrecognized_name`, ALPN h2, SNI/Host
+//! agreement (421, on HTTP/1.1 and HTTP/2, and its opt-out), HTTPS
+//! redirection, the handshake timeout, and certificates replaced under open
+//! connections.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::Full;
+use proxy_certs::{CertMap, SniResolver};
+use proxy_lib::config::{AppTls, ProxyConfigBuilder, Timeouts, TlsSettings};
+use rustls::AlertDescription;
+use support::*;
+use tempfile::TempDir;
+use tokio::io::AsyncReadExt as _;
+
+/// A root CA, server certificates for `a.test` and `*.w.test` on disk,
+/// and the resolver serving them.
+struct Pki {
+    dir: TempDir,
+    ca: Ca,
+    resolver: Arc<SniResolver>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::root("Test Root");
+        let mut map = CertMap::new();
+        for (name, file) in [("a.test", "a"), ("*.w.test", "w")] {
+            let leaf = ca.server(&[name]);
+            let (cert, key) = leaf.write(dir.path(), file);
+            let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
+            map.insert(name, loaded.certified);
+        }
+        Self {
+            dir,
+            ca,
+            resolver: Arc::new(SniResolver::new(map)),
+        }
+    }
+
+    fn settings(&self) -> TlsSettings {
+        let mut settings = TlsSettings::new(self.resolver.clone(), &provider());
+        settings.listen("127.0.0.1:0".parse().unwrap());
+        settings
+    }
+
+    fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        client_config(&[&self.ca.der], None, alpn)
+    }
+}
+
+/// Apps `a` (a.test) and `w` (*.w.test), each forwarding to its origin,
+/// on a cleartext and a TLS listener.
+fn two_apps(pki: &Pki, a: &Origin, w: &Origin, w_tls: AppTls) -> ProxyConfigBuilder {
+    let mut builder = config();
+    builder
+        .app(app("a", &["a.test"], vec![route(None, None, to(&[a]))]))
+        .unwrap();
+    let mut w_app = app("w", &["*.w.test"], vec![route(None, None, to(&[w]))]);
+    w_app.tls(w_tls);
+    builder.app(w_app).unwrap();
+    builder.tls(pki.settings());
+    builder
+}
+
+fn https_get(authority: &str, path: &str, version: Version) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .uri(format!("https://{authority}{path}"))
+        .version(version);
+    if version == Version::HTTP_11 {
+        req = req.header("host", authority);
+    }
+    req.body(Full::new(Bytes::new())).unwrap()
+}
+
+#[tokio::test]
+async fn the_certificate_follows_the_sni_across_apps_and_a_wildcard() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let addr = proxy.tls_addr.unwrap();
+
+    for (sni, body) in [("a.test", "a"), ("x.w.test", "w"), ("A.TEST", "a")] {
+        // The client verifies the certificate against the name it sent.
+        let stream = tls_connect(addr, sni, pki.client(&[b"http/1.1"]))
+            .await
+            .unwrap();
+        let mut client = H1::over(stream).await;
+        let answer = client
+            .send(https_get(&sni.to_ascii_lowercase(), "/", Version::HTTP_11))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{sni}");
+        assert_eq!(answer.text(), body, "{sni}");
+    }
+    // Forwarded as HTTPS.
+    assert_eq!(a.seen()[0].headers["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn an_unknown_server_name_gets_unrecognized_name() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let addr = proxy.tls_addr.unwrap();
+
+    for sni in ["b.test", "deep.x.w.test", "w.test"] {
+        let error = tls_connect(addr, sni, pki.client(&[])).await.unwrap_err();
+        assert_eq!(
+            alert_of(&error),
+            Some(AlertDescription::UnrecognisedName),
+            "{sni}: {error}"
+        );
+    }
+    // A default certificate answers every name.
+    let mut map = (*pki.resolver.current()).clone();
+    let leaf = pki.ca.server(&["fallback.test"]);
+    let (cert, key) = leaf.write(pki.dir.path(), "fallback");
+    let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
+    map.set_default(loaded.certified);
+    pki.resolver.replace(map);
+    let stream = tls_connect(addr, "fallback.test", pki.client(&[]))
+        .await
+        .unwrap();
+    assert_eq!(peer_leaf(&stream), leaf.chain[0]);
+}
+
+#[tokio::test]
+async fn alpn_h2_serves_http2_and_a_host_naming_another_app_is_misdirected() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let addr = proxy.tls_addr.unwrap();
+
+    let stream = tls_connect(addr, "a.test", pki.client(&[b"h2", b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut h2 = H2::over(stream).await;
+    let answer = h2.send(https_get("a.test", "/", Version::HTTP_2)).await;
+    assert_eq!(
+        (answer.status, answer.version),
+        (StatusCode::OK, Version::HTTP_2)
+    );
+    assert_eq!(answer.text(), "a");
+    let answer = h2.send(https_get("x.w.test", "/", Version::HTTP_2)).await;
+    assert_eq!(answer.status, StatusCode::MISDIRECTED_REQUEST);
+    // The stream failed, not the connection.
+    let answer = h2.send(https_get("a.test", "/", Version::HTTP_2)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+
+    let stream = tls_connect(addr, "x.w.test", pki.client(&[b"http/1.1"]))
+        .await
+        .unwrap();
+    let mut h1 = H1::over(stream).await;
+    let answer = h1.send(https_get("a.test", "/", Version::HTTP_11)).await;
+    assert_eq!(answer.status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        w.hits() + a.hits(),
+        2,
+        "misdirected requests reach no origin"
+    );
+}
+
+#[tokio::test]
+async fn an_app_can_opt_out_of_the_sni_check() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let mut lax = AppTls::new();
+    lax.sni_host_check(false);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, lax).build().unwrap()).await;
+
+    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", pki.client(&[]))
+        .await
+        .unwrap();
+    let mut h1 = H1::over(stream).await;
+    let answer = h1.send(https_get("x.w.test", "/", Version::HTTP_11)).await;
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (StatusCode::OK, "w")
+    );
+    // The other app keeps its check.
+    let stream = tls_connect(proxy.tls_addr.unwrap(), "x.w.test", pki.client(&[]))
+        .await
+        .unwrap();
+    let mut h1 = H1::over(stream).await;
+    let answer = h1.send(https_get("a.test", "/", Version::HTTP_11)).await;
+    assert_eq!(answer.status, StatusCode::MISDIRECTED_REQUEST);
+}
+
+#[tokio::test]
+async fn cleartext_requests_are_redirected_to_https() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let mut redirect = AppTls::new();
+    redirect.https_redirection(true);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, redirect.clone()).build().unwrap()).await;
+    let port = proxy.tls_addr.unwrap().port();
+
+    let answer = get(proxy.addr, "x.w.test:8080", "/p/q?r=1&s").await;
+    assert_eq!(answer.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        answer.header("location").unwrap(),
+        format!("https://x.w.test:{port}/p/q?r=1&s")
+    );
+    // Other apps are served in cleartext as before.
+    assert_eq!(get(proxy.addr, "a.test", "/").await.text(), "a");
+    assert_eq!(w.hits(), 0);
+
+    // An explicit public port; 443 is left out of the URL.
+    let mut builder = two_apps(&pki, &a, &w, redirect.clone());
+    let mut settings = pki.settings();
+    settings.redirect_port(443);
+    builder.tls(settings);
+    proxy.reload(builder.build().unwrap());
+    eventually("redirect without port", || async {
+        get(proxy.addr, "x.w.test", "/").await.header("location") == Some("https://x.w.test/")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_dropped() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let mut builder = two_apps(&pki, &a, &w, AppTls::new());
+    let mut timeouts = Timeouts::default();
+    timeouts.tls_handshake = Duration::from_millis(300);
+    builder.timeouts(timeouts);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+
+    let mut silent = tokio::net::TcpStream::connect(proxy.tls_addr.unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    // The listener goes on.
+    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", pki.client(&[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        H1::over(stream)
+            .await
+            .send(https_get("a.test", "/", Version::HTTP_11))
+            .await
+            .text(),
+        "a"
+    );
+}
+
+#[tokio::test]
+async fn replaced_certificates_reach_new_handshakes_and_spare_open_connections() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let addr = proxy.tls_addr.unwrap();
+
+    let before = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
+    let old_leaf = peer_leaf(&before);
+    let mut open = H1::over(before).await;
+
+    let renewed = pki.ca.server(&["a.test"]);
+    let (cert, key) = renewed.write(pki.dir.path(), "a-renewed");
+    let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
+    let mut map = (*pki.resolver.current()).clone();
+    map.insert("a.test", loaded.certified);
+    pki.resolver.replace(map);
+
+    let after = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
+    assert_eq!(peer_leaf(&after), renewed.chain[0]);
+    assert_ne!(peer_leaf(&after), old_leaf);
+    let answer = open.send(https_get("a.test", "/", Version::HTTP_11)).await;
+    assert_eq!(answer.text(), "a", "the open connection goes on");
+}
+
+#[tokio::test]
+async fn tls_1_2_clients_get_a_forward_secret_suite() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", Arc::new(config))
+        .await
+        .unwrap();
+    let conn = stream.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let suite = format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite());
+    let aead = suite.contains("_GCM_") || suite.contains("_CHACHA20_POLY1305_");
+    assert!(suite.starts_with("TLS_ECDHE_") && aead, "{suite}");
+    let answer = H1::over(stream)
+        .await
+        .send(https_get("a.test", "/", Version::HTTP_11))
+        .await;
+    assert_eq!(answer.text(), "a");
+}
