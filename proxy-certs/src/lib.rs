@@ -9,12 +9,14 @@
 //! aws-lc-rs).
 
 mod error;
+mod files;
 mod identity;
 mod load;
 mod resolver;
 mod tls;
 
 pub use error::{Error, ErrorKind, Result};
+pub use files::{CertFiles, DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
 pub use identity::client_identity;
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::{CertFiles, FileSource, SniResolver};
 use proxy_lib::config::{AppTls, ProxyConfigBuilder, Timeouts, TlsSettings};
 use rustls::AlertDescription;
 use support::*;
@@ -22,10 +22,11 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt as _;
 
 /// A root CA, server certificates for `a.test` and `*.w.test` on disk,
-/// and the resolver serving them.
+/// and the file source serving them.
 struct Pki {
     dir: TempDir,
     ca: Ca,
+    source: Arc<FileSource>,
     resolver: Arc<SniResolver>,
 }
 
@@ -33,17 +34,22 @@ impl Pki {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::root("Test Root");
-        let mut map = CertMap::new();
+        let mut files = Vec::new();
         for (name, file) in [("a.test", "a"), ("*.w.test", "w")] {
-            let leaf = ca.server(&[name]);
-            let (cert, key) = leaf.write(dir.path(), file);
-            let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-            map.insert(name, loaded.certified);
+            let (cert, key) = ca.server(&[name]).write(dir.path(), file);
+            files.push(CertFiles {
+                cert,
+                key,
+                names: vec![name.to_owned()],
+                default: false,
+            });
         }
+        let source = Arc::new(FileSource::load(files, provider()).unwrap());
         Self {
             dir,
             ca,
-            resolver: Arc::new(SniResolver::new(map)),
+            resolver: source.resolver(),
+            source,
         }
     }
 
@@ -264,20 +270,45 @@ async fn replaced_certificates_reach_new_handshakes_and_spare_open_connections()
     let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
     let addr = proxy.tls_addr.unwrap();
 
+    let _watch = pki
+        .source
+        .clone()
+        .watch(Duration::from_millis(500))
+        .unwrap();
     let before = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
     let old_leaf = peer_leaf(&before);
     let mut open = H1::over(before).await;
+    let served = || async {
+        let stream = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
+        peer_leaf(&stream)
+    };
 
+    // A broken file: the certificate in service stays.
+    std::fs::write(
+        pki.dir.path().join("a.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served().await, old_leaf);
+    assert_eq!(
+        open.send(https_get("a.test", "/", Version::HTTP_11))
+            .await
+            .text(),
+        "a"
+    );
+
+    // A good one: new handshakes get it within 2 s.
     let renewed = pki.ca.server(&["a.test"]);
-    let (cert, key) = renewed.write(pki.dir.path(), "a-renewed");
-    let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-    let mut map = (*pki.resolver.current()).clone();
-    map.insert("a.test", loaded.certified);
-    pki.resolver.replace(map);
-
-    let after = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
-    assert_eq!(peer_leaf(&after), renewed.chain[0]);
-    assert_ne!(peer_leaf(&after), old_leaf);
+    renewed.write(pki.dir.path(), "a");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while served().await != renewed.chain[0] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "renewed certificate not served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let answer = open.send(https_get("a.test", "/", Version::HTTP_11)).await;
     assert_eq!(answer.text(), "a", "the open connection goes on");
 }

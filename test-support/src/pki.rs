@@ -75,6 +75,16 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A server certificate for `names` whose validity ended in 2002.
+    pub fn expired_server(&self, names: &[&str]) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        self.sign(params)
+    }
+
     /// A client certificate with common name `cn` and `names` as DNS SANs.
     pub fn client(&self, cn: &str, names: &[&str]) -> Leaf {
         let mut params = CertificateParams::default();
