@@ -6,11 +6,15 @@
 
 mod convert;
 mod raw;
+mod tls;
 mod units;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use proxy_certs::FileSource;
 use proxy_lib::ProxyConfig;
 
 /// A config file turned into what the binary runs.
@@ -19,6 +23,8 @@ pub struct Loaded {
     pub proxy: ProxyConfig,
     pub log: LogSettings,
     pub worker_threads: Option<usize>,
+    /// The certificate files in service, to be watched for changes.
+    pub certs: Option<Arc<FileSource>>,
     /// Things that load but deserve the operator's attention, logged once
     /// logging is up.
     pub warnings: Vec<String>,

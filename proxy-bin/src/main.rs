@@ -1,4 +1,4 @@
-//! `portcullis`: a reverse proxy for HTTP/1.1 and HTTP/2.
+//! `portcullis`: a reverse proxy for HTTP/1.1 and HTTP/2, over TLS or not.
 //!
 //! The binary is thin: it turns a TOML file into validated engine values,
 //! installs the process-wide pieces (the tracing subscriber, the runtime),
@@ -38,6 +38,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The process-wide default, for any rustls user that asks for one; the
+    // TLS settings are built on the same provider explicitly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let loaded = match config::load(&cli.config) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -1,11 +1,13 @@
 //! Running the engine: signals turn into a graceful drain (SIGTERM, SIGINT)
 //! or a reload of the config file (SIGHUP). A file refused on reload leaves
-//! the running configuration in place.
+//! the running configuration in place. Certificate files are watched and
+//! re-read on their own, without a reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use proxy_certs::{DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
 use proxy_lib::{Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -15,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Loaded};
 
 pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
+    let mut certs = CertWatch::start(loaded.certs);
     let (updates, config) = watch::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
     let shutdown = CancellationToken::new();
@@ -28,7 +31,9 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
             _ = hangup.recv() => {
-                reload(&path, &updates);
+                if let Some(new_certs) = reload(&path, &updates) {
+                    certs.replace(new_certs);
+                }
                 continue;
             }
             result = &mut serving => return result.context("the proxy task failed")?.map_err(Into::into),
@@ -40,7 +45,11 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(path: &Path, updates: &watch::Sender<Arc<ProxyConfig>>) {
+/// Applies the file anew; returns its certificates to watch from now on.
+fn reload(
+    path: &Path,
+    updates: &watch::Sender<Arc<ProxyConfig>>,
+) -> Option<Option<Arc<FileSource>>> {
     match config::load(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -48,7 +57,35 @@ fn reload(path: &Path, updates: &watch::Sender<Arc<ProxyConfig>>) {
             }
             updates.send_replace(Arc::new(loaded.proxy));
             info!(file = %path.display(), "SIGHUP: configuration reloaded");
+            Some(loaded.certs)
         }
-        Err(e) => error!("SIGHUP: configuration refused, still serving the previous one: {e}"),
+        Err(e) => {
+            error!("SIGHUP: configuration refused, still serving the previous one: {e}");
+            None
+        }
+    }
+}
+
+/// The watcher of the certificate files in service.
+struct CertWatch(Option<WatchHandle>);
+
+impl CertWatch {
+    fn start(certs: Option<Arc<FileSource>>) -> Self {
+        let handle = certs.and_then(|source| match source.watch(DEFAULT_POLL_INTERVAL) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                error!(error = %e, "cannot watch certificate files; they are not re-read");
+                None
+            }
+        });
+        Self(handle)
+    }
+
+    fn replace(&mut self, certs: Option<Arc<FileSource>>) {
+        let old = std::mem::replace(self, Self::start(certs));
+        // Stopping joins the watching thread: not on the runtime's.
+        if let Some(handle) = old.0 {
+            tokio::task::spawn_blocking(move || drop(handle));
+        }
     }
 }

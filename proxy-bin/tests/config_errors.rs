@@ -91,10 +91,13 @@ fn bad_files_are_refused_with_file_key_and_reason() {
             format!("listen_port = 8080\nrequest_max_body_size = \"10 furlongs\"\n{APP}"),
             ":2:25: request_max_body_size: invalid size unit \"furlongs\" in \"10 furlongs\": use B, KiB, MiB, GiB, KB, MB or GB",
         ),
-        (APP.into(), ": listen_port: required: the port to serve HTTP on"),
+        (
+            APP.into(),
+            ": listen_port: required (or listen_port_tls): the port to serve HTTP on",
+        ),
         (
             format!("listen_port = 8080\nlisten_port_tls = 8443\n{APP}"),
-            ": listen_port_tls: TLS termination is not supported by this version yet",
+            ": listen_port_tls: no app has a certificate: set tls_cert_path and tls_cert_key_path in an app's tls",
         ),
         ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
     ];
@@ -144,8 +147,5 @@ connection_handling_timeout = 0
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.ends_with("configuration is valid (1 apps)\n"));
-    assert_eq!(
-        stderr,
-        "portcullis: warning: experimental.ignore_sni_consistency has no effect without TLS\n"
-    );
+    assert_eq!(stderr, "");
 }

@@ -202,7 +202,11 @@ impl Listener {
         };
         let socket = listener::bind(addr, backlog).map_err(bind_error)?;
         let local = socket.local_addr().map_err(bind_error)?;
-        info!(listen = %local, tls = configured.tls, "listening");
+        if configured.tls {
+            info!(listen = %local, "listening for TLS");
+        } else {
+            info!(listen = %local, "listening");
+        }
         Ok(Self {
             configured,
             local,

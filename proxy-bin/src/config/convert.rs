@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
+use proxy_certs::CertFiles;
 use proxy_lib::config::{
     App, HostHeader, Limits, LoadBalance, PathPrefix, ProxyConfig, ReplacePath, Route, RouteTarget,
     ServerName, StaticFiles, StickyCookie, Timeouts, Upstream, UpstreamGroup, UpstreamProtocol,
@@ -12,7 +13,7 @@ use proxy_lib::config::{
 use crate::config::raw::{
     RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
 };
-use crate::config::{ConfigError, Loaded, LogSettings};
+use crate::config::{ConfigError, Loaded, LogSettings, tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -23,35 +24,21 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
     let mut warnings = Vec::new();
-    for (key, present) in [
-        ("listen_port_tls", raw.listen_port_tls.is_some()),
-        (
-            "https_redirection_port",
-            raw.https_redirection_port.is_some(),
-        ),
-    ] {
-        if present {
-            return Err(ConfigError::at(key, format!("TLS termination {NOT_YET}")));
-        }
-    }
     if let Some(experimental) = &raw.experimental {
-        check_experimental(experimental, &mut warnings)?;
+        check_experimental(experimental)?;
     }
-    let port = raw
-        .listen_port
-        .ok_or_else(|| ConfigError::at("listen_port", "required: the port to serve HTTP on"))?;
-
-    let mut builder = ProxyConfig::builder();
-    let v4 = raw.listen_address_v4.unwrap_or(Ipv4Addr::UNSPECIFIED);
-    builder.listen(SocketAddr::new(IpAddr::V4(v4), port));
-    if raw.listen_ipv6.unwrap_or(false) {
-        let v6 = raw.listen_address_v6.unwrap_or(Ipv6Addr::UNSPECIFIED);
-        builder.listen(SocketAddr::new(IpAddr::V6(v6), port));
-    } else if raw.listen_address_v6.is_some() {
+    if raw.listen_port.is_none() && raw.listen_port_tls.is_none() {
         return Err(ConfigError::at(
-            "listen_address_v6",
-            "set listen_ipv6 = true to listen on IPv6",
+            "listen_port",
+            "required (or listen_port_tls): the port to serve HTTP on",
         ));
+    }
+    let mut builder = ProxyConfig::builder();
+    let addresses = listen_addresses(&raw)?;
+    if let Some(port) = raw.listen_port {
+        for &ip in &addresses {
+            builder.listen(SocketAddr::new(ip, port));
+        }
     }
     if let Some(backlog) = raw.tcp_listen_backlog {
         builder.listen_backlog(backlog);
@@ -90,14 +77,54 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
         }
         builder.default_app(default.as_str());
     }
+    let ignore_sni = raw
+        .experimental
+        .as_ref()
+        .and_then(|e| e.ignore_sni_consistency)
+        .unwrap_or(false);
+    let mut certs = Vec::new();
     for (name, app) in raw.apps {
         let is_default = raw.default_application.as_deref() == Some(name.as_str());
-        let app = convert_app(&name, app, is_default, base)?;
+        let (app, cert) = convert_app(&name, app, is_default, ignore_sni, base, &mut warnings)?;
+        if let Some(cert) = cert {
+            certs.push((format!("apps.{name}.tls"), cert));
+        }
         // Names are unique map keys and routes were checked, so what is left
         // to refuse here is a server name another app already has.
         builder
             .app(app)
             .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
+    }
+    let certs = match (raw.listen_port_tls, certs.is_empty()) {
+        (Some(port), false) => {
+            let listen = addresses
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, port))
+                .collect();
+            let (settings, source) =
+                tls::settings(certs, listen, raw.https_redirection_port, &mut warnings)?;
+            builder.tls(settings);
+            Some(source)
+        }
+        (Some(_), true) => {
+            return Err(ConfigError::at(
+                "listen_port_tls",
+                "no app has a certificate: set tls_cert_path and tls_cert_key_path in an app's tls",
+            ));
+        }
+        (None, false) => {
+            return Err(ConfigError::at(
+                certs[0].0.clone(),
+                "serving TLS needs listen_port_tls",
+            ));
+        }
+        (None, true) => None,
+    };
+    if raw.https_redirection_port.is_some() && raw.listen_port_tls.is_none() {
+        return Err(ConfigError::at(
+            "https_redirection_port",
+            "applies to redirections to the TLS port: set listen_port_tls",
+        ));
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
 
@@ -115,11 +142,30 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
             access_log: log.access_log.unwrap_or(true),
         },
         worker_threads: raw.worker_threads,
+        certs,
         warnings,
     })
 }
 
-fn check_experimental(experimental: &RawExperimental, warnings: &mut Vec<String>) -> Result<()> {
+/// The addresses to listen on, IPv4 and, when asked, IPv6.
+fn listen_addresses(raw: &RawConfig) -> Result<Vec<IpAddr>> {
+    let mut addresses = vec![IpAddr::V4(
+        raw.listen_address_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+    )];
+    if raw.listen_ipv6.unwrap_or(false) {
+        addresses.push(IpAddr::V6(
+            raw.listen_address_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+        ));
+    } else if raw.listen_address_v6.is_some() {
+        return Err(ConfigError::at(
+            "listen_address_v6",
+            "set listen_ipv6 = true to listen on IPv6",
+        ));
+    }
+    Ok(addresses)
+}
+
+fn check_experimental(experimental: &RawExperimental) -> Result<()> {
     for (key, present) in [
         ("experimental.h3", experimental.h3.is_some()),
         ("experimental.cache", experimental.cache.is_some()),
@@ -138,9 +184,6 @@ fn check_experimental(experimental: &RawExperimental, warnings: &mut Vec<String>
             "experimental.connection_handling_timeout",
             format!("a limit on connection lifetime {NOT_YET}; use [timeouts] client_idle"),
         ));
-    }
-    if experimental.ignore_sni_consistency.is_some() {
-        warnings.push("experimental.ignore_sni_consistency has no effect without TLS".to_owned());
     }
     Ok(())
 }
@@ -195,6 +238,7 @@ fn timeouts(raw: &RawConfig) -> Timeouts {
         (t.upstream_idle, &mut timeouts.upstream_idle),
         (t.tunnel_idle, &mut timeouts.tunnel_idle),
         (t.upstream_down, &mut timeouts.upstream_down),
+        (t.tls_handshake, &mut timeouts.tls_handshake),
         (t.shutdown, &mut timeouts.shutdown),
     ];
     for (value, slot) in fields {
@@ -205,14 +249,15 @@ fn timeouts(raw: &RawConfig) -> Timeouts {
     timeouts
 }
 
-fn convert_app(name: &str, raw: RawApp, is_default: bool, base: &Path) -> Result<App> {
+fn convert_app(
+    name: &str,
+    raw: RawApp,
+    is_default: bool,
+    ignore_sni: bool,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<(App, Option<CertFiles>)> {
     let key = format!("apps.{name}");
-    if raw.tls.is_some() {
-        return Err(ConfigError::at(
-            format!("{key}.tls"),
-            format!("TLS termination {NOT_YET}"),
-        ));
-    }
     let mut app = App::new(name);
     let server_names = raw.server_name.map(|n| n.into_vec()).unwrap_or_default();
     if server_names.is_empty() && !is_default {
@@ -220,6 +265,19 @@ fn convert_app(name: &str, raw: RawApp, is_default: bool, base: &Path) -> Result
             format!("{key}.server_name"),
             "required, unless the app is the default_application",
         ));
+    }
+    let mut cert = None;
+    if let Some(raw_tls) = raw.tls {
+        let cx = tls::AppContext {
+            key: &key,
+            server_names: &server_names,
+            is_default,
+            base,
+            ignore_sni,
+        };
+        let parts = tls::app_tls(raw_tls, &cx, warnings)?;
+        app.tls(parts.tls);
+        cert = parts.cert;
     }
     for server_name in server_names {
         let parsed = ServerName::parse(&server_name)
@@ -238,7 +296,7 @@ fn convert_app(name: &str, raw: RawApp, is_default: bool, base: &Path) -> Result
         app.route(route)
             .map_err(|e| ConfigError::at(format!("{key}.path"), e))?;
     }
-    Ok(app)
+    Ok((app, cert))
 }
 
 fn convert_route(key: &str, raw: RawRoute, base: &Path) -> Result<Route> {

@@ -39,9 +39,23 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
     pub server_name: Option<OneOrMany>,
-    pub tls: Option<toml::Table>,
+    pub tls: Option<RawAppTls>,
     #[serde(default)]
     pub reverse_proxy: Vec<RawRoute>,
+}
+
+/// An app's `tls` table: rpxy's keys, then ours.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppTls {
+    pub tls_cert_path: Option<String>,
+    pub tls_cert_key_path: Option<String>,
+    pub https_redirection: Option<bool>,
+    pub client_ca_cert_path: Option<String>,
+    pub acme: Option<bool>,
+    pub sni_host_check: Option<bool>,
+    pub client_identity_header: Option<String>,
+    pub self_signed_if_missing: Option<bool>,
 }
 
 /// A string or a list of strings.
@@ -118,6 +132,7 @@ pub struct RawTimeouts {
     pub upstream_idle: Option<ConfigDuration>,
     pub tunnel_idle: Option<ConfigDuration>,
     pub upstream_down: Option<ConfigDuration>,
+    pub tls_handshake: Option<ConfigDuration>,
     pub shutdown: Option<ConfigDuration>,
 }
 

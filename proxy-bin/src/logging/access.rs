@@ -5,8 +5,9 @@
 //! ```
 //!
 //! After the common fields: the Host, the duration in seconds, the app and
-//! the upstream (`-` when none), and ` incomplete` when the client went away
-//! or the upstream broke before the response ended.
+//! the upstream (`-` when none), on TLS connections
+//! ` tls=VERSION/CIPHER/GROUP/ALPN sni=NAME`, and ` incomplete` when the
+//! client went away or the upstream broke before the response ended.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -39,6 +40,8 @@ struct Fields {
     duration_us: u64,
     app: String,
     upstream: String,
+    tls: String,
+    sni: String,
     completed: bool,
 }
 
@@ -52,6 +55,8 @@ impl Visit for Fields {
             "version" => &mut self.version,
             "app" => &mut self.app,
             "upstream" => &mut self.upstream,
+            "tls" => &mut self.tls,
+            "sni" => &mut self.sni,
             _ => return,
         };
         let _ = write!(slot, "{value:?}");
@@ -62,6 +67,7 @@ impl Visit for Fields {
             "host" => self.host = value.to_owned(),
             "path" => self.path = value.to_owned(),
             "app" => self.app = value.to_owned(),
+            "sni" => self.sni = value.to_owned(),
             _ => self.record_debug(field, &format_args!("{value}")),
         }
     }
@@ -109,6 +115,10 @@ fn format_line(f: &Fields, now: SystemTime) -> String {
         f.app,
         f.upstream,
     );
+    if !f.tls.is_empty() {
+        let sni = if f.sni.is_empty() { "-" } else { &f.sni };
+        let _ = write!(line, " tls={} sni={sni}", f.tls);
+    }
     if !f.completed {
         line.push_str(" incomplete");
     }
@@ -171,12 +181,22 @@ mod tests {
             app: "site".into(),
             upstream: "127.0.0.1:3000".into(),
             completed: true,
+            ..Fields::default()
         };
         let at = UNIX_EPOCH + Duration::from_secs(971_186_136);
         assert_eq!(
             format_line(&fields, at),
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /x?y=1 HTTP/1.1\" 200 1234 \"a.test\" 0.002315 app=site upstream=127.0.0.1:3000\n"
         );
+        let tls = Fields {
+            tls: "TLSv1_3/TLS13_AES_128_GCM_SHA256/X25519MLKEM768/h2".into(),
+            sni: "a.test".into(),
+            completed: false,
+            ..fields
+        };
+        assert!(format_line(&tls, at).ends_with(
+            " upstream=127.0.0.1:3000 tls=TLSv1_3/TLS13_AES_128_GCM_SHA256/X25519MLKEM768/h2 sni=a.test incomplete\n"
+        ));
         assert_eq!(
             clf_time(UNIX_EPOCH + Duration::from_secs(1_795_398_445)),
             "23/Nov/2026:01:47:25 +0000"

@@ -77,6 +77,19 @@ impl Portcullis {
         this
     }
 
+    /// The TLS listener's address, once it is logged.
+    pub fn tls_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_stderr("listening for TLS listen=", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no TLS listener: {:?}", self.stderr_lines()));
+        line.rsplit("listen=")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1,0 +1,221 @@
+//! The TLS keys of the config file: per app `tls = { ... }`, and the
+//! certificates they name, loaded into a watched file source.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::HeaderName;
+use proxy_certs::{CertFiles, FileSource};
+use proxy_lib::config::{AppTls, TlsSettings};
+use rustls::crypto::CryptoProvider;
+
+use crate::config::ConfigError;
+use crate::config::raw::RawAppTls;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The crypto provider of the binary: aws-lc-rs, whose key exchange
+/// includes the hybrid post-quantum X25519MLKEM768.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// One app's TLS options, and the certificate it serves if it has one.
+pub struct AppTlsParts {
+    pub tls: AppTls,
+    pub cert: Option<CertFiles>,
+}
+
+/// What an app's `tls` table and the file's defaults say.
+pub struct AppContext<'a> {
+    pub key: &'a str,
+    pub server_names: &'a [String],
+    pub is_default: bool,
+    pub base: &'a Path,
+    /// `experimental.ignore_sni_consistency`, rpxy's global opt-out.
+    pub ignore_sni: bool,
+}
+
+pub fn app_tls(
+    raw: RawAppTls,
+    cx: &AppContext<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<AppTlsParts> {
+    let key = format!("{}.tls", cx.key);
+    if raw.acme.unwrap_or(false) {
+        return Err(ConfigError::at(
+            format!("{key}.acme"),
+            "ACME is not supported by this version yet",
+        ));
+    }
+    let mut tls = AppTls::new();
+    tls.https_redirection(raw.https_redirection.unwrap_or(false));
+    tls.sni_host_check(raw.sni_host_check.unwrap_or(!cx.ignore_sni));
+    if let Some(path) = &raw.client_ca_cert_path {
+        let verifier = proxy_certs::client_verifier(&cx.base.join(path), provider())
+            .map_err(|e| ConfigError::at(format!("{key}.client_ca_cert_path"), e))?;
+        tls.client_auth(verifier);
+    }
+    if let Some(name) = &raw.client_identity_header {
+        if raw.client_ca_cert_path.is_none() {
+            return Err(ConfigError::at(
+                format!("{key}.client_identity_header"),
+                "needs client_ca_cert_path: there is no client identity without it",
+            ));
+        }
+        let header = HeaderName::try_from(name.as_str()).map_err(|e| {
+            ConfigError::at(
+                format!("{key}.client_identity_header"),
+                format!("{name:?}: {e}"),
+            )
+        })?;
+        tls.client_identity_header(header);
+    }
+    let cert = match (&raw.tls_cert_path, &raw.tls_cert_key_path) {
+        (Some(cert), Some(key_path)) => {
+            let files = CertFiles {
+                cert: cx.base.join(cert),
+                key: cx.base.join(key_path),
+                names: cx.server_names.to_vec(),
+                default: cx.is_default,
+            };
+            if raw.self_signed_if_missing.unwrap_or(false) {
+                self_signed_if_missing(&files, &key, warnings)?;
+            }
+            Some(files)
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::at(
+                format!("{key}.tls_cert_key_path"),
+                "required with tls_cert_path",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::at(
+                format!("{key}.tls_cert_path"),
+                "required with tls_cert_key_path",
+            ));
+        }
+    };
+    Ok(AppTlsParts { tls, cert })
+}
+
+/// Writes a self-signed certificate for the app's names when neither file
+/// exists, and says so loudly.
+fn self_signed_if_missing(files: &CertFiles, key: &str, warnings: &mut Vec<String>) -> Result<()> {
+    match (files.cert.exists(), files.key.exists()) {
+        (true, true) => return Ok(()),
+        (false, false) => {}
+        (cert, _) => {
+            let (missing, field) = if cert {
+                (&files.key, "tls_cert_key_path")
+            } else {
+                (&files.cert, "tls_cert_path")
+            };
+            return Err(ConfigError::at(
+                format!("{key}.{field}"),
+                format!(
+                    "{} is missing while its pair exists; a self-signed pair is only made when both are absent",
+                    missing.display()
+                ),
+            ));
+        }
+    }
+    let refuse = |reason: String| ConfigError::at(format!("{key}.tls_cert_path"), reason);
+    let names: Vec<String> = files
+        .names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .collect();
+    let names = if names.is_empty() {
+        vec!["localhost".to_owned()]
+    } else {
+        names
+    };
+    let key_pair =
+        rcgen::KeyPair::generate().map_err(|e| refuse(format!("cannot make a key: {e}")))?;
+    let cert = rcgen::CertificateParams::new(names.clone())
+        .and_then(|params| params.self_signed(&key_pair))
+        .map_err(|e| refuse(format!("cannot make a self-signed certificate: {e}")))?;
+    write_private(&files.key, key_pair.serialize_pem().as_bytes())
+        .map_err(|e| refuse(format!("cannot write {}: {e}", files.key.display())))?;
+    std::fs::write(&files.cert, cert.pem())
+        .map_err(|e| refuse(format!("cannot write {}: {e}", files.cert.display())))?;
+    warnings.push(format!(
+        "{key}: generated a SELF-SIGNED certificate for {} at {} (clients will not trust it; \
+         replace both files with a real certificate)",
+        names.join(", "),
+        files.cert.display()
+    ));
+    Ok(())
+}
+
+/// Creates `path` readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// The certificates of every app, loaded; the settings of the TLS
+/// listeners serving them. Errors name the app key of the file at fault.
+pub fn settings(
+    certs: Vec<(String, CertFiles)>,
+    listen: Vec<std::net::SocketAddr>,
+    redirect_port: Option<u16>,
+    warnings: &mut Vec<String>,
+) -> Result<(TlsSettings, Arc<FileSource>)> {
+    let files: Vec<CertFiles> = certs.iter().map(|(_, f)| f.clone()).collect();
+    let source = FileSource::load(files, provider()).map_err(|e| {
+        let at = certs.iter().find_map(|(key, f)| {
+            if f.cert == e.path() {
+                Some(format!("{key}.tls_cert_path"))
+            } else if f.key == e.path() {
+                Some(format!("{key}.tls_cert_key_path"))
+            } else {
+                None
+            }
+        });
+        ConfigError::at(at.unwrap_or_default(), e)
+    })?;
+    for ((key, files), (_, loaded)) in certs.iter().zip(source.loaded()) {
+        for name in &files.names {
+            if !loaded.names.iter().any(|san| covers(san, name)) {
+                warnings.push(format!(
+                    "{key}.tls_cert_path: {} is not valid for server name {name:?} (it names {})",
+                    files.cert.display(),
+                    loaded.names.join(", ")
+                ));
+            }
+        }
+    }
+    let source = Arc::new(source);
+    let mut settings = TlsSettings::new(source.resolver(), &provider());
+    for addr in listen {
+        settings.listen(addr);
+    }
+    if let Some(port) = redirect_port {
+        settings.redirect_port(port);
+    }
+    Ok((settings, source))
+}
+
+/// Whether a certificate name (`a.example` or `*.example`) covers a server
+/// name of the same two forms.
+fn covers(san: &str, name: &str) -> bool {
+    let (san, name) = (san.to_ascii_lowercase(), name.to_ascii_lowercase());
+    if san == name {
+        return true;
+    }
+    match (san.strip_prefix("*."), name.split_once('.')) {
+        (Some(domain), Some((label, rest))) => label != "*" && rest == domain,
+        _ => false,
+    }
+}
