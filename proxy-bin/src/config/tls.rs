@@ -139,6 +139,10 @@ fn self_signed_if_missing(files: &CertFiles, key: &str, warnings: &mut Vec<Strin
     let cert = rcgen::CertificateParams::new(names.clone())
         .and_then(|params| params.self_signed(&key_pair))
         .map_err(|e| refuse(format!("cannot make a self-signed certificate: {e}")))?;
+    for dir in [&files.key, &files.cert].iter().filter_map(|p| p.parent()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| refuse(format!("cannot create {}: {e}", dir.display())))?;
+    }
     write_private(&files.key, key_pair.serialize_pem().as_bytes())
         .map_err(|e| refuse(format!("cannot write {}: {e}", files.key.display())))?;
     std::fs::write(&files.cert, cert.pem())
