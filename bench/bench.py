@@ -28,7 +28,11 @@ import report
 ORIGIN_PORT = 18080
 PROXY_PORT = 18081
 H2C_PORT = 18082
+TLS_PORT = 18443
+# Full-handshake clients run at once (each opens one connection at a time).
+HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
+CELLS = ("h1", "tls", "handshake", "h2", "h2c", "large")
 
 
 def log(message):
@@ -136,12 +140,28 @@ def h2load(load, url, seconds):
     }
 
 
+def handshakes(load, seconds):
+    """A full TLS handshake per request: `openssl s_time -new` (no session
+    reuse) fetching /small over HTTP/1.0, several clients at once."""
+    cmd = load + ["openssl", "s_time", "-connect", f"127.0.0.1:{TLS_PORT}", "-new",
+                  "-time", str(seconds), "-www", "/small"]
+    clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for _ in range(HANDSHAKE_CLIENTS)]
+    total = 0
+    for client in clients:
+        out, _ = client.communicate()
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds", out)
+        total += int(m.group(1)) if m else 0
+    return {"rps": total / seconds, "requests": total, "errors": 0 if total else 1}
+
+
 class Proxy:
     """One proxy process, started from its config in the work directory."""
 
     def __init__(self, name, work, binary, pin):
         self.name, self.work = name, work
-        cmd, env = configs.command(name, work, binary, PROXY_PORT, H2C_PORT, ORIGIN_PORT)
+        ports = (PROXY_PORT, H2C_PORT, TLS_PORT)
+        cmd, env = configs.command(name, work, binary, ports, ORIGIN_PORT)
         self.h2c_port = PROXY_PORT if name in ("portcullis", "caddy") else H2C_PORT
         self.process = subprocess.Popen(
             pin + cmd,
@@ -151,6 +171,7 @@ class Proxy:
             start_new_session=True,
         )
         wait_port(PROXY_PORT)
+        wait_port(TLS_PORT)
 
     @property
     def pid(self):
@@ -175,6 +196,8 @@ def measured(proxy, run):
         result["user_us_per_request"] = (user1 - user0) * per
         result["kernel_us_per_request"] = (kernel1 - kernel0) * per
         result["cpu_us_per_request"] = (user1 - user0 + kernel1 - kernel0) * per
+        if result["cpu_us_per_request"]:
+            result["per_cpu_second"] = 1e6 / result["cpu_us_per_request"]
     return result
 
 
@@ -210,6 +233,14 @@ def bench_proxy(name, args, work, load, pin, idle):
         rows["h1"] = measured(proxy, lambda: wrk(load, f"{base}/small", args.seconds, 64))
         log(f"{name}: h2c")
         rows["h2c"] = measured(proxy, lambda: h2load(load, f"http://127.0.0.1:{proxy.h2c_port}/small", args.seconds))
+        tls = f"https://127.0.0.1:{TLS_PORT}"
+        wrk(load, f"{tls}/small", 1, 64)
+        log(f"{name}: HTTP/1.1 keep-alive over TLS")
+        rows["tls"] = measured(proxy, lambda: wrk(load, f"{tls}/small", args.seconds, 64))
+        log(f"{name}: a full TLS handshake per request")
+        rows["handshake"] = measured(proxy, lambda: handshakes(load, args.seconds))
+        log(f"{name}: HTTP/2 over TLS")
+        rows["h2"] = measured(proxy, lambda: h2load(load, f"{tls}/small", args.seconds))
         log(f"{name}: 100 KiB responses")
         rows["large"] = measured(proxy, lambda: wrk(load, f"{base}/100k", args.seconds, 16))
         rows["peak_rss_kib"] = memory_kib(proxy.pid, "VmHWM")
@@ -225,7 +256,7 @@ def combine(rounds):
     """One result from several rounds: the median of every measured figure,
     the highest peak RSS, and each round's HTTP/1.1 req/s for the spread."""
     combined = {"rounds_h1_rps": [r["h1"].get("rps") for r in rounds]}
-    for cell in ("h1", "h2c", "large"):
+    for cell in CELLS:
         keys = {k for r in rounds for k, v in r[cell].items() if isinstance(v, (int, float))}
         values = {k: [r[cell][k] for r in rounds if k in r[cell]] for k in sorted(keys)}
         # Failures add up; everything else is the median round's.
@@ -280,6 +311,7 @@ def main():
     origin = None
     try:
         configs.write_site(work)
+        configs.write_certs(work)
         origin_cmd = configs.origin_command(work, ORIGIN_PORT)
         origin = subprocess.Popen(load + origin_cmd, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(ORIGIN_PORT)

@@ -1,6 +1,9 @@
 """The origin and each proxy's configuration: same route, same upstream
-keep-alive pool (64 idle connections), no access log, one worker, nothing
-but 127.0.0.1."""
+keep-alive pool (64 idle connections), the same certificate on the TLS port
+(ECDSA P-256, HTTP/1.1 and HTTP/2 by ALPN), no access log, one worker,
+nothing but 127.0.0.1."""
+
+import subprocess
 
 POOL = 64
 SMALL_BODY = "hello from the origin\n"
@@ -11,6 +14,20 @@ def write_site(work):
     www.mkdir()
     (www / "1k").write_bytes(b"x" * 1024)
     (www / "100k").write_bytes(b"y" * 100 * 1024)
+
+
+def write_certs(work):
+    """A self-signed ECDSA P-256 certificate for bench.local and 127.0.0.1,
+    as separate files and as HAProxy's combined PEM."""
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=bench.local",
+         "-addext", "subjectAltName=DNS:bench.local,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    (work / "combined.pem").write_text(cert.read_text() + key.read_text())
+    key.chmod(0o644)  # nginx reads it before dropping root; the files are throwaway
 
 
 def origin_command(work, port):
@@ -37,20 +54,23 @@ http {{
     return ["nginx", "-c", str(conf), "-e", str(work / "origin-error.log")]
 
 
-def command(name, work, binary, port, h2c_port, origin):
-    """The command line and extra environment that start proxy `name`."""
+def command(name, work, binary, ports, origin):
+    """The command line and extra environment that start proxy `name`;
+    `ports` holds the cleartext, h2c and TLS ports."""
     return {
         "portcullis": portcullis,
         "nginx": nginx,
         "caddy": caddy,
         "haproxy": haproxy,
-    }[name](work, binary, port, h2c_port, origin)
+    }[name](work, binary, ports, origin)
 
 
-def portcullis(work, binary, port, h2c_port, origin):
+def portcullis(work, binary, ports, origin):
+    port, _, tls_port = ports
     conf = work / "portcullis.toml"
     conf.write_text(f"""
 listen_port = {port}
+listen_port_tls = {tls_port}
 listen_address_v4 = "127.0.0.1"
 tcp_listen_backlog = 4096
 worker_threads = 1
@@ -68,12 +88,14 @@ access_log = false
 
 [apps.bench]
 server_name = "bench.local"
+tls = {{ tls_cert_path = "{work}/cert.pem", tls_cert_key_path = "{work}/key.pem" }}
 reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }}]
 """)
     return [binary, "--config", str(conf)], {}
 
 
-def nginx(work, binary, port, h2c_port, origin):
+def nginx(work, binary, ports, origin):
+    port, h2c_port, tls_port = ports
     conf = work / "nginx-proxy.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -95,6 +117,9 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         listen 127.0.0.1:{h2c_port} http2 backlog=4096;
+        listen 127.0.0.1:{tls_port} ssl http2 backlog=4096;
+        ssl_certificate {work}/cert.pem;
+        ssl_certificate_key {work}/key.pem;
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -108,25 +133,34 @@ http {{
     return ["nginx", "-c", str(conf), "-e", str(work / "nginx-proxy-error.log")], {}
 
 
-def caddy(work, binary, port, h2c_port, origin):
-    conf = work / "Caddyfile"
-    conf.write_text(f"""{{
-    admin off
-    auto_https off
-    servers {{
-        protocols h1 h2c
-    }}
-}}
-
-:{port} {{
-    bind 127.0.0.1
-    reverse_proxy 127.0.0.1:{origin} {{
+def caddy(work, binary, ports, origin):
+    port, _, tls_port = ports
+    proxy = f"""reverse_proxy 127.0.0.1:{origin} {{
         transport http {{
             keepalive 300s
             keepalive_idle_conns {POOL}
             keepalive_idle_conns_per_host {POOL}
         }}
+    }}"""
+    conf = work / "Caddyfile"
+    conf.write_text(f"""{{
+    admin off
+    auto_https off
+    default_sni bench.local
+    servers {{
+        protocols h1 h2 h2c
     }}
+}}
+
+:{port} {{
+    bind 127.0.0.1
+    {proxy}
+}}
+
+https://:{tls_port} {{
+    bind 127.0.0.1
+    tls {work}/cert.pem {work}/key.pem
+    {proxy}
 }}
 """)
     env = {
@@ -138,7 +172,8 @@ def caddy(work, binary, port, h2c_port, origin):
     return ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"], env
 
 
-def haproxy(work, binary, port, h2c_port, origin):
+def haproxy(work, binary, ports, origin):
+    port, h2c_port, tls_port = ports
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
@@ -158,6 +193,7 @@ defaults
 frontend proxy
     bind 127.0.0.1:{port}
     bind 127.0.0.1:{h2c_port} proto h2
+    bind 127.0.0.1:{tls_port} ssl crt {work}/combined.pem alpn h2,http/1.1
     default_backend origin
 
 backend origin

@@ -1,6 +1,8 @@
 """The results as a markdown table and a PNG chart."""
 
 PEERS = ["nginx", "caddy", "haproxy"]
+# As in bench.py: the full-handshake clients run at once.
+HANDSHAKE_CLIENTS = 4
 NAMES = {"portcullis": "portcullis", "nginx": "nginx", "caddy": "Caddy", "haproxy": "HAProxy"}
 
 
@@ -45,7 +47,7 @@ def not_yet(label, why):
 
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "h2c", "large")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "large")
     )
     lines = [
         "# Benchmark results",
@@ -70,11 +72,16 @@ def markdown(meta, results):
         spread(results, "   req/s, lowest–highest round"),
         row(results, "   proxy CPU per request, µs", "↓", ["h1", "cpu_us_per_request"], 1),
         row(results, "   of which in the kernel, µs", "↓", ["h1", "kernel_us_per_request"], 1),
-        not_yet("2. HTTP/1.1 keep-alive over TLS", "TLS termination (issue 4)"),
-        not_yet("3. new TLS connection per request", "TLS termination (issue 4)"),
-        row(results, "4. h2c, 16 conns × 16 streams: req/s", "↑", ["h2c", "rps"]),
-        row(results, "   proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
-        not_yet("   HTTP/2 over TLS", "TLS termination (issue 4)"),
+        row(results, "2. HTTP/1.1 keep-alive over TLS, 64 conns: req/s", "↑", ["tls", "rps"]),
+        row(results, "   p99 latency, ms", "↓", ["tls", "p99_ms"], 2),
+        row(results, "   proxy CPU per request, µs", "↓", ["tls", "cpu_us_per_request"], 1),
+        row(results, f"3. full TLS handshake per request, {HANDSHAKE_CLIENTS} clients: req/s", "↑", ["handshake", "rps"]),
+        row(results, "   proxy CPU per handshake + request, µs", "↓", ["handshake", "cpu_us_per_request"], 1),
+        row(results, "   capacity: handshakes per proxy CPU-second", "↑", ["handshake", "per_cpu_second"]),
+        row(results, "4. HTTP/2 over TLS, 16 conns × 16 streams: req/s", "↑", ["h2", "rps"]),
+        row(results, "   proxy CPU per request, µs", "↓", ["h2", "cpu_us_per_request"], 1),
+        row(results, "   h2c (cleartext), req/s", "↑", ["h2c", "rps"]),
+        row(results, "   h2c proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
         not_yet("5. HTTP/3 (against Caddy)", "HTTP/3 (issue 6)"),
         row(results, "6. 100 KiB responses, 16 conns: MB/s", "↑", ["large", "mb_per_s"], 1),
         row(results, "7. peak RSS, MiB", "↓", ["peak_rss_kib"], 1, 1 / 1024),
@@ -94,11 +101,13 @@ def chart(results, path):
     proxies = ["portcullis"] + PEERS
     panels = [
         ("HTTP/1.1 keep-alive, req/s (↑)", ["h1", "rps"]),
+        ("HTTP/1.1 over TLS, req/s (↑)", ["tls", "rps"]),
+        ("CPU per full TLS handshake, µs (↓)", ["handshake", "cpu_us_per_request"]),
+        ("HTTP/2 over TLS 16×16, req/s (↑)", ["h2", "rps"]),
         ("h2c 16×16, req/s (↑)", ["h2c", "rps"]),
         ("100 KiB responses, MB/s (↑)", ["large", "mb_per_s"]),
-        ("CPU per HTTP/1.1 request, µs (↓)", ["h1", "cpu_us_per_request"]),
     ]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (title, key) in zip(axes.flat, panels):
         values = [get(results, p, *key) or 0 for p in proxies]
         bars = ax.bar([NAMES[p] for p in proxies], values, color=["#c0392b", "#7f8c8d", "#95a5a6", "#bdc3c7"])

@@ -343,3 +343,33 @@ async fn tls_1_2_clients_get_a_forward_secret_suite() {
         .await;
     assert_eq!(answer.text(), "a");
 }
+
+#[tokio::test]
+async fn a_client_preferring_the_post_quantum_group_gets_it() {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+
+    let mut client_provider = rustls::crypto::aws_lc_rs::default_provider();
+    client_provider.kx_groups = vec![
+        rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
+        rustls::crypto::aws_lc_rs::kx_group::X25519,
+    ];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", Arc::new(config))
+        .await
+        .unwrap();
+    let group = stream.get_ref().1.negotiated_key_exchange_group().unwrap();
+    assert_eq!(group.name(), rustls::NamedGroup::X25519MLKEM768);
+    // No HelloRetryRequest: the client's first key share was taken.
+    assert_eq!(
+        stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+}
