@@ -10,6 +10,7 @@ use proxy_certs::{ErrorKind, load};
 use rcgen::{CertificateParams, KeyPair, SignatureAlgorithm};
 use rustls::crypto::CryptoProvider;
 use tempfile::TempDir;
+use test_support::{inner_key, pem};
 
 fn provider() -> CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
@@ -52,55 +53,6 @@ impl Files {
 
 fn load_now(cert: &Path, key: &Path) -> proxy_certs::Result<proxy_certs::LoadedCert> {
     load(cert, key, &provider(), SystemTime::now())
-}
-
-/// The key inside a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC.
-fn inner_key(pkcs8: &[u8]) -> Vec<u8> {
-    fn tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
-        let tag = input[0];
-        let (len, start) = match input[1] {
-            n if n < 0x80 => (n as usize, 2),
-            n => {
-                let count = (n & 0x7f) as usize;
-                let len = input[2..2 + count]
-                    .iter()
-                    .fold(0usize, |acc, &b| acc << 8 | b as usize);
-                (len, 2 + count)
-            }
-        };
-        (tag, &input[start..start + len], &input[start + len..])
-    }
-    let (_, body, _) = tlv(pkcs8); // PrivateKeyInfo
-    let (_, _, rest) = tlv(body); // version
-    let (_, _, rest) = tlv(rest); // algorithm
-    let (tag, key, _) = tlv(rest); // privateKey
-    assert_eq!(tag, 0x04);
-    key.to_vec()
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|l| std::str::from_utf8(l).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
 }
 
 #[test]

@@ -373,3 +373,65 @@ async fn a_client_preferring_the_post_quantum_group_gets_it() {
         Some(rustls::HandshakeKind::Full)
     );
 }
+
+#[tokio::test]
+async fn every_key_format_serves_handshakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let formats: [(&str, &'static rcgen::SignatureAlgorithm, Option<&str>); 5] = [
+        ("ec-pkcs8", &rcgen::PKCS_ECDSA_P256_SHA256, None),
+        (
+            "ec-sec1",
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            Some("EC PRIVATE KEY"),
+        ),
+        ("rsa-pkcs8", &rcgen::PKCS_RSA_SHA256, None),
+        (
+            "rsa-pkcs1",
+            &rcgen::PKCS_RSA_SHA256,
+            Some("RSA PRIVATE KEY"),
+        ),
+        ("ed25519", &rcgen::PKCS_ED25519, None),
+    ];
+    let mut files = Vec::new();
+    let mut leaves = Vec::new();
+    for (name, alg, legacy) in formats {
+        let host = format!("{name}.test");
+        let leaf = ca.server_with(&[&host], alg);
+        let (cert, key) = leaf.write(dir.path(), name);
+        if let Some(label) = legacy {
+            std::fs::write(&key, leaf.legacy_key_pem(label)).unwrap();
+        }
+        files.push(CertFiles {
+            cert,
+            key,
+            names: vec![host.clone()],
+            default: false,
+        });
+        leaves.push((host, leaf));
+    }
+    let source = FileSource::load(files, provider()).unwrap();
+    let origin = Origin::start("o").await;
+    let mut builder = config();
+    let names: Vec<&str> = leaves.iter().map(|(h, _)| h.as_str()).collect();
+    builder
+        .app(app("all", &names, vec![route(None, None, to(&[&origin]))]))
+        .unwrap();
+    let mut settings = TlsSettings::new(source.resolver(), &provider());
+    settings.listen("127.0.0.1:0".parse().unwrap());
+    builder.tls(settings);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+
+    for (host, leaf) in &leaves {
+        let client = client_config(&[&ca.der], None, &[]);
+        let stream = tls_connect(proxy.tls_addr.unwrap(), host, client)
+            .await
+            .unwrap();
+        assert_eq!(peer_leaf(&stream), leaf.chain[0], "{host}");
+        let answer = H1::over(stream)
+            .await
+            .send(https_get(host, "/", Version::HTTP_11))
+            .await;
+        assert_eq!(answer.text(), "o", "{host}");
+    }
+}

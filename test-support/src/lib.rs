@@ -17,4 +17,5 @@ mod tls;
 pub use client::*;
 pub use origin::*;
 pub use pki::*;
+pub use rcgen;
 pub use tls::*;

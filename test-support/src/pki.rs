@@ -99,8 +99,21 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A server certificate for `names` with a key of algorithm `alg`
+    /// (`rcgen::PKCS_RSA_SHA256`, `PKCS_ECDSA_P384_SHA384`, `PKCS_ED25519`…).
+    pub fn server_with(&self, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign_with(params, KeyPair::generate_for(alg).unwrap())
+    }
+
     fn sign(&self, params: CertificateParams) -> Leaf {
-        let key = KeyPair::generate().unwrap();
+        self.sign_with(params, KeyPair::generate().unwrap())
+    }
+
+    fn sign_with(&self, params: CertificateParams, key: KeyPair) -> Leaf {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let mut chain = vec![cert.der().clone()];
         chain.extend(self.chain.iter().cloned());
@@ -133,6 +146,63 @@ impl Leaf {
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::try_from(self.key_der.clone()).unwrap()
     }
+
+    /// The key in its algorithm's own format rather than PKCS#8: PKCS#1
+    /// (`RSA PRIVATE KEY`) for RSA, SEC1 (`EC PRIVATE KEY`) for EC.
+    pub fn legacy_key_pem(&self, label: &str) -> String {
+        pem(label, &inner_key(&self.key_der))
+    }
+}
+
+/// The key inside a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC (the
+/// OCTET STRING after the version and the algorithm).
+pub fn inner_key(pkcs8: &[u8]) -> Vec<u8> {
+    fn tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
+        let tag = input[0];
+        let (len, start) = match input[1] {
+            n if n < 0x80 => (n as usize, 2),
+            n => {
+                let count = (n & 0x7f) as usize;
+                let len = input[2..2 + count]
+                    .iter()
+                    .fold(0usize, |acc, &b| acc << 8 | b as usize);
+                (len, 2 + count)
+            }
+        };
+        (tag, &input[start..start + len], &input[start + len..])
+    }
+    let (_, body, _) = tlv(pkcs8); // PrivateKeyInfo
+    let (_, _, rest) = tlv(body); // version
+    let (_, _, rest) = tlv(rest); // algorithm
+    let (tag, key, _) = tlv(rest); // privateKey
+    assert_eq!(tag, 0x04);
+    key.to_vec()
+}
+
+/// `der` as a PEM section labelled `label`.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in der.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 fn ca_params(name: &str) -> CertificateParams {

@@ -98,7 +98,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     slot: ClientSlot,
 ) {
-    let mut ctx = ConnCtx {
+    let ctx = ConnCtx {
         peer,
         peer_ip: HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
@@ -108,29 +108,37 @@ pub(crate) async fn serve(
         _slot: slot,
     };
     let serving = async {
-        if !tls {
-            let config = shared.snapshot().config.clone();
-            return drive(Idle::new(Stream::Tcp(tcp)), Arc::new(ctx), config, &shared).await;
-        }
-        let snapshot = shared.snapshot();
-        let Some((stream, info)) = tls::handshake(tcp, peer, &snapshot).await else {
-            return;
-        };
-        let config = snapshot.config.clone();
-        drop(snapshot);
-        let h2 = info.alpn_h2;
-        ctx.tls = Some(Arc::new(info));
-        let ctx = Arc::new(ctx);
-        if h2 {
-            let io = Prefixed::new(Stream::Tls(stream), BytesMut::new());
-            serve_h2(io, &shared, ctx.for_http2(), &config).await;
+        if tls {
+            // Boxed: a cleartext connection's task does not carry the
+            // handshake's state.
+            Box::pin(serve_tls(tcp, ctx, &shared)).await;
         } else {
-            drive(Idle::new(Stream::Tls(stream)), ctx, config, &shared).await;
+            let config = shared.snapshot().config.clone();
+            drive(Idle::new(Stream::Tcp(tcp)), Arc::new(ctx), config, &shared).await;
         }
     };
     tokio::select! {
         () = serving => {}
         () = shared.hard_stop.cancelled() => {}
+    }
+}
+
+/// The TLS handshake, then HTTP/2 if ALPN chose it, else HTTP/1.1.
+async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>) {
+    let snapshot = shared.snapshot();
+    let Some((stream, info)) = tls::handshake(tcp, ctx.peer, &snapshot).await else {
+        return;
+    };
+    let config = snapshot.config.clone();
+    drop(snapshot);
+    let h2 = info.alpn_h2;
+    ctx.tls = Some(Arc::new(info));
+    let ctx = Arc::new(ctx);
+    if h2 {
+        let io = Prefixed::new(Stream::Tls(stream), BytesMut::new());
+        serve_h2(io, shared, ctx.for_http2(), &config).await;
+    } else {
+        drive(Idle::new(Stream::Tls(stream)), ctx, config, shared).await;
     }
 }
 
