@@ -77,6 +77,9 @@ impl Proxy {
     /// one cannot be bound.
     pub async fn bind(config: watch::Receiver<Arc<ProxyConfig>>) -> Result<Self> {
         let current = config.borrow().clone();
+        if let Some(tls) = &current.tls {
+            tls.settings.warm_up();
+        }
         let mut listeners = Vec::new();
         for endpoint in endpoints(&current) {
             listeners.push(Listener::bind(endpoint, current.listen_backlog)?);
@@ -142,6 +145,9 @@ impl Proxy {
     }
 
     fn apply(&mut self, config: Arc<ProxyConfig>) {
+        if let Some(tls) = &config.tls {
+            tls.settings.warm_up();
+        }
         let wanted = endpoints(&config);
         self.listeners.retain(|listener| {
             let keep = wanted.contains(&listener.configured);

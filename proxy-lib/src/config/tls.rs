@@ -70,6 +70,13 @@ impl TlsSettings {
         &self.provider
     }
 
+    /// Draws from the provider's random generator once. aws-lc seeds its
+    /// generator on first use (about 40 ms here); done when listeners are
+    /// bound, it is not the first client's handshake that waits.
+    pub(crate) fn warm_up(&self) {
+        let _ = self.provider.secure_random.fill(&mut [0u8; 16]);
+    }
+
     /// The rustls configuration for an app, with its client verifier.
     pub(crate) fn server_config(
         &self,
