@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::Path;
+
 use support::*;
 
 const APP: &str = r#"
@@ -14,21 +16,38 @@ reverse_proxy = [{ upstream = [{ location = "127.0.0.1:9000" }] }]
 
 #[test]
 fn the_bundled_example_is_valid() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config-example.toml");
+    // Checked from a copy: its first start makes a self-signed certificate
+    // under examples/tls, which must not appear in the source tree.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo.join("config-example.toml"),
+        copy.path().join("config.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(copy.path().join("examples")).unwrap();
+    for dir in ["site", "origin"] {
+        let from = repo.join("examples").join(dir).canonicalize().unwrap();
+        std::os::unix::fs::symlink(from, copy.path().join("examples").join(dir)).unwrap();
+    }
     let output = std::process::Command::new(BIN)
-        .args(["--config", example, "--check"])
+        .arg("--config")
+        .arg(copy.path().join("config.toml"))
+        .arg("--check")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
     assert!(
         stdout.ends_with("configuration is valid (2 apps)\n"),
         "{stdout}"
     );
+    assert!(
+        stderr.contains("generated a SELF-SIGNED certificate for localhost, localhost.localdomain"),
+        "{stderr}"
+    );
+    assert!(copy.path().join("examples/tls/localhost.key").exists());
 }
 
 #[test]
