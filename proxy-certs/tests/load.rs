@@ -10,7 +10,7 @@ use proxy_certs::{ErrorKind, load};
 use rcgen::{CertificateParams, KeyPair, SignatureAlgorithm};
 use rustls::crypto::CryptoProvider;
 use tempfile::TempDir;
-use test_support::{inner_key, pem};
+use test_support::{inner_key, key_formats, pem};
 
 fn provider() -> CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
@@ -59,22 +59,7 @@ fn load_now(cert: &Path, key: &Path) -> proxy_certs::Result<proxy_certs::LoadedC
 fn every_key_format_loads() {
     let files = Files::new();
     let (from, until) = current();
-    let cases: [(&str, &'static SignatureAlgorithm, Option<&str>); 5] = [
-        ("ec-pkcs8", &rcgen::PKCS_ECDSA_P256_SHA256, None),
-        (
-            "ec-sec1",
-            &rcgen::PKCS_ECDSA_P256_SHA256,
-            Some("EC PRIVATE KEY"),
-        ),
-        ("rsa-pkcs8", &rcgen::PKCS_RSA_SHA256, None),
-        (
-            "rsa-pkcs1",
-            &rcgen::PKCS_RSA_SHA256,
-            Some("RSA PRIVATE KEY"),
-        ),
-        ("ed25519", &rcgen::PKCS_ED25519, None),
-    ];
-    for (name, alg, inner) in cases {
+    for (name, alg, inner) in key_formats() {
         let (cert, key) = issue(&["a.test", "*.b.test", "127.0.0.1"], alg, from, until);
         let key_pem = match inner {
             None => key.serialize_pem(),

@@ -8,45 +8,15 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
 use proxy_certs::{CertMap, SniResolver};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+use test_support::{Ca, provider, root_store};
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// A test CA issuing leaf certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let der = params.self_signed(&key).unwrap().der().clone();
-        Self {
-            issuer: Issuer::new(params, key),
-            der,
-        }
-    }
-
-    /// A leaf for `names`, as rustls serves it.
-    fn leaf(&self, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let der = cert.der().clone();
-        let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let certified = CertifiedKey::from_der(vec![der.clone()], key_der, &provider()).unwrap();
-        (Arc::new(certified), der)
-    }
+/// A leaf for `names` issued by `ca`, as rustls serves it, and its DER.
+fn leaf(ca: &Ca, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>) {
+    let leaf = ca.server(names);
+    (leaf.certified(), leaf.chain[0].clone())
 }
 
 /// Serves TLS handshakes with `resolver` until the test ends.
@@ -85,8 +55,7 @@ fn handshake(
     ca: &Ca,
     sni: &str,
 ) -> Result<CertificateDer<'static>, rustls::Error> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der.clone()).unwrap();
+    let roots = root_store(&[&ca.der]);
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -114,10 +83,10 @@ fn handshake(
 
 #[test]
 fn names_choose_certificates_exact_then_wildcard() {
-    let ca = Ca::new();
-    let (a, a_der) = ca.leaf(&["a.test"]);
-    let (star, star_der) = ca.leaf(&["*.b.test"]);
-    let (exact_b, exact_b_der) = ca.leaf(&["x.b.test"]);
+    let ca = Ca::root("Root");
+    let (a, a_der) = leaf(&ca, &["a.test"]);
+    let (star, star_der) = leaf(&ca, &["*.b.test"]);
+    let (exact_b, exact_b_der) = leaf(&ca, &["x.b.test"]);
     let mut map = CertMap::new();
     map.insert("a.test", a);
     map.insert("*.b.test", star);
@@ -145,15 +114,15 @@ fn names_choose_certificates_exact_then_wildcard() {
 
 #[test]
 fn the_default_answers_unknown_names_and_a_replaced_map_reaches_new_handshakes() {
-    let ca = Ca::new();
-    let (old, old_der) = ca.leaf(&["a.test"]);
+    let ca = Ca::root("Root");
+    let (old, old_der) = leaf(&ca, &["a.test"]);
     let mut map = CertMap::new();
     map.insert("a.test", old);
     let resolver = Arc::new(SniResolver::new(map));
     let addr = server(resolver.clone());
     assert_eq!(handshake(addr, &ca, "a.test").unwrap(), old_der);
 
-    let (new, new_der) = ca.leaf(&["a.test", "other.test"]);
+    let (new, new_der) = leaf(&ca, &["a.test", "other.test"]);
     let mut map = CertMap::new();
     map.insert("a.test", new.clone());
     map.set_default(new);

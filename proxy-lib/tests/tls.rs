@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +79,36 @@ fn two_apps(pki: &Pki, a: &Origin, w: &Origin, w_tls: AppTls) -> ProxyConfigBuil
     builder
 }
 
+/// `two_apps` running, with its certificates and origins.
+struct Fixture {
+    pki: Pki,
+    a: Origin,
+    w: Origin,
+    proxy: TestProxy,
+    addr: SocketAddr,
+}
+
+async fn fixture(w_tls: AppTls) -> Fixture {
+    fixture_with(w_tls, |_| {}).await
+}
+
+/// The same, with the configuration adjusted before it starts.
+async fn fixture_with(w_tls: AppTls, adjust: impl FnOnce(&mut ProxyConfigBuilder)) -> Fixture {
+    let pki = Pki::new();
+    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
+    let mut builder = two_apps(&pki, &a, &w, w_tls);
+    adjust(&mut builder);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let addr = proxy.tls_addr.unwrap();
+    Fixture {
+        pki,
+        a,
+        w,
+        proxy,
+        addr,
+    }
+}
+
 fn https_get(authority: &str, path: &str, version: Version) -> Request<Full<Bytes>> {
     let mut req = Request::builder()
         .uri(format!("https://{authority}{path}"))
@@ -90,10 +121,13 @@ fn https_get(authority: &str, path: &str, version: Version) -> Request<Full<Byte
 
 #[tokio::test]
 async fn the_certificate_follows_the_sni_across_apps_and_a_wildcard() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
-    let addr = proxy.tls_addr.unwrap();
+    let Fixture {
+        pki,
+        a,
+        w: _w,
+        proxy: _proxy,
+        addr,
+    } = fixture(AppTls::new()).await;
 
     for (sni, body) in [("a.test", "a"), ("x.w.test", "w"), ("A.TEST", "a")] {
         // The client verifies the certificate against the name it sent.
@@ -113,10 +147,13 @@ async fn the_certificate_follows_the_sni_across_apps_and_a_wildcard() {
 
 #[tokio::test]
 async fn an_unknown_server_name_gets_unrecognized_name() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
-    let addr = proxy.tls_addr.unwrap();
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture(AppTls::new()).await;
 
     for sni in ["b.test", "deep.x.w.test", "w.test"] {
         let error = tls_connect(addr, sni, pki.client(&[])).await.unwrap_err();
@@ -141,10 +178,13 @@ async fn an_unknown_server_name_gets_unrecognized_name() {
 
 #[tokio::test]
 async fn alpn_h2_serves_http2_and_a_host_naming_another_app_is_misdirected() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
-    let addr = proxy.tls_addr.unwrap();
+    let Fixture {
+        pki,
+        a,
+        w,
+        addr,
+        proxy: _proxy,
+    } = fixture(AppTls::new()).await;
 
     let stream = tls_connect(addr, "a.test", pki.client(&[b"h2", b"http/1.1"]))
         .await
@@ -178,15 +218,17 @@ async fn alpn_h2_serves_http2_and_a_host_naming_another_app_is_misdirected() {
 
 #[tokio::test]
 async fn an_app_can_opt_out_of_the_sni_check() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
     let mut lax = AppTls::new();
     lax.sni_host_check(false);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, lax).build().unwrap()).await;
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture(lax).await;
 
-    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", pki.client(&[]))
-        .await
-        .unwrap();
+    let stream = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
     let mut h1 = H1::over(stream).await;
     let answer = h1.send(https_get("x.w.test", "/", Version::HTTP_11)).await;
     assert_eq!(
@@ -194,7 +236,7 @@ async fn an_app_can_opt_out_of_the_sni_check() {
         (StatusCode::OK, "w")
     );
     // The other app keeps its check.
-    let stream = tls_connect(proxy.tls_addr.unwrap(), "x.w.test", pki.client(&[]))
+    let stream = tls_connect(addr, "x.w.test", pki.client(&[]))
         .await
         .unwrap();
     let mut h1 = H1::over(stream).await;
@@ -204,12 +246,16 @@ async fn an_app_can_opt_out_of_the_sni_check() {
 
 #[tokio::test]
 async fn cleartext_requests_are_redirected_to_https() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
     let mut redirect = AppTls::new();
     redirect.https_redirection(true);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, redirect.clone()).build().unwrap()).await;
-    let port = proxy.tls_addr.unwrap().port();
+    let Fixture {
+        pki,
+        a,
+        w,
+        proxy,
+        addr,
+    } = fixture(redirect.clone()).await;
+    let port = addr.port();
 
     let answer = get(proxy.addr, "x.w.test:8080", "/p/q?r=1&s").await;
     assert_eq!(answer.status, StatusCode::MOVED_PERMANENTLY);
@@ -235,24 +281,25 @@ async fn cleartext_requests_are_redirected_to_https() {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_handshake_is_dropped() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let mut builder = two_apps(&pki, &a, &w, AppTls::new());
     let mut timeouts = Timeouts::default();
     timeouts.tls_handshake = Duration::from_millis(300);
-    builder.timeouts(timeouts);
-    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture_with(AppTls::new(), |builder| {
+        builder.timeouts(timeouts);
+    })
+    .await;
 
-    let mut silent = tokio::net::TcpStream::connect(proxy.tls_addr.unwrap())
-        .await
-        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
     // The listener goes on.
-    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", pki.client(&[]))
-        .await
-        .unwrap();
+    let stream = tls_connect(addr, "a.test", pki.client(&[])).await.unwrap();
     assert_eq!(
         H1::over(stream)
             .await
@@ -265,10 +312,13 @@ async fn a_client_that_never_finishes_its_handshake_is_dropped() {
 
 #[tokio::test]
 async fn replaced_certificates_reach_new_handshakes_and_spare_open_connections() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
-    let addr = proxy.tls_addr.unwrap();
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture(AppTls::new()).await;
 
     let _watch = pki
         .source
@@ -315,20 +365,21 @@ async fn replaced_certificates_reach_new_handshakes_and_spare_open_connections()
 
 #[tokio::test]
 async fn tls_1_2_clients_get_a_forward_secret_suite() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture(AppTls::new()).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.der.clone()).unwrap();
+    let roots = root_store(&[&pki.ca.der]);
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", Arc::new(config))
-        .await
-        .unwrap();
+    let stream = tls_connect(addr, "a.test", Arc::new(config)).await.unwrap();
     let conn = stream.get_ref().1;
     assert_eq!(
         conn.protocol_version(),
@@ -346,25 +397,26 @@ async fn tls_1_2_clients_get_a_forward_secret_suite() {
 
 #[tokio::test]
 async fn a_client_preferring_the_post_quantum_group_gets_it() {
-    let pki = Pki::new();
-    let (a, w) = (Origin::start("a").await, Origin::start("w").await);
-    let proxy = TestProxy::start(two_apps(&pki, &a, &w, AppTls::new()).build().unwrap()).await;
+    let Fixture {
+        pki,
+        addr,
+        a: _a,
+        w: _w,
+        proxy: _proxy,
+    } = fixture(AppTls::new()).await;
 
     let mut client_provider = rustls::crypto::aws_lc_rs::default_provider();
     client_provider.kx_groups = vec![
         rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
         rustls::crypto::aws_lc_rs::kx_group::X25519,
     ];
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.der.clone()).unwrap();
+    let roots = root_store(&[&pki.ca.der]);
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let stream = tls_connect(proxy.tls_addr.unwrap(), "a.test", Arc::new(config))
-        .await
-        .unwrap();
+    let stream = tls_connect(addr, "a.test", Arc::new(config)).await.unwrap();
     let group = stream.get_ref().1.negotiated_key_exchange_group().unwrap();
     assert_eq!(group.name(), rustls::NamedGroup::X25519MLKEM768);
     // No HelloRetryRequest: the client's first key share was taken.
@@ -378,24 +430,9 @@ async fn a_client_preferring_the_post_quantum_group_gets_it() {
 async fn every_key_format_serves_handshakes() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
-    let formats: [(&str, &'static rcgen::SignatureAlgorithm, Option<&str>); 5] = [
-        ("ec-pkcs8", &rcgen::PKCS_ECDSA_P256_SHA256, None),
-        (
-            "ec-sec1",
-            &rcgen::PKCS_ECDSA_P384_SHA384,
-            Some("EC PRIVATE KEY"),
-        ),
-        ("rsa-pkcs8", &rcgen::PKCS_RSA_SHA256, None),
-        (
-            "rsa-pkcs1",
-            &rcgen::PKCS_RSA_SHA256,
-            Some("RSA PRIVATE KEY"),
-        ),
-        ("ed25519", &rcgen::PKCS_ED25519, None),
-    ];
     let mut files = Vec::new();
     let mut leaves = Vec::new();
-    for (name, alg, legacy) in formats {
+    for (name, alg, legacy) in key_formats() {
         let host = format!("{name}.test");
         let leaf = ca.server_with(&[&host], alg);
         let (cert, key) = leaf.write(dir.path(), name);

@@ -24,10 +24,8 @@ struct Setup {
 async fn setup(origin: &Origin, ws: Option<SocketAddr>) -> Setup {
     let ca = Ca::root("Root");
     let leaf = ca.server(&["a.test"]);
-    let key =
-        rustls::sign::CertifiedKey::from_der(leaf.chain.clone(), leaf.key(), &provider()).unwrap();
     let mut map = CertMap::new();
-    map.insert("a.test", Arc::new(key));
+    map.insert("a.test", leaf.certified());
     let mut routes = vec![route(None, None, to(&[origin]))];
     if let Some(ws) = ws {
         let target = RouteTarget::Upstreams(group(&[ws.to_string()], LoadBalance::None));

@@ -10,6 +10,7 @@ use rcgen::{
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 
 /// The crypto provider the binary installs.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -147,11 +148,49 @@ impl Leaf {
         PrivateKeyDer::try_from(self.key_der.clone()).unwrap()
     }
 
+    /// The chain and key as rustls serves them.
+    pub fn certified(&self) -> Arc<CertifiedKey> {
+        Arc::new(CertifiedKey::from_der(self.chain.clone(), self.key(), &provider()).unwrap())
+    }
+
     /// The key in its algorithm's own format rather than PKCS#8: PKCS#1
     /// (`RSA PRIVATE KEY`) for RSA, SEC1 (`EC PRIVATE KEY`) for EC.
     pub fn legacy_key_pem(&self, label: &str) -> String {
         pem(label, &inner_key(&self.key_der))
     }
+}
+
+/// A key format the proxy reads.
+pub type KeyFormat = (
+    &'static str,
+    &'static rcgen::SignatureAlgorithm,
+    Option<&'static str>,
+);
+
+/// Every private-key format the proxy reads: a name, the key's algorithm,
+/// and the PEM label of the algorithm's own format (PKCS#1 for RSA, SEC1
+/// for EC), or `None` for PKCS#8.
+pub fn key_formats() -> [KeyFormat; 6] {
+    [
+        ("ec-pkcs8", &rcgen::PKCS_ECDSA_P256_SHA256, None),
+        (
+            "ec-sec1",
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            Some("EC PRIVATE KEY"),
+        ),
+        (
+            "ec-p384-sec1",
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            Some("EC PRIVATE KEY"),
+        ),
+        ("rsa-pkcs8", &rcgen::PKCS_RSA_SHA256, None),
+        (
+            "rsa-pkcs1",
+            &rcgen::PKCS_RSA_SHA256,
+            Some("RSA PRIVATE KEY"),
+        ),
+        ("ed25519", &rcgen::PKCS_ED25519, None),
+    ]
 }
 
 /// The key inside a PKCS#8 document: PKCS#1 for RSA, SEC1 for EC (the

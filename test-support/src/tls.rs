@@ -20,14 +20,10 @@ pub fn client_config(
     identity: Option<&Leaf>,
     alpn: &[&[u8]],
 ) -> Arc<ClientConfig> {
-    let mut store = RootCertStore::empty();
-    for root in roots {
-        store.add((*root).clone()).unwrap();
-    }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(store);
+        .with_root_certificates(root_store(roots));
     let mut config = match identity {
         Some(leaf) => builder
             .with_client_auth_cert(leaf.chain.clone(), leaf.key())
@@ -36,6 +32,15 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
+}
+
+/// A trust store holding `roots`.
+pub fn root_store(roots: &[&CertificateDer<'static>]) -> RootCertStore {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add((*root).clone()).unwrap();
+    }
+    store
 }
 
 /// A TLS handshake with `addr`, sending `sni`.
