@@ -119,12 +119,9 @@ impl FileSource {
         self.resolver.clone()
     }
 
-    /// The certificates in service, in the order they were given.
-    pub fn loaded(&self) -> Vec<(CertFiles, LoadedCert)> {
-        self.lock()
-            .iter()
-            .map(|e| (e.files.clone(), e.loaded.clone()))
-            .collect()
+    /// The certificates in service, in the order their files were given.
+    pub fn loaded(&self) -> Vec<LoadedCert> {
+        self.lock().iter().map(|e| e.loaded.clone()).collect()
     }
 
     /// Re-reads the pairs whose files changed. Those that load replace

@@ -58,10 +58,10 @@ async fn serve(
         match (&conn.tls, &snapshot.config.tls, host) {
             (Some(tls), _, _) => tls::check_sni(snapshot, tls, app)?,
             (None, Some(server_tls), Some(host)) if app.tls.https_redirection => {
-                let port = server_tls.settings.redirect_port.or_else(|| {
-                    let bound = shared.tls_port.load(std::sync::atomic::Ordering::Relaxed);
-                    (bound != 0).then_some(bound)
-                });
+                let port = server_tls
+                    .settings
+                    .redirect_port
+                    .or_else(|| shared.bound_tls_port());
                 return Ok(tls::redirect(&parts, &host, port));
             }
             _ => {}

@@ -54,9 +54,9 @@ struct Listener {
 
 /// What a listener is configured as: an address, and whether it speaks TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Endpoint {
-    pub(crate) addr: SocketAddr,
-    pub(crate) tls: bool,
+struct Endpoint {
+    addr: SocketAddr,
+    tls: bool,
 }
 
 /// Every listener of `config`.

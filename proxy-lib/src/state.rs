@@ -72,6 +72,11 @@ impl Shared {
         self.registry.forget_unused();
     }
 
+    /// The port the first TLS listener is bound to, if there is one.
+    pub(crate) fn bound_tls_port(&self) -> Option<u16> {
+        Some(self.tls_port.load(Ordering::Relaxed)).filter(|&port| port != 0)
+    }
+
     /// Counts a new client connection, or `None` at `max_clients`.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<ClientSlot> {
         let limit = self.snapshot.load().config.limits.max_clients;

@@ -188,31 +188,26 @@ impl AsyncWrite for SharedTls {
     }
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            Self::Tls(io) => Pin::new(io).poll_read(cx, buf),
+/// Delegates `AsyncRead` to the variant's stream.
+macro_rules! delegate_read {
+    ($ty:ty) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+                    Self::Tls(io) => Pin::new(io).poll_read(cx, buf),
+                }
+            }
         }
-    }
+    };
 }
 
-impl AsyncRead for ReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            Self::Tls(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
+delegate_read!(Stream);
+delegate_read!(ReadHalf);
 
 /// Delegates every `AsyncWrite` method to the variant's stream.
 macro_rules! delegate_write {

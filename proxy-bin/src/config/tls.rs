@@ -189,7 +189,7 @@ pub fn settings(
         });
         ConfigError::at(at.unwrap_or_default(), e)
     })?;
-    for ((key, files), (_, loaded)) in certs.iter().zip(source.loaded()) {
+    for ((key, files), loaded) in certs.iter().zip(source.loaded()) {
         for name in &files.names {
             if !loaded.names.iter().any(|san| covers(san, name)) {
                 warnings.push(format!(

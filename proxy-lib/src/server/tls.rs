@@ -5,8 +5,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::HeaderValue;
+use rustls::ServerConfig;
 use rustls::server::Acceptor;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -115,11 +117,7 @@ pub(crate) async fn handshake(
 
 /// The configuration of the app `sni` names, if it has one of its own
 /// (client certificates); else the common one.
-fn choose(
-    tls: &ServerTls,
-    snapshot: &Snapshot,
-    sni: Option<&str>,
-) -> std::sync::Arc<rustls::ServerConfig> {
+fn choose(tls: &ServerTls, snapshot: &Snapshot, sni: Option<&str>) -> Arc<ServerConfig> {
     snapshot
         .router
         .app_index(sni)
