@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::Full;
 use proxy_certs::{CertMap, SniResolver};
-use proxy_lib::config::{AppTls, TlsSettings};
+use proxy_lib::config::AppTls;
 use support::*;
 use tempfile::TempDir;
 
@@ -56,9 +56,7 @@ async fn setup() -> Setup {
             vec![route(None, None, to(&[&origin]))],
         ))
         .unwrap();
-    let mut settings = TlsSettings::new(Arc::new(SniResolver::new(map)), &provider());
-    settings.listen("127.0.0.1:0".parse().unwrap());
-    builder.tls(settings);
+    builder.tls(tls_on_localhost(Arc::new(SniResolver::new(map))));
     let proxy = TestProxy::start(builder.build().unwrap()).await;
     Setup {
         _dir: dir,

@@ -55,9 +55,7 @@ impl Pki {
     }
 
     fn settings(&self) -> TlsSettings {
-        let mut settings = TlsSettings::new(self.resolver.clone(), &provider());
-        settings.listen("127.0.0.1:0".parse().unwrap());
-        settings
+        tls_on_localhost(self.resolver.clone())
     }
 
     fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
@@ -454,9 +452,7 @@ async fn every_key_format_serves_handshakes() {
     builder
         .app(app("all", &names, vec![route(None, None, to(&[&origin]))]))
         .unwrap();
-    let mut settings = TlsSettings::new(source.resolver(), &provider());
-    settings.listen("127.0.0.1:0".parse().unwrap());
-    builder.tls(settings);
+    builder.tls(tls_on_localhost(source.resolver()));
     let proxy = TestProxy::start(builder.build().unwrap()).await;
 
     for (host, leaf) in &leaves {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use proxy_certs::{CertMap, SniResolver};
-use proxy_lib::config::{LoadBalance, RouteTarget, TlsSettings};
+use proxy_lib::config::{LoadBalance, RouteTarget};
 use support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,9 +33,7 @@ async fn setup(origin: &Origin, ws: Option<SocketAddr>) -> Setup {
     }
     let mut builder = config();
     builder.app(app("a", &["a.test"], routes)).unwrap();
-    let mut settings = TlsSettings::new(Arc::new(SniResolver::new(map)), &provider());
-    settings.listen("127.0.0.1:0".parse().unwrap());
-    builder.tls(settings);
+    builder.tls(tls_on_localhost(Arc::new(SniResolver::new(map))));
     let proxy = TestProxy::start(builder.build().unwrap()).await;
     Setup { ca, proxy }
 }

@@ -56,6 +56,13 @@ impl TestProxy {
     }
 }
 
+/// TLS on 127.0.0.1:0 with the certificates `certs` chooses.
+pub fn tls_on_localhost(certs: Arc<proxy_certs::SniResolver>) -> proxy_lib::config::TlsSettings {
+    let mut settings = proxy_lib::config::TlsSettings::new(certs, &provider());
+    settings.listen("127.0.0.1:0".parse().unwrap());
+    settings
+}
+
 /// A config builder listening on 127.0.0.1:0.
 pub fn config() -> ProxyConfigBuilder {
     let mut builder = ProxyConfig::builder();
