@@ -49,6 +49,23 @@ pub fn client_identity(cert: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// A certificate's subject (`CN=origin,O=Example`) and serial number in
+/// lower-case hex, for logs. `None` if the certificate cannot be parsed.
+pub fn subject_and_serial(cert: &[u8]) -> Option<(String, String)> {
+    let (_, cert) = X509Certificate::from_der(cert).ok()?;
+    let subject = cert
+        .subject()
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let serial = cert.raw_serial().iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    Some((subject, serial))
+}
+
 fn ip(bytes: &[u8]) -> Option<String> {
     match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes)

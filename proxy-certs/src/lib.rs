@@ -1,7 +1,10 @@
 //! TLS key material for Portcullis: certificate chains and private keys
 //! read from PEM files with errors that name the file and the reason, and a
 //! rustls resolver choosing among them by SNI, replaced atomically, and the
-//! server settings built on them (versions, suites, groups, client CAs).
+//! server settings built on them (versions, suites, groups, client CAs);
+//! and towards upstreams, the client settings: trust anchors (the system's
+//! or a CA bundle), certificate checks with their switches, and a client
+//! certificate for mutual TLS.
 //!
 //! This crate knows rustls but nothing of HTTP; the engine (`proxy-lib`)
 //! uses it only through its public types. It installs no crypto provider:
@@ -14,10 +17,14 @@ mod identity;
 mod load;
 mod resolver;
 mod tls;
+mod upstream;
 
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
-pub use identity::client_identity;
+pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
 pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, server_config};
+pub use upstream::{
+    ServerCheck, UpstreamVerifier, group_named, read_roots, system_roots, upstream_config,
+};

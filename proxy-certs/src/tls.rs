@@ -8,10 +8,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
-use rustls::{CipherSuite, NamedGroup, RootCertStore, ServerConfig};
+use rustls::{CipherSuite, NamedGroup, ServerConfig};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::load::read_chain;
+use crate::upstream::read_roots;
 
 /// Key exchange groups in the order the server prefers them: the hybrid
 /// post-quantum group first, then the classical ones. Groups the provider
@@ -81,19 +81,7 @@ pub fn client_verifier(
     path: &Path,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>> {
-    let mut roots = RootCertStore::empty();
-    for (i, cert) in read_chain(path)?.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidCertificate,
-                path,
-                format!(
-                    "CA certificate {} cannot be used as a trust anchor: {e}",
-                    i + 1
-                ),
-            )
-        })?;
-    }
+    let roots = read_roots(path)?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| {
