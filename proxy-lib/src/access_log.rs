@@ -12,8 +12,11 @@ use crate::upstream::Endpoint;
 /// `client`, `method`, `host`, `path`, `version`, `status`, `bytes`,
 /// `duration_us`, `app`, `upstream`, `completed` (false when the client
 /// went away or the upstream broke before the body ended), and on TLS
-/// connections `tls` (`version/cipher/group/alpn`) and `sni`. A subscriber
-/// formats them; the library never installs one.
+/// connections `tls` (`version/cipher/group/alpn`) and `sni`, and when the
+/// upstream connection is TLS `upstream_tls`
+/// (`version/cipher/alpn/full|resumed/handshake`, the handshake in µs; ALPN `-` when none)
+/// and `upstream_cert` (`serial;subject`). A subscriber formats them; the
+/// library never installs one.
 pub const ACCESS_LOG_TARGET: &str = "portcullis::access";
 
 /// Whether access-log events are wanted (cheap when they are off).
@@ -48,6 +51,11 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
         completed,
         tls = exchange.tls.as_deref().map(tracing::field::display),
         sni = exchange.tls.as_ref().and_then(|tls| tls.sni.as_deref()),
+        upstream_tls = exchange.upstream_tls.as_deref().map(tracing::field::display),
+        upstream_cert = exchange
+            .upstream_tls
+            .as_ref()
+            .and_then(|tls| tls.cert.as_deref()),
         "request"
     );
 }

@@ -10,6 +10,7 @@ mod names;
 mod sticky;
 mod tls;
 mod upstream;
+mod upstream_tls;
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,10 @@ pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
 pub(crate) use tls::ServerTls;
 pub use tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
 pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
+pub(crate) use upstream_tls::CompiledTls;
+pub use upstream_tls::{
+    Alpn, DEFAULT_UPSTREAM_HANDSHAKE_TIMEOUT, DangerousUpstreamTls, UpstreamTls,
+};
 
 use crate::error::{Error, Result};
 

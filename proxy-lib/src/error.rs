@@ -57,6 +57,15 @@ pub enum ErrorKind {
     ConnectTimedOut,
     /// The upstream could not be reached for another reason (DNS, unreachable).
     ConnectFailed,
+    /// The TLS handshake with the upstream did not complete in time.
+    TlsHandshakeTimedOut,
+    /// The TLS handshake with the upstream failed: no common protocol or
+    /// group, an alert from the upstream (such as a refused client
+    /// certificate), or the connection closed during the handshake.
+    TlsHandshakeFailed,
+    /// The upstream's certificate was refused: unknown issuer, expired,
+    /// not valid for the name. [`Error::certificate_error`] says which.
+    UpstreamCertificate,
     /// Every upstream of the route is marked down.
     NoHealthyUpstream,
     /// The upstream did not send a response head in time.
@@ -89,8 +98,12 @@ impl ErrorKind {
             Self::ConnectRefused
             | Self::ConnectFailed
             | Self::NoHealthyUpstream
+            | Self::TlsHandshakeFailed
+            | Self::UpstreamCertificate
             | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            Self::ConnectTimedOut | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimedOut | Self::TlsHandshakeTimedOut | Self::UpstreamTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidConfig | Self::Io | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +127,9 @@ impl ErrorKind {
             | Self::ConnectTimedOut
             | Self::ConnectFailed
             | Self::NoHealthyUpstream
+            | Self::TlsHandshakeTimedOut
+            | Self::TlsHandshakeFailed
+            | Self::UpstreamCertificate
             | Self::UpstreamTimeout
             | Self::UpstreamProtocol => Side::Upstream,
             Self::Overloaded | Self::InvalidConfig | Self::Io | Self::Internal => Side::Proxy,
@@ -121,11 +137,18 @@ impl ErrorKind {
     }
 
     /// True when no byte of the request reached the upstream, so the request
-    /// may go to the next upstream.
+    /// may go to the next upstream. A refused upstream certificate is not
+    /// retryable by default: failing over would hide an upstream that
+    /// presents the wrong certificate (an upstream's TLS options may
+    /// allow it).
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::ConnectRefused | Self::ConnectTimedOut | Self::ConnectFailed
+            Self::ConnectRefused
+                | Self::ConnectTimedOut
+                | Self::ConnectFailed
+                | Self::TlsHandshakeTimedOut
+                | Self::TlsHandshakeFailed
         )
     }
 
@@ -159,6 +182,9 @@ impl ErrorKind {
             Self::ConnectRefused => "upstream refused the connection",
             Self::ConnectTimedOut => "connecting to the upstream timed out",
             Self::ConnectFailed => "upstream unreachable",
+            Self::TlsHandshakeTimedOut => "the TLS handshake with the upstream timed out",
+            Self::TlsHandshakeFailed => "the TLS handshake with the upstream failed",
+            Self::UpstreamCertificate => "the upstream's certificate was refused",
             Self::NoHealthyUpstream => "no healthy upstream",
             Self::UpstreamTimeout => "upstream response timed out",
             Self::UpstreamProtocol => "upstream broke the connection",
@@ -219,6 +245,24 @@ impl Error {
     /// The context given when the error was made, if any.
     pub fn context(&self) -> Option<&str> {
         self.context.as_deref()
+    }
+
+    /// Why the upstream's certificate was refused (unknown issuer, expired,
+    /// not valid for the name...), when that is the cause.
+    pub fn certificate_error(&self) -> Option<&rustls::CertificateError> {
+        let mut cause: Option<&(dyn StdError + 'static)> = self.source.as_deref().map(|e| e as _);
+        while let Some(e) = cause {
+            if let Some(rustls::Error::InvalidCertificate(why)) = e.downcast_ref() {
+                return Some(why);
+            }
+            // An I/O error's `source` skips the error it wraps.
+            let wrapped = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn StdError + 'static));
+            cause = wrapped.or_else(|| e.source());
+        }
+        None
     }
 
     /// Shorthand for `self.kind().status()`.

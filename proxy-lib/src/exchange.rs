@@ -9,7 +9,7 @@ use http::{HeaderValue, Method, Uri, Version};
 
 use crate::access_log;
 use crate::server::{ConnCtx, InFlight, TlsInfo};
-use crate::upstream::Endpoint;
+use crate::upstream::{Endpoint, UpstreamTlsInfo};
 
 /// The record of one request, completed by the response body.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub(crate) struct Exchange {
     pub(crate) in_flight: Option<InFlight>,
     /// The connection's TLS parameters, when logged.
     pub(crate) tls: Option<Arc<TlsInfo>>,
+    /// What the upstream connection's TLS negotiated, when logged.
+    pub(crate) upstream_tls: Option<Arc<UpstreamTlsInfo>>,
 }
 
 impl Exchange {
@@ -53,6 +55,7 @@ impl Exchange {
             upstream: None,
             in_flight,
             tls: started.and(conn.tls.clone()),
+            upstream_tls: None,
         }
     }
 

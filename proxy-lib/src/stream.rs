@@ -1,4 +1,5 @@
-//! A connection's byte stream: a TCP socket, or TLS over one. An
+//! A connection's byte stream: a TCP socket, or TLS over one (a client's
+//! connection to us, or ours to an upstream). An
 //! enum rather than a type parameter, so that the HTTP/1.1 server, request
 //! bodies and tunnels stay one monomorphic piece of code.
 
@@ -11,17 +12,17 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsStream;
 use tokio_util::io::poll_read_buf;
 
-/// A server-side TLS stream, boxed: its buffers and state are large.
-pub(crate) type TlsServer = Box<TlsStream<TcpStream>>;
+/// A TLS stream of either side, boxed: its buffers and state are large.
+pub(crate) type Tls = Box<TlsStream<TcpStream>>;
 
 /// A connected stream.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
-    Tls(TlsServer),
+    Tls(Tls),
 }
 
 /// The reading half of a [`Stream`]. It can also write, for the rare
@@ -42,10 +43,10 @@ pub(crate) enum WriteHalf {
 /// A TLS stream shared by its two halves. One TLS session cannot be split
 /// into independent directions; each use locks it for one poll.
 #[derive(Debug, Clone)]
-pub(crate) struct SharedTls(Arc<Mutex<TlsServer>>);
+pub(crate) struct SharedTls(Arc<Mutex<Tls>>);
 
 impl SharedTls {
-    fn lock(&self) -> MutexGuard<'_, TlsServer> {
+    fn lock(&self) -> MutexGuard<'_, Tls> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

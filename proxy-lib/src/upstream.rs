@@ -6,6 +6,7 @@ mod endpoint;
 mod h1;
 mod pool;
 pub(crate) mod sticky;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
 pub(crate) use h1::{H1Body, SendError, idempotent};
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
+pub(crate) use tls::UpstreamTlsInfo;
 
 use crate::config::{HostHeader, LoadBalance, UpstreamGroup, UpstreamProtocol};
 

@@ -10,12 +10,16 @@
 )]
 
 mod client;
+mod logs;
 mod origin;
 mod pki;
 mod tls;
+mod tls_origin;
 
 pub use client::*;
+pub use logs::*;
 pub use origin::*;
 pub use pki::*;
 pub use rcgen;
 pub use tls::*;
+pub use tls_origin::*;

@@ -1,16 +1,24 @@
 //! Upstream locations, the group a route balances over, and its options.
 
 use std::fmt;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
 
 use crate::config::names::check_host;
+use crate::config::upstream_tls::{CompiledTls, UpstreamTls};
 use crate::error::{Error, Result};
 
-/// One upstream server: `host[:port]` (port 80 by default), or `[v6]:port`.
+/// One upstream server: `host[:port]` (port 80 by default, 443 with TLS),
+/// or `[v6]:port`, and how it is reached: cleartext, or TLS with its
+/// options ([`Upstream::tls`]).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Upstream {
     host: Box<str>,
     port: u16,
+    port_given: bool,
     authority: Box<str>,
+    tls: Option<Arc<CompiledTls>>,
 }
 
 impl Upstream {
@@ -28,17 +36,36 @@ impl Upstream {
         let (host, port) = split_host_port(location).map_err(invalid)?;
         let host = host.to_ascii_lowercase();
         check_host(&host).map_err(invalid)?;
-        let port = port.unwrap_or(80);
-        let authority = if port == 80 {
-            host.clone()
-        } else {
-            format!("{host}:{port}")
-        };
-        Ok(Self {
+        let mut upstream = Self {
             host: host.into(),
-            port,
-            authority: authority.into(),
-        })
+            port: port.unwrap_or(80),
+            port_given: port.is_some(),
+            authority: "".into(),
+            tls: None,
+        };
+        upstream.set_authority();
+        Ok(upstream)
+    }
+
+    /// Connects over TLS with `options`, whose files are read now; the port,
+    /// when the location gave none, becomes 443. Cryptography comes from
+    /// `provider`, narrowed by [`proxy_certs::hardened`].
+    pub fn tls(&mut self, options: &UpstreamTls, provider: &CryptoProvider) -> Result<&mut Self> {
+        self.tls = Some(Arc::new(options.compile(&self.host, provider)?));
+        if !self.port_given {
+            self.port = 443;
+        }
+        self.set_authority();
+        Ok(self)
+    }
+
+    fn set_authority(&mut self) {
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        self.authority = if self.port == default_port {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port).into()
+        };
     }
 
     /// The host name or IP literal (IPv6 in brackets).
@@ -51,9 +78,19 @@ impl Upstream {
         self.port
     }
 
-    /// `host[:port]`, as sent in a Host header (the port omitted when 80).
+    /// `host[:port]`, as sent in a Host header (the port omitted when it is
+    /// the scheme's default).
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// Whether the upstream is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub(crate) fn compiled_tls(&self) -> Option<&Arc<CompiledTls>> {
+        self.tls.as_ref()
     }
 }
 
@@ -124,7 +161,8 @@ pub enum HostHeader {
     Upstream,
 }
 
-/// The protocol spoken to a cleartext upstream.
+/// The protocol spoken to the upstreams of a route (over TLS, unless an
+/// upstream's [`Alpn`](crate::config::Alpn) says otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UpstreamProtocol {

@@ -42,6 +42,16 @@ pub(crate) struct Forward<'a> {
     pub(crate) identity_header: Option<&'a HeaderName>,
 }
 
+/// The endpoint a request is being sent to, and what the request needs
+/// of its connection.
+struct Target<'a> {
+    endpoint: &'a Arc<Endpoint>,
+    /// The client's host, for the Host header or authority.
+    host: Option<&'a HeaderValue>,
+    /// An upgrade, which needs HTTP/1.1.
+    upgrade: bool,
+}
+
 enum Failure {
     /// Nothing reached the upstream: the next one may be tried.
     Unsent(Error),
@@ -100,10 +110,6 @@ impl Forward<'_> {
         }
         .apply(&mut parts.headers);
         parts.uri = uri;
-        parts.version = match self.set.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::Http2 => Version::HTTP_2,
-        };
         let sticky_id = match self.set.policy {
             LoadBalance::Sticky => sticky::find(&parts.headers, &self.config.sticky_cookie),
             _ => None,
@@ -111,7 +117,7 @@ impl Forward<'_> {
         let req = Request::from_parts(parts, body);
 
         let (endpoint, response) = self
-            .try_endpoints(req, sticky_id, body_state.as_deref(), exchange)
+            .try_endpoints(req, sticky_id, upgrade, body_state.as_deref(), exchange)
             .await?;
         self.respond(endpoint, response, client_upgrade, sticky_id, exchange)
     }
@@ -173,6 +179,7 @@ impl Forward<'_> {
         &self,
         mut req: Request<RequestBody>,
         sticky_id: Option<u64>,
+        upgrade: bool,
         body_state: Option<&BodyState>,
         exchange: &mut Exchange,
     ) -> Result<(Arc<Endpoint>, Response<UpstreamBody>)> {
@@ -186,16 +193,28 @@ impl Forward<'_> {
                 continue;
             }
             exchange.upstream = Some(endpoint.clone());
-            self.address(&mut req, endpoint, original.as_ref())?;
-            match self.attempt(endpoint, &mut req, body_state).await {
+            let target = Target {
+                endpoint,
+                host: original.as_ref(),
+                upgrade,
+            };
+            match self.attempt(&target, &mut req, body_state, exchange).await {
                 Ok(response) => {
                     endpoint.mark_up();
                     return Ok((endpoint.clone(), response));
                 }
                 Err(Failure::Sent(error)) => return Err(error),
                 Err(Failure::Unsent(error)) => {
-                    if error.kind().is_retryable() && self.set.tracks_health() {
+                    let certificate = error.kind() == ErrorKind::UpstreamCertificate;
+                    let retry_certificate = endpoint
+                        .tls
+                        .as_ref()
+                        .is_some_and(|tls| tls.retry_on_certificate_error());
+                    if (error.kind().is_retryable() || certificate) && tracks_health {
                         endpoint.mark_down(timeouts.upstream_down);
+                    }
+                    if certificate && !retry_certificate {
+                        return Err(error);
                     }
                     warn!(upstream = %endpoint.upstream, %error, "upstream unavailable; trying the next one");
                     last_error = Some(error);
@@ -205,27 +224,39 @@ impl Forward<'_> {
         Err(last_error.unwrap_or_else(|| Error::new(ErrorKind::NoHealthyUpstream)))
     }
 
-    /// Sets what differs per endpoint: the Host header (HTTP/1.1) or the
-    /// authority (HTTP/2) names the client's host, or the upstream with
-    /// `set_upstream_host` or when the client named no host (HTTP/1.0).
-    fn address(
-        &self,
-        req: &mut Request<RequestBody>,
-        endpoint: &Endpoint,
-        original: Option<&HeaderValue>,
-    ) -> Result<()> {
-        let host = match (self.set.host_header, original) {
+    /// Sets what differs per connection: HTTP/1.1 gets a Host header and
+    /// origin-form, HTTP/2 an absolute URI whose authority names the
+    /// client's host, or the upstream with `set_upstream_host` or when the
+    /// client named no host (HTTP/1.0).
+    fn address(&self, req: &mut Request<RequestBody>, target: &Target<'_>, h2: bool) -> Result<()> {
+        let endpoint = target.endpoint;
+        let host = match (self.set.host_header, target.host) {
             (HostHeader::Original, Some(host)) => host.clone(),
             _ => HeaderValue::from_str(endpoint.upstream.authority())
                 .map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?,
         };
-        if self.set.protocol == UpstreamProtocol::Http1 {
+        if !h2 {
+            *req.version_mut() = Version::HTTP_11;
             req.headers_mut().insert(header::HOST, host);
+            if req.uri().authority().is_some() {
+                // Left absolute by an HTTP/2 attempt on another endpoint.
+                let origin_form = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::from(origin_form);
+            }
             return Ok(());
         }
+        *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(if endpoint.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
         parts.authority = Some(Authority::try_from(host.as_bytes()).map_err(|e| {
             Error::new(ErrorKind::BadRequest)
                 .with_context("unusable authority")
@@ -241,10 +272,12 @@ impl Forward<'_> {
     /// as it was. On [`Failure::Unsent`], `req` is whole again.
     async fn attempt(
         &self,
-        endpoint: &Arc<Endpoint>,
+        target: &Target<'_>,
         req: &mut Request<RequestBody>,
         body_state: Option<&BodyState>,
+        exchange: &mut Exchange,
     ) -> std::result::Result<Response<UpstreamBody>, Failure> {
+        let endpoint = target.endpoint;
         let timeouts = &self.config.timeouts;
         let settings = PoolSettings {
             connect_timeout: timeouts.connect,
@@ -257,10 +290,19 @@ impl Forward<'_> {
         };
         let mut timer = self.conn.timer.lend();
         for _ in 0..STALE_ATTEMPTS {
-            let checkout = match endpoint.pool.checkout(endpoint, &settings).await {
+            let checkout = match endpoint
+                .pool
+                .checkout(endpoint, &settings, target.upgrade)
+                .await
+            {
                 Ok(checkout) => checkout,
                 Err(error) => return Err(Failure::Unsent(error)),
             };
+            let h2 = matches!(checkout.conn, Conn::H2(_));
+            self.address(req, target, h2).map_err(Failure::Sent)?;
+            if exchange.started.is_some() {
+                exchange.upstream_tls.clone_from(&checkout.tls);
+            }
             let response_timeout = async {
                 if let Some(state) = body_state {
                     state.finished().await;

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use crate::config::ServerTls;
 use crate::state::Snapshot;
-use crate::stream::TlsServer;
+use crate::stream::Tls;
 
 /// A fatal `unrecognized_name` alert (RFC 6066), as a plaintext record: the
 /// answer to a ClientHello naming no certificate we hold.
@@ -51,7 +51,7 @@ pub(crate) async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     snapshot: &Snapshot,
-) -> Option<(TlsServer, TlsInfo)> {
+) -> Option<(Tls, TlsInfo)> {
     let tls = snapshot.config.tls.as_ref()?;
     let deadline = tokio::time::Instant::now() + snapshot.config.timeouts.tls_handshake;
     let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
@@ -112,7 +112,7 @@ pub(crate) async fn handshake(
             .and_then(|leaf| proxy_certs::client_identity(leaf))
             .and_then(|identity| HeaderValue::try_from(identity).ok()),
     };
-    Some((Box::new(stream), info))
+    Some((Box::new(tokio_rustls::TlsStream::Server(stream)), info))
 }
 
 /// The configuration of the app `sni` names, if it has one of its own

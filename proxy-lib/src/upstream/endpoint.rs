@@ -10,11 +10,15 @@ use std::time::Duration;
 use crate::clock::{millis, now_ms};
 use crate::config::{Upstream, UpstreamProtocol};
 use crate::upstream::pool::Pool;
+use crate::upstream::tls::{Connector, Speaks};
 
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) upstream: Upstream,
-    pub(crate) protocol: UpstreamProtocol,
+    /// The protocol its connections speak: the route's, or over TLS what
+    /// ALPN offers.
+    pub(crate) speaks: Speaks,
+    pub(crate) tls: Option<Connector>,
     /// Names this endpoint in sticky cookies; stable across restarts.
     pub(crate) sticky_id: u64,
     pub(crate) pool: Pool,
@@ -23,10 +27,16 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     fn new(upstream: Upstream, protocol: UpstreamProtocol) -> Self {
+        let tls = upstream
+            .compiled_tls()
+            .map(|tls| Connector::new(tls, protocol));
         Self {
             sticky_id: fnv1a(upstream.to_string().as_bytes()),
+            speaks: tls
+                .as_ref()
+                .map_or(Speaks::cleartext(protocol), |tls| tls.speaks),
+            tls,
             upstream,
-            protocol,
             pool: Pool::default(),
             down_until: AtomicU64::new(0),
         }

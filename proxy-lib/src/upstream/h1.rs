@@ -12,18 +12,21 @@ mod request;
 mod response;
 
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use http::{Method, Request, Response};
 use http_body::Body as _;
-use tokio::io::AsyncReadExt as _;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 
 pub(crate) use body::H1Body;
 
 use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};
+use crate::stream::Stream;
+use crate::upstream::tls::{UpstreamTlsInfo, is_alert};
 
 /// Bytes read from the upstream at a time while a head is incomplete.
 const READ_CHUNK: usize = 8 * 1024;
@@ -31,11 +34,13 @@ const READ_CHUNK: usize = 8 * 1024;
 /// An HTTP/1.1 connection to an upstream, between requests.
 #[derive(Debug)]
 pub(crate) struct H1Conn {
-    io: TcpStream,
+    io: Stream,
     /// Bytes read but not yet consumed.
     buf: BytesMut,
     /// The encoded request head (and small body frames), reused.
     out: Vec<u8>,
+    /// What the TLS session negotiated, on TLS.
+    pub(crate) tls: Option<Arc<UpstreamTlsInfo>>,
 }
 
 /// Why [`H1Conn::send`] failed. `body` comes back when the request can be
@@ -50,11 +55,12 @@ pub(crate) struct SendError {
 }
 
 impl H1Conn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: Stream, tls: Option<Arc<UpstreamTlsInfo>>) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
+            tls,
         }
     }
 
@@ -69,12 +75,24 @@ impl H1Conn {
     /// readable since the last response.
     pub(crate) fn is_usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
+        match &mut self.io {
+            Stream::Tcp(tcp) => match tcp.poll_read_ready(&mut cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                }
+            },
+            // TLS may hold records the socket no longer shows (and session
+            // tickets arrive unasked): only a read tells. It makes no system
+            // call unless the socket is readable.
+            Stream::Tls(tls) => {
                 let mut probe = [0u8; 1];
-                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                let mut probe = ReadBuf::new(&mut probe);
+                Pin::new(&mut **tls)
+                    .poll_read(&mut cx, &mut probe)
+                    .is_pending()
             }
         }
     }
@@ -113,8 +131,14 @@ impl H1Conn {
                 Ok(_) => {}
                 Err(e) => {
                     let reset = !got_bytes && e.kind() == io::ErrorKind::ConnectionReset;
+                    let error = if is_alert(&e) {
+                        Error::new(ErrorKind::TlsHandshakeFailed)
+                            .with_context("the upstream ended the TLS session with an alert")
+                    } else {
+                        upstream_error("reading the response failed")
+                    };
                     return Err(SendError {
-                        error: upstream_error("reading the response failed").with_source(e),
+                        error: error.with_source(e),
                         body: (reset && replayable).then(RequestBody::empty),
                         unsent: false,
                     });

@@ -6,7 +6,7 @@
 //! HTTP/1.1 connection returns to the pool when its response body has been
 //! read whole ([`H1Body`](super::h1::H1Body)).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -16,23 +16,31 @@ use tracing::debug;
 
 use crate::body::RequestBody;
 use crate::clock::{millis, now_ms};
-use crate::config::UpstreamProtocol;
 use crate::error::{Error, ErrorKind, Result};
+use crate::stream::Stream;
 use crate::upstream::connect::connect;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::h1::{H1Body, H1Conn};
+use crate::upstream::tls::{Speaks, UpstreamTlsInfo};
 
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     idle: Mutex<Vec<Idle>>,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
+    h2: tokio::sync::Mutex<Option<SharedH2>>,
 }
 
 #[derive(Debug)]
 struct Idle {
     conn: H1Conn,
     since: u64,
+}
+
+/// The HTTP/2 connection every request to the endpoint shares.
+#[derive(Debug, Clone)]
+struct SharedH2 {
+    sender: http2::SendRequest<RequestBody>,
+    tls: Option<Arc<UpstreamTlsInfo>>,
 }
 
 /// What a checkout needs from the configuration in force.
@@ -62,67 +70,99 @@ pub(crate) enum UpstreamBody {
 pub(crate) struct Checkout {
     pub(crate) conn: Conn,
     pub(crate) reused: bool,
+    /// What its TLS session negotiated, on TLS.
+    pub(crate) tls: Option<Arc<UpstreamTlsInfo>>,
 }
 
 impl Pool {
+    /// A connection for one request; `http1` when the request needs
+    /// HTTP/1.1 (an upgrade) from an endpoint that may speak either.
     pub(crate) async fn checkout(
         &self,
         endpoint: &Endpoint,
         settings: &PoolSettings,
+        http1: bool,
     ) -> Result<Checkout> {
-        let reused = match endpoint.protocol {
-            UpstreamProtocol::Http1 => self.take_idle(settings.idle_timeout).map(Conn::H1),
-            UpstreamProtocol::Http2 => self.h2.try_lock().ok().and_then(|shared| {
-                shared
-                    .as_ref()
-                    .filter(|s| !s.is_closed())
-                    .map(|sender| Conn::H2(sender.clone()))
-            }),
+        let h2 = match endpoint.speaks {
+            Speaks::Http1 => false,
+            Speaks::Http2 => true,
+            Speaks::Either => !http1,
         };
-        if let Some(conn) = reused {
-            return Ok(Checkout { conn, reused: true });
+        if h2 && let Some(shared) = self.shared_h2() {
+            return Ok(shared.checkout(true));
+        }
+        if endpoint.speaks != Speaks::Http2
+            && let Some(conn) = self.take_idle(settings.idle_timeout)
+        {
+            let tls = conn.tls.clone();
+            return Ok(Checkout {
+                conn: Conn::H1(conn),
+                reused: true,
+                tls,
+            });
         }
         // Boxed: the connect and handshake state is not carried by every
         // request's future, only by the few that open a connection.
-        Box::pin(self.open(endpoint, settings)).await
+        Box::pin(self.open(endpoint, settings, http1)).await
     }
 
-    async fn open(&self, endpoint: &Endpoint, settings: &PoolSettings) -> Result<Checkout> {
-        match endpoint.protocol {
-            UpstreamProtocol::Http1 => {
-                let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
-                Ok(Checkout {
-                    conn: Conn::H1(H1Conn::new(stream)),
-                    reused: false,
-                })
+    fn shared_h2(&self) -> Option<SharedH2> {
+        let shared = self.h2.try_lock().ok()?;
+        shared.as_ref().filter(|s| !s.sender.is_closed()).cloned()
+    }
+
+    async fn open(
+        &self,
+        endpoint: &Endpoint,
+        settings: &PoolSettings,
+        http1: bool,
+    ) -> Result<Checkout> {
+        // One HTTP/2 connection at a time is opened; the others wait for it.
+        let mut h2_slot = None;
+        if endpoint.speaks == Speaks::Http2 {
+            let shared = self.h2.lock().await;
+            if let Some(alive) = shared.as_ref().filter(|s| !s.sender.is_closed()) {
+                return Ok(alive.clone().checkout(true));
             }
-            UpstreamProtocol::Http2 => {
-                let mut shared = self.h2.lock().await;
-                if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
-                    return Ok(Checkout {
-                        conn: Conn::H2(sender.clone()),
-                        reused: true,
-                    });
-                }
-                let stream = connect(&endpoint.upstream, settings.connect_timeout).await?;
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| handshake_error(endpoint, e))?;
-                let upstream = endpoint.upstream.to_string();
-                tokio::spawn(async move {
-                    if let Err(error) = conn.await {
-                        debug!(%upstream, %error, "upstream h2 connection ended with an error");
-                    }
-                });
-                *shared = Some(sender.clone());
-                Ok(Checkout {
-                    conn: Conn::H2(sender),
-                    reused: false,
-                })
-            }
+            h2_slot = Some(shared);
         }
+        let tcp = connect(&endpoint.upstream, settings.connect_timeout).await?;
+        let (stream, tls) = match &endpoint.tls {
+            None => (Stream::Tcp(tcp), None),
+            Some(connector) => {
+                let (stream, info) = connector.handshake(tcp, &endpoint.upstream, http1).await?;
+                (stream, Some(info))
+            }
+        };
+        let h2 = match endpoint.speaks {
+            Speaks::Http1 => false,
+            Speaks::Http2 => true,
+            Speaks::Either => tls.as_ref().is_some_and(|info| info.h2),
+        };
+        if !h2 {
+            return Ok(Checkout {
+                conn: Conn::H1(H1Conn::new(stream, tls.clone())),
+                reused: false,
+                tls,
+            });
+        }
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| handshake_error(endpoint, e))?;
+        let upstream = endpoint.upstream.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                debug!(%upstream, %error, "upstream h2 connection ended with an error");
+            }
+        });
+        let shared = SharedH2 { sender, tls };
+        match h2_slot {
+            Some(mut slot) => *slot = Some(shared.clone()),
+            None => *self.h2.lock().await = Some(shared.clone()),
+        }
+        Ok(shared.checkout(false))
     }
 
     /// The most recently used idle connection that is still open; older
@@ -150,6 +190,16 @@ impl Pool {
             conn,
             since: now_ms(),
         });
+    }
+}
+
+impl SharedH2 {
+    fn checkout(self, reused: bool) -> Checkout {
+        Checkout {
+            conn: Conn::H2(self.sender),
+            reused,
+            tls: self.tls,
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use super::response::{Framing, Head};
 use super::{H1Conn, upstream_error};
 use crate::error::BoxError;
 use crate::http1::{Decoded, Decoder, Prefixed};
-use crate::stream::Stream;
 use crate::upstream::Endpoint;
 
 /// The body of a response from an HTTP/1.1 upstream.
@@ -75,7 +74,7 @@ impl H1Body {
         }
         self.conn
             .take()
-            .map(|conn| Prefixed::new(Stream::Tcp(conn.io), conn.buf))
+            .map(|conn| Prefixed::new(conn.io, conn.buf))
     }
 
     fn finish(&mut self) {

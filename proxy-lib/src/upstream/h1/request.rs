@@ -34,7 +34,11 @@ pub(super) async fn write(
 ) -> Result<(), SendError> {
     let framing = encode_head(head, body.is_end_stream(), &mut conn.out);
     if body.is_end_stream() {
-        return match conn.io.write_all(&conn.out).await {
+        let written = match conn.io.write_all(&conn.out).await {
+            Ok(()) => conn.io.flush().await,
+            Err(e) => Err(e),
+        };
+        return match written {
             Ok(()) => Ok(()),
             Err(e) => Err(SendError {
                 error: upstream_error("writing the request failed").with_source(e),
@@ -117,10 +121,12 @@ async fn flush(
     head_written: &mut bool,
     body: &mut RequestBody,
 ) -> Result<(), SendError> {
-    if conn.out.is_empty() {
-        return Ok(());
-    }
-    let result = conn.io.write_all(&conn.out).await;
+    // TLS keeps what the socket would not take yet: flushed here even
+    // when nothing is left to add.
+    let result = match conn.io.write_all(&conn.out).await {
+        Ok(()) => conn.io.flush().await,
+        Err(e) => Err(e),
+    };
     conn.out.clear();
     match result {
         Ok(()) => {

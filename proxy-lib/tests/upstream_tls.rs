@@ -1,0 +1,388 @@
+//! TLS to upstreams over real handshakes with rustls origins on 127.0.0.1
+//! whose certificates rcgen makes per test: trust (private CA, unknown CA,
+//! expired), names (mismatch with and without hostname checks, alternative
+//! name, underscores), mutual TLS with and without intermediates, SNI off,
+//! ALPN, groups, the handshake timeout, session resumption, and failover
+//! rules after a refused certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use proxy_lib::config::{
+    Alpn, Limits, LoadBalance, RouteTarget, Upstream, UpstreamGroup, UpstreamTls,
+};
+use rustls::NamedGroup;
+use support::*;
+use tempfile::TempDir;
+
+/// A private CA, its bundle on disk, and a temporary directory for more.
+struct Pki {
+    dir: TempDir,
+    ca: Ca,
+    bundle: PathBuf,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Upstream Root");
+    let bundle = ca.write(dir.path(), "upstream-ca.pem");
+    Pki { dir, ca, bundle }
+}
+
+/// `options` with the private CA trusted.
+fn trusting(pki: &Pki) -> UpstreamTls {
+    let mut tls = UpstreamTls::new();
+    tls.ca_bundle(&pki.bundle);
+    tls
+}
+
+fn upstream(location: &str, tls: &UpstreamTls) -> Upstream {
+    let mut upstream = Upstream::parse(location).unwrap();
+    upstream.tls(tls, &provider()).unwrap();
+    upstream
+}
+
+/// A proxy for `a.test` forwarding to `upstreams` in turn, keeping no idle
+/// upstream connection when `pool` is false.
+async fn proxy_to(upstreams: Vec<Upstream>, pool: bool) -> TestProxy {
+    let mut group = UpstreamGroup::new(upstreams).unwrap();
+    group.load_balance(LoadBalance::RoundRobin);
+    let mut builder = one_app(RouteTarget::Upstreams(group));
+    if !pool {
+        let mut limits = Limits::default();
+        limits.upstream_max_idle = 0;
+        builder.limits(limits);
+    }
+    TestProxy::start(builder.build().unwrap()).await
+}
+
+async fn origin_with(options: TlsOriginOptions) -> TlsOrigin {
+    TlsOrigin::start("tls-origin", options).await
+}
+
+/// The proxy's answer to one GET through `tls` to `origin`.
+async fn through(origin: &TlsOrigin, location_host: &str, tls: &UpstreamTls) -> Answer {
+    let location = format!("{location_host}:{}", origin.addr.port());
+    let proxy = proxy_to(vec![upstream(&location, tls)], true).await;
+    get(proxy.addr, "a.test", "/").await
+}
+
+fn assert_refused(answer: &Answer, logs: &Logs, reason: &str) {
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert!(
+        answer.text().contains("certificate was refused"),
+        "{}",
+        answer.text()
+    );
+    let lines = logs.lines_with(&["upstream failed", "upstream=\""]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_lowercase().contains(&reason.to_lowercase())),
+        "no log line says {reason:?}:\n{}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_and_the_session_is_logged() {
+    let (logs, _guard) = Logs::capture();
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
+    let answer = through(&origin, "localhost", &trusting(&pki)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), "tls-origin");
+    let handshakes = origin.handshakes();
+    assert_eq!(handshakes.len(), 1);
+    // The upstream's host is the default server name.
+    assert_eq!(handshakes[0].sni.as_deref(), Some("localhost"));
+    assert_eq!(handshakes[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let access = logs.lines_with(&["portcullis::access", "upstream_tls="]);
+    assert_eq!(access.len(), 1, "{}", logs.text());
+    assert!(access[0].contains("TLSv1_3/TLS13_"), "{}", access[0]);
+    assert!(access[0].contains("/http/1.1/full/"), "{}", access[0]);
+    assert!(access[0].contains("upstream_cert="), "{}", access[0]);
+}
+
+#[tokio::test]
+async fn an_unknown_issuer_is_a_certificate_error() {
+    let (logs, _guard) = Logs::capture();
+    let pki = pki();
+    let stranger = Ca::root("Someone Else");
+    let origin = origin_with(TlsOriginOptions::new(stranger.server(&["localhost"]))).await;
+    let answer = through(&origin, "localhost", &trusting(&pki)).await;
+    assert_refused(&answer, &logs, "UnknownIssuer");
+    assert!(origin.handshakes().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let (logs, _guard) = Logs::capture();
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.expired_server(&["localhost"]))).await;
+    let answer = through(&origin, "localhost", &trusting(&pki)).await;
+    assert_refused(&answer, &logs, "expired");
+}
+
+#[tokio::test]
+async fn a_name_mismatch_is_refused_unless_hostname_checks_are_off() {
+    let (logs, _guard) = Logs::capture();
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["other.test"]))).await;
+    let mut tls = trusting(&pki);
+    tls.sni("origin.test");
+    let answer = through(&origin, "127.0.0.1", &tls).await;
+    assert_refused(&answer, &logs, "not valid for name");
+
+    tls.verify_hostname(false);
+    let answer = through(&origin, "127.0.0.1", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    // Without hostname checks the chain still counts.
+    let stranger = Ca::root("Someone Else");
+    let untrusted = origin_with(TlsOriginOptions::new(stranger.server(&["origin.test"]))).await;
+    let answer = through(&untrusted, "127.0.0.1", &tls).await;
+    assert_refused(&answer, &logs, "UnknownIssuer");
+}
+
+#[tokio::test]
+async fn an_alternative_name_is_accepted() {
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["shared.internal"]))).await;
+    let mut tls = trusting(&pki);
+    tls.sni("api.internal").alternative_name("shared.internal");
+    let answer = through(&origin, "127.0.0.1", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(origin.handshakes()[0].sni.as_deref(), Some("api.internal"));
+}
+
+#[tokio::test]
+async fn an_underscore_host_matches_its_dashed_certificate() {
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["my-svc.internal"]))).await;
+    let mut tls = trusting(&pki);
+    tls.sni("my_svc.internal");
+    let answer = through(&origin, "127.0.0.1", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        origin.handshakes()[0].sni.as_deref(),
+        Some("my_svc.internal")
+    );
+}
+
+#[tokio::test]
+async fn mutual_tls_sends_the_whole_chain_and_fails_without_one() {
+    let (logs, _guard) = Logs::capture();
+    let pki = pki();
+    let clients = Ca::root("Client Root");
+    let issuing = clients.intermediate("Client Issuing");
+    for tls12 in [false, true] {
+        let mut options = TlsOriginOptions::new(pki.ca.server(&["origin.test"]));
+        options.client_roots = vec![clients.der.clone()];
+        options.tls12_only = tls12;
+        let origin = origin_with(options).await;
+        let mut tls = trusting(&pki);
+        tls.sni("origin.test");
+
+        let answer = through(&origin, "127.0.0.1", &tls).await;
+        assert_eq!(answer.status, 502, "tls12={tls12}: {}", answer.text());
+        assert!(
+            answer
+                .text()
+                .contains("TLS handshake with the upstream failed"),
+            "tls12={tls12}: {}",
+            answer.text()
+        );
+        assert_eq!(origin.failures().len(), 1, "tls12={tls12}");
+
+        let (cert, key) = clients.client("proxy", &[]).write(pki.dir.path(), "direct");
+        tls.client_certificate(&cert, &key);
+        let answer = through(&origin, "127.0.0.1", &tls).await;
+        assert_eq!(answer.status, 200, "tls12={tls12}: {}", answer.text());
+
+        let (cert, key) = issuing
+            .client("proxy", &[])
+            .write(pki.dir.path(), "intermediate");
+        tls.client_certificate(&cert, &key);
+        let answer = through(&origin, "127.0.0.1", &tls).await;
+        assert_eq!(answer.status, 200, "tls12={tls12}: {}", answer.text());
+        let chains: Vec<usize> = origin
+            .handshakes()
+            .iter()
+            .map(|h| h.client_chain.len())
+            .collect();
+        assert_eq!(chains, [1, 2], "tls12={tls12}");
+    }
+    assert!(
+        !logs
+            .lines_with(&["upstream failed", "TLS handshake with the upstream failed"])
+            .is_empty(),
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn without_sni_the_certificate_is_not_verified() {
+    let pki = pki();
+    let stranger = Ca::root("Someone Else");
+    let origin = origin_with(TlsOriginOptions::new(stranger.server(&["elsewhere.test"]))).await;
+    let mut tls = trusting(&pki);
+    tls.sni("origin.test").no_sni();
+    let answer = through(&origin, "localhost", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(origin.handshakes()[0].sni, None);
+}
+
+#[tokio::test]
+async fn alpn_chooses_the_upstream_protocol() {
+    let pki = pki();
+    let mut options = TlsOriginOptions::new(pki.ca.server(&["localhost"]));
+    options.alpn = vec![b"h2".to_vec()];
+    let h2_only = origin_with(options).await;
+    let h1_only = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
+    let cases = [
+        (&h2_only, Alpn::Http2, "HTTP/2.0"),
+        (&h2_only, Alpn::Both, "HTTP/2.0"),
+        (&h1_only, Alpn::Both, "HTTP/1.1"),
+        (&h1_only, Alpn::Http1, "HTTP/1.1"),
+    ];
+    for (origin, alpn, version) in cases {
+        let mut tls = trusting(&pki);
+        tls.alpn(alpn);
+        let answer = through(origin, "localhost", &tls).await;
+        assert_eq!(answer.status, 200, "{alpn:?}: {}", answer.text());
+        assert_eq!(answer.header("x-version"), Some(version), "{alpn:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_key_exchange_groups_are_chosen() {
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
+    let mut tls = trusting(&pki);
+    tls.groups([NamedGroup::secp384r1]);
+    let answer = through(&origin, "localhost", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(origin.handshakes()[0].group, Some(NamedGroup::secp384r1));
+}
+
+#[tokio::test]
+async fn a_silent_upstream_hits_the_handshake_timeout() {
+    let pki = pki();
+    let silent = accept_each(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await;
+    let mut tls = trusting(&pki);
+    tls.handshake_timeout(Duration::from_millis(300));
+    let proxy = proxy_to(vec![upstream(&silent.to_string(), &tls)], true).await;
+    let started = Instant::now();
+    let answer = get(proxy.addr, "a.test", "/").await;
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert!(answer.text().contains("TLS handshake"), "{}", answer.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_second_connection_resumes_the_session() {
+    let pki = pki();
+    for tls12 in [false, true] {
+        let mut options = TlsOriginOptions::new(pki.ca.server(&["localhost"]));
+        options.tls12_only = tls12;
+        let origin = origin_with(options).await;
+        let location = format!("localhost:{}", origin.addr.port());
+        let proxy = proxy_to(vec![upstream(&location, &trusting(&pki))], false).await;
+        for _ in 0..2 {
+            let answer = get(proxy.addr, "a.test", "/").await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        }
+        let resumed: Vec<bool> = origin.handshakes().iter().map(|h| h.resumed).collect();
+        assert_eq!(resumed, [false, true], "tls12={tls12}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_certificate_fails_over_only_when_allowed() {
+    let pki = pki();
+    let stranger = Ca::root("Someone Else");
+    let impostor = origin_with(TlsOriginOptions::new(stranger.server(&["localhost"]))).await;
+    let good = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
+    for retry in [false, true] {
+        let mut tls = trusting(&pki);
+        tls.retry_on_certificate_error(retry);
+        let upstreams = [&impostor, &good]
+            .iter()
+            .map(|o| upstream(&format!("localhost:{}", o.addr.port()), &tls))
+            .collect();
+        let proxy = proxy_to(upstreams, true).await;
+        // Round robin starts at the impostor.
+        let answer = get(proxy.addr, "a.test", "/").await;
+        let expected = if retry { 200 } else { 502 };
+        assert_eq!(answer.status, expected, "retry={retry}: {}", answer.text());
+    }
+}
+
+#[tokio::test]
+async fn unusable_tls_options_are_refused_when_compiled() {
+    let pki = pki();
+    let empty = pki.dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let cases: Vec<(UpstreamTls, &str)> = vec![
+        (
+            {
+                let mut tls = UpstreamTls::new();
+                tls.ca_bundle(&empty);
+                tls
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut tls = UpstreamTls::new();
+                tls.ca_bundle(pki.dir.path().join("missing.pem"));
+                tls
+            },
+            "cannot be read",
+        ),
+        (
+            {
+                let mut tls = trusting(&pki);
+                tls.client_certificate(&pki.bundle, &empty);
+                tls
+            },
+            "empty",
+        ),
+        (
+            {
+                let mut tls = trusting(&pki);
+                tls.sni("not a name");
+                tls
+            },
+            "not a DNS name",
+        ),
+        (
+            {
+                let mut tls = trusting(&pki);
+                tls.groups([NamedGroup::FFDHE2048]);
+                tls
+            },
+            "not supported",
+        ),
+    ];
+    for (tls, reason) in cases {
+        let mut upstream = Upstream::parse("127.0.0.1:8443").unwrap();
+        let error = upstream.tls(&tls, &provider()).unwrap_err();
+        assert!(error.to_string().contains(reason), "{reason}: {error}");
+    }
+    // Without a port, TLS means 443.
+    let upstream = upstream("backend.internal", &trusting(&pki));
+    assert_eq!(
+        (upstream.port(), upstream.authority()),
+        (443, "backend.internal")
+    );
+}
