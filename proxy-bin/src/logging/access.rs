@@ -6,8 +6,10 @@
 //!
 //! After the common fields: the Host, the duration in seconds, the app and
 //! the upstream (`-` when none), on TLS connections
-//! ` tls=VERSION/CIPHER/GROUP/ALPN sni=NAME`, and ` incomplete` when the
-//! client went away or the upstream broke before the response ended.
+//! ` tls=VERSION/CIPHER/GROUP/ALPN sni=NAME`, when the upstream connection
+//! is TLS ` upstream_tls=VERSION/CIPHER/ALPN/full|resumed/HANDSHAKEus
+//! upstream_cert="SERIAL;SUBJECT"`, and ` incomplete` when the client went
+//! away or the upstream broke before the response ended.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -42,6 +44,8 @@ struct Fields {
     upstream: String,
     tls: String,
     sni: String,
+    upstream_tls: String,
+    upstream_cert: String,
     completed: bool,
 }
 
@@ -57,6 +61,8 @@ impl Visit for Fields {
             "upstream" => &mut self.upstream,
             "tls" => &mut self.tls,
             "sni" => &mut self.sni,
+            "upstream_tls" => &mut self.upstream_tls,
+            "upstream_cert" => &mut self.upstream_cert,
             _ => return,
         };
         let _ = write!(slot, "{value:?}");
@@ -68,6 +74,7 @@ impl Visit for Fields {
             "path" => self.path = value.to_owned(),
             "app" => self.app = value.to_owned(),
             "sni" => self.sni = value.to_owned(),
+            "upstream_cert" => self.upstream_cert = value.to_owned(),
             _ => self.record_debug(field, &format_args!("{value}")),
         }
     }
@@ -118,6 +125,16 @@ fn format_line(f: &Fields, now: SystemTime) -> String {
     if !f.tls.is_empty() {
         let sni = if f.sni.is_empty() { "-" } else { &f.sni };
         let _ = write!(line, " tls={} sni={sni}", f.tls);
+    }
+    if !f.upstream_tls.is_empty() {
+        let _ = write!(line, " upstream_tls={}", f.upstream_tls);
+    }
+    if !f.upstream_cert.is_empty() {
+        let _ = write!(
+            line,
+            " upstream_cert=\"{}\"",
+            f.upstream_cert.replace('"', "\\\"")
+        );
     }
     if !f.completed {
         line.push_str(" incomplete");
@@ -196,6 +213,14 @@ mod tests {
         };
         assert!(format_line(&tls, at).ends_with(
             " upstream=127.0.0.1:3000 tls=TLSv1_3/TLS13_AES_128_GCM_SHA256/X25519MLKEM768/h2 sni=a.test incomplete\n"
+        ));
+        let upstream_tls = Fields {
+            upstream_tls: "TLSv1_3/TLS13_AES_256_GCM_SHA384/-/resumed/812us".into(),
+            upstream_cert: "0a1b;CN=\"o\", O=x".into(),
+            ..tls
+        };
+        assert!(format_line(&upstream_tls, at).ends_with(
+            " sni=a.test upstream_tls=TLSv1_3/TLS13_AES_256_GCM_SHA384/-/resumed/812us upstream_cert=\"0a1b;CN=\\\"o\\\", O=x\" incomplete\n"
         ));
         assert_eq!(
             clf_time(UNIX_EPOCH + Duration::from_secs(1_795_398_445)),
