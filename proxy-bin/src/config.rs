@@ -8,6 +8,7 @@ mod convert;
 mod raw;
 mod tls;
 mod units;
+mod upstream_tls;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -59,7 +59,7 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         (
             "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ upstream = [{ locaton = \"127.0.0.1:1\" }] }]\n".into(),
-            ":4:34: apps.site.reverse_proxy[0].upstream[0].locaton: unknown field `locaton`, expected `location` or `tls`",
+            ":4:34: apps.site.reverse_proxy[0].upstream[0].locaton: unknown field `locaton`, expected one of `location`, `tls`, `tls_options`",
         ),
         (
             format!("listen_port = \"80\"\n{APP}"),

@@ -7,13 +7,13 @@ use std::path::Path;
 use proxy_certs::CertFiles;
 use proxy_lib::config::{
     App, HostHeader, Limits, LoadBalance, PathPrefix, ProxyConfig, ReplacePath, Route, RouteTarget,
-    ServerName, StaticFiles, StickyCookie, Timeouts, Upstream, UpstreamGroup, UpstreamProtocol,
+    ServerName, StaticFiles, StickyCookie, Timeouts, UpstreamGroup, UpstreamProtocol,
 };
 
 use crate::config::raw::{
     RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
 };
-use crate::config::{ConfigError, Loaded, LogSettings, tls};
+use crate::config::{ConfigError, Loaded, LogSettings, tls, upstream_tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -292,18 +292,28 @@ fn convert_app(
     }
     for (index, route) in raw.reverse_proxy.into_iter().enumerate() {
         let key = format!("{key}.reverse_proxy[{index}]");
-        let route = convert_route(&key, route, base)?;
+        let route = convert_route(&key, route, base, warnings)?;
         app.route(route)
             .map_err(|e| ConfigError::at(format!("{key}.path"), e))?;
     }
     Ok((app, cert))
 }
 
-fn convert_route(key: &str, raw: RawRoute, base: &Path) -> Result<Route> {
+fn convert_route(
+    key: &str,
+    raw: RawRoute,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Route> {
     let target = match (raw.upstream, raw.static_files) {
         (Some(upstreams), None) => {
             let options = raw.upstream_options.unwrap_or_default();
-            RouteTarget::Upstreams(upstream_group(key, upstreams, raw.load_balance, &options)?)
+            let cx = GroupContext {
+                load_balance: raw.load_balance,
+                options: &options,
+                base,
+            };
+            RouteTarget::Upstreams(upstream_group(key, upstreams, &cx, warnings)?)
         }
         (None, Some(files)) => {
             if raw.load_balance.is_some() || raw.upstream_options.is_some() {
@@ -347,40 +357,49 @@ fn convert_route(key: &str, raw: RawRoute, base: &Path) -> Result<Route> {
     Ok(route)
 }
 
+struct GroupContext<'a> {
+    load_balance: Option<RawLoadBalance>,
+    options: &'a [RawUpstreamOption],
+    base: &'a Path,
+}
+
 fn upstream_group(
     key: &str,
     raw: Vec<crate::config::raw::RawUpstream>,
-    load_balance: Option<RawLoadBalance>,
-    options: &[RawUpstreamOption],
+    cx: &GroupContext<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<UpstreamGroup> {
+    let options = cx.options;
     if raw.is_empty() {
         return Err(ConfigError::at(
             format!("{key}.upstream"),
             "needs at least one upstream",
         ));
     }
+    let has = |option| options.contains(&option);
+    let forced = if has(RawUpstreamOption::ForceHttp2Upstream) {
+        Some(UpstreamProtocol::Http2)
+    } else if has(RawUpstreamOption::ForceHttp11Upstream) {
+        Some(UpstreamProtocol::Http1)
+    } else {
+        None
+    };
     let mut upstreams = Vec::with_capacity(raw.len());
     for (index, upstream) in raw.iter().enumerate() {
-        if upstream.tls == Some(true) {
-            return Err(ConfigError::at(
-                format!("{key}.upstream[{index}].tls"),
-                format!("TLS to upstreams {NOT_YET}"),
-            ));
-        }
-        let parsed = Upstream::parse(&upstream.location)
-            .map_err(|e| ConfigError::at(format!("{key}.upstream[{index}].location"), e))?;
-        upstreams.push(parsed);
+        let key = format!("{key}.upstream[{index}]");
+        upstreams.push(upstream_tls::upstream(
+            &key, upstream, forced, cx.base, warnings,
+        )?);
     }
     let mut group =
         UpstreamGroup::new(upstreams).map_err(|e| ConfigError::at(format!("{key}.upstream"), e))?;
-    group.load_balance(match load_balance.unwrap_or(RawLoadBalance::None) {
+    group.load_balance(match cx.load_balance.unwrap_or(RawLoadBalance::None) {
         RawLoadBalance::None => LoadBalance::None,
         RawLoadBalance::RoundRobin => LoadBalance::RoundRobin,
         RawLoadBalance::Random => LoadBalance::Random,
         RawLoadBalance::Sticky => LoadBalance::Sticky,
         RawLoadBalance::PrimaryBackup => LoadBalance::PrimaryBackup,
     });
-    let has = |option| options.contains(&option);
     if has(RawUpstreamOption::ForceHttp11Upstream) && has(RawUpstreamOption::ForceHttp2Upstream) {
         return Err(ConfigError::at(
             format!("{key}.upstream_options"),

@@ -59,7 +59,7 @@ pub struct RawAppTls {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged, expecting = "a name or a list of names")]
 pub enum OneOrMany {
     One(String),
@@ -91,6 +91,32 @@ pub struct RawRoute {
 pub struct RawUpstream {
     pub location: String,
     pub tls: Option<bool>,
+    pub tls_options: Option<RawUpstreamTls>,
+}
+
+/// An upstream's `tls_options` table (ours: rpxy has none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_cert_path: Option<String>,
+    pub client_cert_path: Option<String>,
+    pub client_key_path: Option<String>,
+    pub sni: Option<RawSni>,
+    pub insecure_skip_verify: Option<bool>,
+    pub verify_hostname: Option<bool>,
+    pub alternative_name: Option<String>,
+    pub groups: Option<OneOrMany>,
+    pub alpn: Option<OneOrMany>,
+    pub handshake_timeout: Option<ConfigDuration>,
+    pub retry_on_certificate_error: Option<bool>,
+}
+
+/// `sni = "name"`, or `sni = false` for none.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a server name, or false to send none")]
+pub enum RawSni {
+    Name(String),
+    Enabled(bool),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -48,6 +48,11 @@ pub struct Portcullis {
 impl Portcullis {
     /// Starts the binary on `config`, which should set `listen_port = 0`.
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`start`](Self::start), with these environment variables set.
+    pub fn start_with_env(config: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -55,6 +60,7 @@ impl Portcullis {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -12,7 +12,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, KeyLogFile, NamedGroup, RootCertStore};
 use sha2::{Digest as _, Sha256};
-use tracing::warn;
 
 use crate::error::{Error, Result};
 
@@ -59,6 +58,12 @@ enum Identity {
 /// TLS options for one upstream, set with `&mut self` setters and given to
 /// [`Upstream::tls`](crate::config::Upstream::tls), which reads the files
 /// they name and compiles them.
+///
+/// When the `SSLKEYLOGFILE` environment variable is set at compile time,
+/// the sessions' secrets are appended to the file it names (for Wireshark;
+/// never set it in production). Sessions are resumed from an in-memory
+/// cache per upstream, kept across reloads while the options and their
+/// files stay the same.
 ///
 /// ```
 /// # fn main() -> proxy_lib::Result<()> {
@@ -283,17 +288,6 @@ impl UpstreamTls {
         let mut digest = Sha256::new();
         let server_name = self.server_name(host)?;
         let provider = self.provider(provider)?;
-        let roots = match &self.trust {
-            Trust::System => proxy_certs::system_roots().map_err(file_error)?,
-            Trust::Bundle(path) => {
-                digest.update(std::fs::read(path).unwrap_or_default());
-                Arc::new(proxy_certs::read_roots(path).map_err(file_error)?)
-            }
-            Trust::Roots(roots) => {
-                digest.update(format!("{:p}", Arc::as_ptr(roots)));
-                roots.clone()
-            }
-        };
         let check = if self.accept_any_certificate || self.sni == Sni::Off {
             ServerCheck::DangerousAcceptAny
         } else if !self.verify_hostname {
@@ -304,6 +298,19 @@ impl UpstreamTls {
                 None => None,
             };
             ServerCheck::Hostname { also }
+        };
+        let roots = match (&self.trust, &check) {
+            // Nothing is verified: no trust store is needed (or read).
+            (_, ServerCheck::DangerousAcceptAny) => Arc::new(RootCertStore::empty()),
+            (Trust::System, _) => proxy_certs::system_roots().map_err(file_error)?,
+            (Trust::Bundle(path), _) => {
+                digest.update(std::fs::read(path).unwrap_or_default());
+                Arc::new(proxy_certs::read_roots(path).map_err(file_error)?)
+            }
+            (Trust::Roots(roots), _) => {
+                digest.update(format!("{:p}", Arc::as_ptr(roots)));
+                roots.clone()
+            }
         };
         let identity = match &self.identity {
             None => None,
@@ -325,10 +332,6 @@ impl UpstreamTls {
             .map_err(|e| Error::config(format!("the client certificate cannot be used: {e}")))?;
         config.enable_sni = self.sni != Sni::Off;
         if std::env::var_os("SSLKEYLOGFILE").is_some() {
-            warn!(
-                upstream = host,
-                "SSLKEYLOGFILE is set: the secrets of TLS connections to this upstream are written to it"
-            );
             config.key_log = Arc::new(KeyLogFile::new());
         }
         digest.update(format!("{self:?}|{:?}|{host}", self.groups));
