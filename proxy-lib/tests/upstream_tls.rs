@@ -2,14 +2,18 @@
 //! whose certificates rcgen makes per test: trust (private CA, unknown CA,
 //! expired), names (mismatch with and without hostname checks, alternative
 //! name, underscores), mutual TLS with and without intermediates, SNI off,
-//! ALPN, groups, the handshake timeout, session resumption, and failover
-//! rules after a refused certificate.
+//! ALPN (and a WebSocket upgrade where the upstream could pick h2), groups,
+//! the handshake timeout, session resumption, and failover rules after a
+//! refused certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
 
 use proxy_lib::config::{
     Alpn, Limits, LoadBalance, RouteTarget, Upstream, UpstreamGroup, UpstreamTls,
@@ -17,6 +21,8 @@ use proxy_lib::config::{
 use rustls::NamedGroup;
 use support::*;
 use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A private CA, its bundle on disk, and a temporary directory for more.
 struct Pki {
@@ -260,6 +266,54 @@ async fn alpn_chooses_the_upstream_protocol() {
 }
 
 #[tokio::test]
+async fn an_upgrade_asks_for_http1_where_the_upstream_could_pick_h2() {
+    let pki = pki();
+    let leaf = pki.ca.server(&["localhost"]);
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain.clone(), leaf.key())
+        .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let offered: Arc<Mutex<Vec<Option<Vec<u8>>>>> = Arc::default();
+    let seen = offered.clone();
+    let origin = accept_each(move |tcp| {
+        let (acceptor, seen) = (acceptor.clone(), seen.clone());
+        async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            seen.lock().unwrap().push(alpn);
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                return;
+            };
+            while let Some(Ok(Message::Text(text))) = ws.next().await {
+                let _ = ws
+                    .send(Message::text(format!("echo: {}", text.as_str())))
+                    .await;
+            }
+        }
+    })
+    .await;
+    let mut tls = trusting(&pki);
+    tls.alpn(Alpn::Both);
+    let location = format!("localhost:{}", origin.port());
+    let proxy = proxy_to(vec![upstream(&location, &tls)], true).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async("ws://a.test/chat", stream)
+        .await
+        .expect("the upgrade goes through");
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("over tls")).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "echo: over tls");
+    assert_eq!(*offered.lock().unwrap(), [Some(b"http/1.1".to_vec())]);
+}
+
+#[tokio::test]
 async fn the_key_exchange_groups_are_chosen() {
     let pki = pki();
     let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
@@ -304,6 +358,51 @@ async fn a_second_connection_resumes_the_session() {
         let resumed: Vec<bool> = origin.handshakes().iter().map(|h| h.resumed).collect();
         assert_eq!(resumed, [false, true], "tls12={tls12}");
     }
+}
+
+#[tokio::test]
+async fn sessions_outlive_a_reload_that_changes_nothing_of_the_upstream() {
+    let pki = pki();
+    let origin = origin_with(TlsOriginOptions::new(pki.ca.server(&["localhost"]))).await;
+    let location = format!("localhost:{}", origin.addr.port());
+    let dead = dead_port().await.to_string();
+    // Generation `n` also serves `gN.test` (502: a dead upstream), which
+    // tells when it is live.
+    let config = |tls: &UpstreamTls, n: u32| {
+        let group = UpstreamGroup::new([upstream(&location, tls)]).unwrap();
+        let mut limits = Limits::default();
+        limits.upstream_max_idle = 0;
+        let mut builder = one_app(RouteTarget::Upstreams(group));
+        let marker = format!("g{n}.test");
+        let target = upstreams(&[dead.clone()], LoadBalance::None);
+        builder
+            .app(app(&marker, &[&marker], vec![route(None, None, target)]))
+            .unwrap();
+        builder.limits(limits);
+        builder.build().unwrap()
+    };
+    let proxy = TestProxy::start(config(&trusting(&pki), 0)).await;
+    let addr = proxy.addr;
+    let live = |n: u32| async move {
+        eventually("the reload is live", || async move {
+            get(addr, &format!("g{n}.test"), "/").await.status == 502
+        })
+        .await;
+    };
+    let ok = |answer: Answer| assert_eq!(answer.status, 200, "{}", answer.text());
+    ok(get(addr, "a.test", "/").await);
+    // The same options, compiled again: the upstream's session cache stays.
+    proxy.reload(config(&trusting(&pki), 1));
+    live(1).await;
+    ok(get(addr, "a.test", "/").await);
+    // A bundle whose contents changed is another upstream: a fresh start.
+    let other = Ca::root("Another Root");
+    std::fs::write(&pki.bundle, format!("{}{}", pki.ca.pem, other.pem)).unwrap();
+    proxy.reload(config(&trusting(&pki), 2));
+    live(2).await;
+    ok(get(addr, "a.test", "/").await);
+    let resumed: Vec<bool> = origin.handshakes().iter().map(|h| h.resumed).collect();
+    assert_eq!(resumed, [false, true, false]);
 }
 
 #[tokio::test]
