@@ -26,13 +26,14 @@ import configs
 import report
 
 ORIGIN_PORT = 18080
+ORIGIN_TLS_PORT = 18444
 PROXY_PORT = 18081
 H2C_PORT = 18082
 TLS_PORT = 18443
 # Full-handshake clients run at once (each opens one connection at a time).
 HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
-CELLS = ("h1", "tls", "handshake", "h2", "h2c", "large")
+CELLS = ("h1", "tls", "handshake", "h2", "h2c", "upstream_tls", "large")
 
 
 def log(message):
@@ -110,8 +111,10 @@ def rate_mb(text):
     return float(number) * {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}[unit]
 
 
-def wrk(load, url, seconds, connections):
+def wrk(load, url, seconds, connections, host=None):
     cmd = load + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if host:
+        cmd[-1:-1] = ["-H", f"Host: {host}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -161,7 +164,7 @@ class Proxy:
     def __init__(self, name, work, binary, pin):
         self.name, self.work = name, work
         ports = (PROXY_PORT, H2C_PORT, TLS_PORT)
-        cmd, env = configs.command(name, work, binary, ports, ORIGIN_PORT)
+        cmd, env = configs.command(name, work, binary, ports, (ORIGIN_PORT, ORIGIN_TLS_PORT))
         self.h2c_port = PROXY_PORT if name in ("portcullis", "caddy") else H2C_PORT
         self.process = subprocess.Popen(
             pin + cmd,
@@ -241,6 +244,10 @@ def bench_proxy(name, args, work, load, pin, idle):
         rows["handshake"] = measured(proxy, lambda: handshakes(load, args.seconds))
         log(f"{name}: HTTP/2 over TLS")
         rows["h2"] = measured(proxy, lambda: h2load(load, f"{tls}/small", args.seconds))
+        upstream_tls = configs.TLS_UPSTREAM_HOST
+        wrk(load, f"{base}/small", 1, 64, upstream_tls)
+        log(f"{name}: HTTP/1.1 keep-alive to a TLS upstream")
+        rows["upstream_tls"] = measured(proxy, lambda: wrk(load, f"{base}/small", args.seconds, 64, upstream_tls))
         log(f"{name}: 100 KiB responses")
         rows["large"] = measured(proxy, lambda: wrk(load, f"{base}/100k", args.seconds, 16))
         rows["peak_rss_kib"] = memory_kib(proxy.pid, "VmHWM")
@@ -312,9 +319,10 @@ def main():
     try:
         configs.write_site(work)
         configs.write_certs(work)
-        origin_cmd = configs.origin_command(work, ORIGIN_PORT)
+        origin_cmd = configs.origin_command(work, ORIGIN_PORT, ORIGIN_TLS_PORT)
         origin = subprocess.Popen(load + origin_cmd, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(ORIGIN_PORT)
+        wait_port(ORIGIN_TLS_PORT)
         results = {"origin": {"h1": wrk(load, f"http://127.0.0.1:{ORIGIN_PORT}/small", args.seconds, 64)}}
         # Rounds interleave the proxies, so a slow spell of the machine
         # does not land on one of them; each figure is the median.

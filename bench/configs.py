@@ -1,12 +1,15 @@
 """The origin and each proxy's configuration: same route, same upstream
 keep-alive pool (64 idle connections), the same certificate on the TLS port
 (ECDSA P-256, HTTP/1.1 and HTTP/2 by ALPN), no access log, one worker,
-nothing but 127.0.0.1."""
+nothing but 127.0.0.1. Requests for TLS_UPSTREAM_HOST go to the origin's
+TLS port instead (a bench.local certificate from a CA of the run's own,
+which every proxy verifies), with SNI bench.local and HTTP/1.1."""
 
 import subprocess
 
 POOL = 64
 SMALL_BODY = "hello from the origin\n"
+TLS_UPSTREAM_HOST = "tls-upstream.local"
 
 
 def write_site(work):
@@ -28,9 +31,26 @@ def write_certs(work):
     )
     (work / "combined.pem").write_text(cert.read_text() + key.read_text())
     key.chmod(0o644)  # nginx reads it before dropping root; the files are throwaway
+    # The origin's TLS port: a leaf for bench.local issued by a CA of its
+    # own, which the proxies trust (a self-signed leaf is a CA to OpenSSL
+    # and refused as a server certificate by rustls).
+    ca, ca_key = work / "upstream-ca.pem", work / "upstream-ca.key"
+    leaf, leaf_key, csr = work / "upstream.pem", work / "upstream.key", work / "upstream.csr"
+    ext = work / "upstream.ext"
+    ext.write_text("subjectAltName=DNS:bench.local\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    for cmd in (
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(ca_key), "-out", str(ca), "-days", "30", "-subj", "/CN=bench upstream CA"],
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(leaf_key), "-out", str(csr), "-subj", "/CN=bench.local"],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(leaf), "-days", "30", "-extfile", str(ext)],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+    leaf_key.chmod(0o644)
 
 
-def origin_command(work, port):
+def origin_command(work, port, tls_port):
     conf = work / "origin.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -46,6 +66,10 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        ssl_certificate {work}/upstream.pem;
+        ssl_certificate_key {work}/upstream.key;
+        ssl_session_cache shared:origin:10m;
         location = /small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
         location / {{ root {work}/www; }}
     }}
@@ -56,7 +80,8 @@ http {{
 
 def command(name, work, binary, ports, origin):
     """The command line and extra environment that start proxy `name`;
-    `ports` holds the cleartext, h2c and TLS ports."""
+    `ports` holds the cleartext, h2c and TLS ports, `origin` the origin's
+    cleartext and TLS ports."""
     return {
         "portcullis": portcullis,
         "nginx": nginx,
@@ -65,8 +90,9 @@ def command(name, work, binary, ports, origin):
     }[name](work, binary, ports, origin)
 
 
-def portcullis(work, binary, ports, origin):
+def portcullis(work, binary, ports, origins):
     port, _, tls_port = ports
+    origin, origin_tls = origins
     conf = work / "portcullis.toml"
     conf.write_text(f"""
 listen_port = {port}
@@ -90,12 +116,17 @@ access_log = false
 server_name = "bench.local"
 tls = {{ tls_cert_path = "{work}/cert.pem", tls_cert_key_path = "{work}/key.pem" }}
 reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }}]
+
+[apps.tls_upstream]
+server_name = "{TLS_UPSTREAM_HOST}"
+reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin_tls}", tls = true, tls_options = {{ ca_cert_path = "{work}/upstream-ca.pem", sni = "bench.local" }} }}] }}]
 """)
     return [binary, "--config", str(conf)], {}
 
 
-def nginx(work, binary, ports, origin):
+def nginx(work, binary, ports, origins):
     port, h2c_port, tls_port = ports
+    origin, origin_tls = origins
     conf = work / "nginx-proxy.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -128,13 +159,36 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
+    upstream origin_tls {{
+        server 127.0.0.1:{origin_tls};
+        keepalive {POOL};
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {TLS_UPSTREAM_HOST};
+        location / {{
+            proxy_pass https://origin_tls;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {work}/upstream-ca.pem;
+            proxy_ssl_server_name on;
+            proxy_ssl_name bench.local;
+            proxy_ssl_session_reuse on;
+        }}
+    }}
 }}
 """)
     return ["nginx", "-c", str(conf), "-e", str(work / "nginx-proxy-error.log")], {}
 
 
-def caddy(work, binary, ports, origin):
+def caddy(work, binary, ports, origins):
     port, _, tls_port = ports
+    origin, origin_tls = origins
     proxy = f"""reverse_proxy 127.0.0.1:{origin} {{
         transport http {{
             keepalive 300s
@@ -162,6 +216,20 @@ https://:{tls_port} {{
     tls {work}/cert.pem {work}/key.pem
     {proxy}
 }}
+
+http://{TLS_UPSTREAM_HOST}:{port} {{
+    bind 127.0.0.1
+    reverse_proxy https://127.0.0.1:{origin_tls} {{
+        transport http {{
+            tls_trusted_ca_certs {work}/upstream-ca.pem
+            tls_server_name bench.local
+            versions 1.1
+            keepalive 300s
+            keepalive_idle_conns {POOL}
+            keepalive_idle_conns_per_host {POOL}
+        }}
+    }}
+}}
 """)
     env = {
         "GOMAXPROCS": "1",
@@ -172,8 +240,9 @@ https://:{tls_port} {{
     return ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"], env
 
 
-def haproxy(work, binary, ports, origin):
+def haproxy(work, binary, ports, origins):
     port, h2c_port, tls_port = ports
+    origin, origin_tls = origins
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
@@ -194,9 +263,13 @@ frontend proxy
     bind 127.0.0.1:{port}
     bind 127.0.0.1:{h2c_port} proto h2
     bind 127.0.0.1:{tls_port} ssl crt {work}/combined.pem alpn h2,http/1.1
+    use_backend origin_tls if {{ hdr(host) -i {TLS_UPSTREAM_HOST} }}
     default_backend origin
 
 backend origin
     server origin 127.0.0.1:{origin} pool-max-conn {POOL}
+
+backend origin_tls
+    server origin_tls 127.0.0.1:{origin_tls} ssl verify required ca-file {work}/upstream-ca.pem sni str(bench.local) verifyhost bench.local pool-max-conn {POOL}
 """)
     return ["haproxy", "-db", "-f", str(conf)], {}

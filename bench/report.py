@@ -47,7 +47,7 @@ def not_yet(label, why):
 
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "large")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "upstream_tls", "large")
     )
     lines = [
         "# Benchmark results",
@@ -84,6 +84,9 @@ def markdown(meta, results):
         row(results, "   h2c proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
         not_yet("5. HTTP/3 (against Caddy)", "HTTP/3 (issue 6)"),
         row(results, "6. 100 KiB responses, 16 conns: MB/s", "↑", ["large", "mb_per_s"], 1),
+        row(results, "9. HTTP/1.1 keep-alive to a TLS upstream, 64 conns: req/s", "↑", ["upstream_tls", "rps"]),
+        row(results, "   p99 latency, ms", "↓", ["upstream_tls", "p99_ms"], 2),
+        row(results, "   proxy CPU per request, µs", "↓", ["upstream_tls", "cpu_us_per_request"], 1),
         row(results, "7. peak RSS, MiB", "↓", ["peak_rss_kib"], 1, 1 / 1024),
         row(results, "   RSS per idle keep-alive connection, KiB", "↓", ["idle", "kib_per_connection"], 2),
         f"| 8. origin alone (the ceiling): req/s | ↑ | {get(results, 'origin', 'h1', 'rps'):,.0f} | | | |",

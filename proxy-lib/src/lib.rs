@@ -1,8 +1,11 @@
 //! The Portcullis reverse-proxy engine.
 //!
-//! `proxy-lib` serves HTTP/1.1 and HTTP/2 (cleartext, with prior knowledge)
-//! to clients and forwards to upstreams over pooled keep-alive HTTP/1.1 or
-//! h2c connections. Apps are chosen by Host; routes by longest path prefix;
+//! `proxy-lib` serves HTTP/1.1 and HTTP/2 (cleartext, with prior knowledge,
+//! or over TLS chosen by SNI) to clients and forwards to upstreams over
+//! pooled keep-alive HTTP/1.1 or HTTP/2 connections, in cleartext or over
+//! TLS with per-upstream options ([`config::UpstreamTls`]: trust anchors,
+//! client certificate, SNI, verification switches, groups, ALPN, handshake
+//! timeout). Apps are chosen by Host; routes by longest path prefix;
 //! a route balances over upstreams (first, round robin, random, sticky
 //! cookie, primary/backup) with failover when an upstream cannot be reached,
 //! or serves a directory of static files.
