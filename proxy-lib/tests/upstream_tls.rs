@@ -374,7 +374,7 @@ async fn sessions_outlive_a_reload_that_changes_nothing_of_the_upstream() {
         limits.upstream_max_idle = 0;
         let mut builder = one_app(RouteTarget::Upstreams(group));
         let marker = format!("g{n}.test");
-        let target = upstreams(&[dead.clone()], LoadBalance::None);
+        let target = upstreams(std::slice::from_ref(&dead), LoadBalance::None);
         builder
             .app(app(&marker, &[&marker], vec![route(None, None, target)]))
             .unwrap();
