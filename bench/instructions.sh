@@ -6,6 +6,8 @@
 #
 #   bench/instructions.sh            # N1=1000, N2=3000
 #   BIN=target/release/portcullis bench/instructions.sh
+#   UPSTREAM_TLS=1 bench/instructions.sh   # the origin behind TLS (a CA made
+#                                          # for the run, verified), as row 9
 #
 # Needs valgrind, curl and nginx (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
@@ -33,6 +35,20 @@ fi
 work=$(mktemp -d)
 chmod 755 "$work"
 OUT=${OUT:-$work}
+origin_listen="listen 127.0.0.1:$origin_port;"
+upstream="{ location = \"127.0.0.1:$origin_port\" }"
+if [ -n "${UPSTREAM_TLS:-}" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" \
+    -out "$work/ca.pem" -days 2 -subj "/CN=instructions CA" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/origin.key" \
+    -out "$work/origin.csr" -subj "/CN=bench.local" 2>/dev/null
+  printf 'subjectAltName=DNS:bench.local\nbasicConstraints=critical,CA:FALSE\n' > "$work/origin.ext"
+  openssl x509 -req -in "$work/origin.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+    -out "$work/origin.pem" -days 2 -extfile "$work/origin.ext" 2>/dev/null
+  chmod 644 "$work/origin.key"
+  origin_listen="listen 127.0.0.1:$origin_port ssl; ssl_certificate $work/origin.pem; ssl_certificate_key $work/origin.key;"
+  upstream="{ location = \"127.0.0.1:$origin_port\", tls = true, tls_options = { ca_cert_path = \"$work/ca.pem\", sni = \"bench.local\" } }"
+fi
 cat > "$work/origin.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -43,7 +59,7 @@ http {
     access_log off;
     keepalive_requests 1000000;
     server {
-        listen 127.0.0.1:$origin_port;
+        $origin_listen
         location / { default_type text/plain; return 200 "hello from the origin\n"; }
     }
 }
@@ -58,13 +74,14 @@ level = "warn"
 access_log = false
 [apps.bench]
 server_name = "bench.local"
-reverse_proxy = [{ upstream = [{ location = "127.0.0.1:$origin_port" }] }]
+reverse_proxy = [{ upstream = [$upstream] }]
 EOF
 nginx -c "$work/origin.conf" -e "$work/origin-error.log" &
 origin=$!
 trap 'kill "$origin" 2>/dev/null; wait "$origin" 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
-  curl -s -o /dev/null "http://127.0.0.1:$origin_port/" && break
+  curl -sk -o /dev/null "http://127.0.0.1:$origin_port/" && break
+  curl -sk -o /dev/null "https://127.0.0.1:$origin_port/" && break
   sleep 0.1
 done
 kill -0 "$origin" 2>/dev/null || { echo "the origin did not start: $(cat "$work/origin-error.log")" >&2; exit 1; }
