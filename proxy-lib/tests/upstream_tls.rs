@@ -232,7 +232,34 @@ async fn mutual_tls_sends_the_whole_chain_and_fails_without_one() {
 }
 
 #[tokio::test]
-async fn without_sni_the_certificate_is_not_verified() {
+async fn the_client_key_may_be_in_any_format_proxy_certs_reads() {
+    let pki = pki();
+    let clients = Ca::root("Client Root");
+    let mut options = TlsOriginOptions::new(pki.ca.server(&["localhost"]));
+    options.client_roots = vec![clients.der.clone()];
+    let origin = origin_with(options).await;
+    for (name, alg, legacy) in key_formats() {
+        let leaf = clients.client_with("proxy", alg);
+        let (cert, key) = leaf.write(pki.dir.path(), name);
+        if let Some(label) = legacy {
+            std::fs::write(&key, leaf.legacy_key_pem(label)).unwrap();
+        }
+        let mut tls = trusting(&pki);
+        tls.client_certificate(&cert, &key);
+        let answer = through(&origin, "localhost", &tls).await;
+        assert_eq!(answer.status, 200, "{name}: {}", answer.text());
+    }
+    assert_eq!(origin.handshakes().len(), key_formats().len());
+    assert!(
+        origin
+            .handshakes()
+            .iter()
+            .all(|h| h.client_chain.len() == 1)
+    );
+}
+
+#[tokio::test]
+async fn without_sni_or_when_told_so_any_certificate_is_accepted() {
     let pki = pki();
     let stranger = Ca::root("Someone Else");
     let origin = origin_with(TlsOriginOptions::new(stranger.server(&["elsewhere.test"]))).await;
@@ -241,6 +268,13 @@ async fn without_sni_the_certificate_is_not_verified() {
     let answer = through(&origin, "localhost", &tls).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(origin.handshakes()[0].sni, None);
+
+    let mut tls = trusting(&pki);
+    tls.sni("origin.test");
+    tls.dangerous().accept_any_certificate(true);
+    let answer = through(&origin, "localhost", &tls).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(origin.handshakes()[1].sni.as_deref(), Some("origin.test"));
 }
 
 #[tokio::test]

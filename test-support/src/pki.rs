@@ -86,6 +86,17 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A client certificate with common name `cn` and a key of algorithm
+    /// `alg`.
+    pub fn client_with(&self, cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_with(params, KeyPair::generate_for(alg).unwrap())
+    }
+
     /// A client certificate with common name `cn` and `names` as DNS SANs.
     pub fn client(&self, cn: &str, names: &[&str]) -> Leaf {
         let mut params = CertificateParams::default();
