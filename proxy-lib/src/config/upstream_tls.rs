@@ -299,34 +299,8 @@ impl UpstreamTls {
             };
             ServerCheck::Hostname { also }
         };
-        let roots = match (&self.trust, &check) {
-            // Nothing is verified: no trust store is needed (or read).
-            (_, ServerCheck::DangerousAcceptAny) => Arc::new(RootCertStore::empty()),
-            (Trust::System, _) => proxy_certs::system_roots().map_err(file_error)?,
-            (Trust::Bundle(path), _) => {
-                digest.update(std::fs::read(path).unwrap_or_default());
-                Arc::new(proxy_certs::read_roots(path).map_err(file_error)?)
-            }
-            (Trust::Roots(roots), _) => {
-                digest.update(format!("{:p}", Arc::as_ptr(roots)));
-                roots.clone()
-            }
-        };
-        let identity = match &self.identity {
-            None => None,
-            Some(Identity::Files { chain, key }) => {
-                digest.update(std::fs::read(chain).unwrap_or_default());
-                digest.update(std::fs::read(key).unwrap_or_default());
-                let chain = proxy_certs::read_chain(chain).map_err(file_error)?;
-                let key = proxy_certs::read_key(key).map_err(file_error)?;
-                Some((chain, key))
-            }
-            Some(Identity::Der(chain, key)) => {
-                chain.iter().for_each(|cert| digest.update(cert));
-                digest.update(key.secret_der());
-                Some((chain.clone(), key.clone_key()))
-            }
-        };
+        let roots = self.trust_anchors(&check, &mut digest)?;
+        let identity = self.client_identity(&mut digest)?;
         let verifier = Arc::new(UpstreamVerifier::new(roots, &provider, check));
         let mut config = proxy_certs::upstream_config(Arc::new(provider), verifier, identity)
             .map_err(|e| Error::config(format!("the client certificate cannot be used: {e}")))?;
@@ -342,6 +316,46 @@ impl UpstreamTls {
             handshake_timeout: self.handshake_timeout,
             retry_on_certificate_error: self.retry_on_certificate_error,
             digest: digest.finalize().into(),
+        })
+    }
+
+    /// The trust anchors `check` needs, their bytes added to `digest`.
+    fn trust_anchors(
+        &self,
+        check: &ServerCheck,
+        digest: &mut Sha256,
+    ) -> Result<Arc<RootCertStore>> {
+        Ok(match (&self.trust, check) {
+            // Nothing is verified: no trust store is needed (or read).
+            (_, ServerCheck::DangerousAcceptAny) => Arc::new(RootCertStore::empty()),
+            (Trust::System, _) => proxy_certs::system_roots().map_err(file_error)?,
+            (Trust::Bundle(path), _) => {
+                digest.update(std::fs::read(path).unwrap_or_default());
+                Arc::new(proxy_certs::read_roots(path).map_err(file_error)?)
+            }
+            (Trust::Roots(roots), _) => {
+                digest.update(format!("{:p}", Arc::as_ptr(roots)));
+                roots.clone()
+            }
+        })
+    }
+
+    /// The client chain and key, their bytes added to `digest`.
+    fn client_identity(&self, digest: &mut Sha256) -> Result<Option<ChainAndKey>> {
+        Ok(match &self.identity {
+            None => None,
+            Some(Identity::Files { chain, key }) => {
+                digest.update(std::fs::read(chain).unwrap_or_default());
+                digest.update(std::fs::read(key).unwrap_or_default());
+                let chain = proxy_certs::read_chain(chain).map_err(file_error)?;
+                let key = proxy_certs::read_key(key).map_err(file_error)?;
+                Some((chain, key))
+            }
+            Some(Identity::Der(chain, key)) => {
+                chain.iter().for_each(|cert| digest.update(cert));
+                digest.update(key.secret_der());
+                Some((chain.clone(), key.clone_key()))
+            }
         })
     }
 
@@ -382,6 +396,8 @@ impl UpstreamTls {
         Ok(provider)
     }
 }
+
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
 fn parse_name(name: &str, what: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(name.to_owned()).map_err(|e| {
