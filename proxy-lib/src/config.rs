@@ -5,6 +5,7 @@
 //! that exists is valid.
 
 mod app;
+mod h3;
 mod limits;
 mod names;
 mod sticky;
@@ -15,6 +16,10 @@ mod upstream_tls;
 use std::net::SocketAddr;
 
 pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
+pub use h3::{
+    DEFAULT_ALT_SVC_MAX_AGE, DEFAULT_H3_IDLE_TIMEOUT, DEFAULT_H3_MAX_BIDI_STREAMS,
+    DEFAULT_H3_MAX_CONNECTIONS, DEFAULT_H3_MAX_UNI_STREAMS, Http3,
+};
 pub use limits::*;
 pub(crate) use names::check_host;
 pub use names::{PathPrefix, ReplacePath, ServerName};
@@ -242,10 +247,15 @@ impl ProxyConfigBuilder {
                     .transpose()
             })
             .collect::<Result<_>>()?;
+        let quic = match &settings.http3 {
+            Some(http3) => Some(http3.server_config(&base)?),
+            None => None,
+        };
         Ok(Some(ServerTls {
             settings,
             base,
             by_app,
+            quic,
         }))
     }
 }

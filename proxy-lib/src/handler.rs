@@ -34,6 +34,13 @@ pub(crate) async fn handle(
     let snapshot = shared.snapshot();
     let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
+    if ctx.tls.as_ref().is_some_and(|tls| tls.alpn != "h3")
+        && let Some(alt_svc) = shared.alt_svc.load().as_deref()
+    {
+        response
+            .headers_mut()
+            .insert(http::header::ALT_SVC, alt_svc.clone());
+    }
     exchange.status = response.status().as_u16();
     response.body_mut().attach(exchange);
     response

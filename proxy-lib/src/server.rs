@@ -6,6 +6,7 @@ mod connection;
 mod h1;
 mod listener;
 mod parking;
+mod quic;
 mod tls;
 
 use std::net::SocketAddr;
@@ -42,6 +43,17 @@ pub struct Proxy {
     shared: Arc<Shared>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     listeners: Vec<Listener>,
+    /// HTTP/3 endpoints, one beside each TLS listener while HTTP/3 is on.
+    quic: Vec<QuicListener>,
+}
+
+#[derive(Debug)]
+struct QuicListener {
+    /// The TLS listener it sits beside.
+    beside: Endpoint,
+    local: SocketAddr,
+    endpoint: quinn::Endpoint,
+    stop: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -84,11 +96,13 @@ impl Proxy {
         for endpoint in endpoints(&current) {
             listeners.push(Listener::bind(endpoint, current.listen_backlog)?);
         }
-        let proxy = Self {
-            shared: Shared::new(current),
+        let mut proxy = Self {
+            shared: Shared::new(current.clone()),
             config,
             listeners,
+            quic: Vec::new(),
         };
+        proxy.reconcile_quic(&current, false)?;
         proxy.note_tls_port();
         Ok(proxy)
     }
@@ -102,6 +116,74 @@ impl Proxy {
     /// The TLS addresses actually bound.
     pub fn local_tls_addrs(&self) -> Vec<SocketAddr> {
         self.bound(true)
+    }
+
+    /// The UDP addresses serving HTTP/3.
+    pub fn local_quic_addrs(&self) -> Vec<SocketAddr> {
+        self.quic.iter().map(|q| q.local).collect()
+    }
+
+    /// Opens a QUIC endpoint beside each TLS listener when `config` serves
+    /// HTTP/3 (on the port the TLS listener got), gives those already open
+    /// the new settings, and closes those no longer wanted. `start` runs
+    /// the new ones' accept loops (not yet when binding).
+    fn reconcile_quic(&mut self, config: &ProxyConfig, start: bool) -> Result<()> {
+        let quic_config = config.tls.as_ref().and_then(|tls| tls.quic.clone());
+        let max_age = config
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.settings.http3.as_ref())
+            .map(|h3| h3.alt_svc_max_age.as_secs());
+        let wanted: Vec<(Endpoint, SocketAddr)> = match &quic_config {
+            None => Vec::new(),
+            Some(_) => self
+                .listeners
+                .iter()
+                .filter(|l| l.configured.tls)
+                .map(|l| (l.configured, l.local))
+                .collect(),
+        };
+        self.quic.retain(|quic| {
+            let keep = wanted.iter().any(|(beside, _)| *beside == quic.beside);
+            if !keep {
+                info!(listen = %quic.local, "HTTP/3 endpoint closed by new configuration");
+                quic.stop.cancel();
+            }
+            keep
+        });
+        let Some(quic_config) = quic_config else {
+            self.shared.alt_svc.store(None);
+            return Ok(());
+        };
+        for quic in &self.quic {
+            quic.endpoint.set_server_config(Some(quic_config.clone()));
+        }
+        for (beside, local) in wanted {
+            if self.quic.iter().any(|q| q.beside == beside) {
+                continue;
+            }
+            let endpoint = quic::bind(local, quic_config.clone()).map_err(|e| {
+                Error::new(ErrorKind::Io)
+                    .with_context(format!("cannot serve HTTP/3 on UDP {local}"))
+                    .with_source(e)
+            })?;
+            info!(listen = %local, "listening for HTTP/3");
+            let mut listener = QuicListener {
+                beside,
+                local,
+                endpoint,
+                stop: CancellationToken::new(),
+            };
+            if start {
+                listener.start(&self.shared);
+            }
+            self.quic.push(listener);
+        }
+        let advertised = self.quic.first().zip(max_age).and_then(|(quic, age)| {
+            http::HeaderValue::try_from(format!("h3=\":{}\"; ma={age}", quic.local.port())).ok()
+        });
+        self.shared.alt_svc.store(advertised.map(Arc::new));
+        Ok(())
     }
 
     fn note_tls_port(&self) {
@@ -125,6 +207,9 @@ impl Proxy {
         self.shared.tasks.spawn(lot);
         for listener in &mut self.listeners {
             listener.start(&self.shared);
+        }
+        for quic in &mut self.quic {
+            quic.start(&self.shared);
         }
         let mut watching = true;
         loop {
@@ -170,6 +255,9 @@ impl Proxy {
                 Err(e) => error!(error = %e, "new listener could not be bound; serving without it"),
             }
         }
+        if let Err(e) = self.reconcile_quic(&config, true) {
+            error!(error = %e, "HTTP/3 endpoint could not be opened; serving without it");
+        }
         self.shared.apply(config);
         self.note_tls_port();
         info!(
@@ -195,6 +283,13 @@ impl Proxy {
             let _ = tokio::time::timeout(HARD_STOP_GRACE, self.shared.tasks.wait()).await;
         }
         info!("stopped");
+    }
+}
+
+impl QuicListener {
+    fn start(&mut self, shared: &Arc<Shared>) {
+        let task = quic::accept_loop(self.endpoint.clone(), shared.clone(), self.stop.clone());
+        shared.tasks.spawn(task);
     }
 }
 

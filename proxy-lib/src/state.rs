@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     /// The port the first TLS listener is bound to (0 if none), for
     /// redirections when no public port is configured.
     pub(crate) tls_port: AtomicU16,
+    /// `h3=":PORT"; ma=N` while HTTP/3 is served, for `Alt-Svc`.
+    pub(crate) alt_svc: ArcSwapOption<HeaderValue>,
 }
 
 /// A client connection counted against `max_clients`.
@@ -57,6 +60,7 @@ impl Shared {
             tasks: TaskTracker::new(),
             lot: Arc::default(),
             tls_port: AtomicU16::new(0),
+            alt_svc: ArcSwapOption::empty(),
         })
     }
 

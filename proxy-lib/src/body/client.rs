@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::body::H3RequestBody;
 use crate::error::BoxError;
 use crate::server::H1RequestBody;
 
@@ -18,6 +19,8 @@ pub(crate) enum ClientBody {
     H1(H1RequestBody),
     /// An HTTP/2 stream, served by hyper.
     H2(Incoming),
+    /// An HTTP/3 stream.
+    H3(Box<H3RequestBody>),
 }
 
 impl Body for ClientBody {
@@ -34,6 +37,7 @@ impl Body for ClientBody {
             Self::H2(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
+            Self::H3(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -42,6 +46,7 @@ impl Body for ClientBody {
             Self::Empty => true,
             Self::H1(body) => body.is_end_stream(),
             Self::H2(body) => body.is_end_stream(),
+            Self::H3(body) => body.is_end_stream(),
         }
     }
 
@@ -50,6 +55,7 @@ impl Body for ClientBody {
             Self::Empty => SizeHint::with_exact(0),
             Self::H1(body) => body.size_hint(),
             Self::H2(body) => body.size_hint(),
+            Self::H3(body) => body.size_hint(),
         }
     }
 }

@@ -11,6 +11,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
+use crate::config::Http3;
 use crate::error::{Error, Result};
 
 /// Default size of [`TlsSettings::sessions`]' cache, in sessions.
@@ -28,6 +29,7 @@ pub struct TlsSettings {
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
     pub(crate) redirect_port: Option<u16>,
+    pub(crate) http3: Option<Http3>,
 }
 
 impl TlsSettings {
@@ -41,7 +43,15 @@ impl TlsSettings {
             provider: Arc::new(proxy_certs::hardened(provider)),
             sessions: ServerSessionMemoryCache::new(DEFAULT_SESSION_CACHE),
             redirect_port: None,
+            http3: None,
         }
+    }
+
+    /// Also serves HTTP/3 on UDP at each TLS listener's address, with
+    /// `settings`. Default: off.
+    pub fn http3(&mut self, settings: Http3) -> &mut Self {
+        self.http3 = Some(settings);
+        self
     }
 
     /// Adds a TLS listener (HTTP/1.1 and HTTP/2, by ALPN).
@@ -159,4 +169,6 @@ pub(crate) struct ServerTls {
     pub(crate) base: Arc<ServerConfig>,
     /// By app index: the configuration of an app with client certificates.
     pub(crate) by_app: Vec<Option<Arc<ServerConfig>>>,
+    /// The QUIC endpoints' configuration, when HTTP/3 is on.
+    pub(crate) quic: Option<quinn::ServerConfig>,
 }

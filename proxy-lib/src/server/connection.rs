@@ -49,6 +49,19 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// A multiplexed connection (HTTP/3) that tracks its requests.
+    pub(crate) fn multiplexed(peer: SocketAddr, slot: ClientSlot, tls: TlsInfo) -> Self {
+        Self {
+            peer,
+            peer_ip: HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            activity: Some(ConnActivity::new()),
+            timer: TimerSlot::default(),
+            tls: Some(Arc::new(tls)),
+            _slot: slot,
+        }
+    }
+
     /// The same connection, now tracking its requests for HTTP/2.
     fn for_http2(self: Arc<Self>) -> Arc<Self> {
         match Arc::try_unwrap(self) {
@@ -131,7 +144,7 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>) {
     };
     let config = snapshot.config.clone();
     drop(snapshot);
-    let h2 = info.alpn_h2;
+    let h2 = info.alpn == "h2";
     ctx.tls = Some(Arc::new(info));
     let ctx = Arc::new(ctx);
     if h2 {

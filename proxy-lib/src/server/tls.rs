@@ -31,7 +31,9 @@ pub(crate) struct TlsInfo {
     pub(crate) version: &'static str,
     pub(crate) cipher: &'static str,
     pub(crate) group: &'static str,
-    pub(crate) alpn_h2: bool,
+    /// The protocol ALPN chose: `h2`, `http/1.1` (also when none was
+    /// chosen) or `h3`.
+    pub(crate) alpn: &'static str,
     /// The client presented a certificate the app's verifier accepted.
     pub(crate) client_verified: bool,
     /// That certificate's subject and names, for the identity header.
@@ -40,8 +42,11 @@ pub(crate) struct TlsInfo {
 
 impl fmt::Display for TlsInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let alpn = if self.alpn_h2 { "h2" } else { "http/1.1" };
-        write!(f, "{}/{}/{}/{alpn}", self.version, self.cipher, self.group)
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.version, self.cipher, self.group, self.alpn
+        )
     }
 }
 
@@ -102,7 +107,11 @@ pub(crate) async fn handshake(
             .negotiated_key_exchange_group()
             .and_then(|group| group.name().as_str())
             .unwrap_or("unknown"),
-        alpn_h2: conn.alpn_protocol() == Some(b"h2"),
+        alpn: if conn.alpn_protocol() == Some(b"h2") {
+            "h2"
+        } else {
+            "http/1.1"
+        },
         // rustls keeps the peer's certificates only once its verifier
         // accepted them.
         client_verified: conn.peer_certificates().is_some_and(|c| !c.is_empty()),

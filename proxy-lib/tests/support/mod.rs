@@ -27,6 +27,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The first TLS listener, if any.
     pub tls_addr: Option<SocketAddr>,
+    /// The first HTTP/3 endpoint, if any.
+    pub quic_addr: Option<SocketAddr>,
     pub config: watch::Sender<Arc<ProxyConfig>>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
@@ -38,12 +40,14 @@ impl TestProxy {
         let (tx, rx) = watch::channel(Arc::new(config));
         let proxy = Proxy::bind(rx).await.expect("proxy binds");
         let tls_addr = proxy.local_tls_addrs().first().copied();
+        let quic_addr = proxy.local_quic_addrs().first().copied();
         let addr = proxy.local_addrs().first().copied().or(tls_addr).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Self {
             addr,
             tls_addr,
+            quic_addr,
             config: tx,
             shutdown,
             task,

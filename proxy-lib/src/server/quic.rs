@@ -1,0 +1,259 @@
+//! HTTP/3: a QUIC endpoint on UDP beside a TLS listener, its connections,
+//! and each request stream handed to the same handler as HTTP/1.1 and
+//! HTTP/2.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+use h3::error::Code;
+use h3::server::{RequestResolver, RequestStream};
+use http::{Method, Request, Response, header};
+use http_body::Body as _;
+use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::body::{ClientBody, H3RequestBody, ResponseBody};
+use crate::handler;
+use crate::server::connection::ConnCtx;
+use crate::server::tls::TlsInfo;
+use crate::state::{ClientSlot, Shared};
+
+type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
+type SendStream = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+
+/// Binds a QUIC endpoint on UDP `addr`.
+pub(crate) fn bind(addr: SocketAddr, config: quinn::ServerConfig) -> io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Accepts QUIC connections until `stop`, the drain or the endpoint's end.
+pub(crate) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let open = Arc::new(AtomicU32::new(0));
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = stop.cancelled() => break,
+            () = shared.draining.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let limit = shared
+            .snapshot()
+            .config
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.settings.http3.as_ref())
+            .map_or(0, |h3| h3.max_concurrent_connections);
+        if open.load(Ordering::Acquire) >= limit {
+            warn!(peer = %incoming.remote_address(), "HTTP/3 max_concurrent_connections reached; refusing");
+            incoming.refuse();
+            continue;
+        }
+        let Some(slot) = shared.admit() else {
+            warn!(peer = %incoming.remote_address(), "max_clients reached; refusing QUIC connection");
+            incoming.refuse();
+            continue;
+        };
+        open.fetch_add(1, Ordering::AcqRel);
+        let counted = Counted(open.clone());
+        let task = serve_connection(incoming, shared.clone(), slot, counted);
+        shared.tasks.spawn(task);
+    }
+    // Connections already open finish on their own (the drain closes them).
+    endpoint.set_server_config(None);
+}
+
+/// One open QUIC connection, counted against `max_concurrent_connections`.
+struct Counted(Arc<AtomicU32>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    slot: ClientSlot,
+    _counted: Counted,
+) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(error) => {
+            debug!(%peer, %error, "QUIC handshake failed");
+            return;
+        }
+    };
+    let ctx = Arc::new(ConnCtx::multiplexed(peer, slot, tls_info(&conn)));
+    let max_field_section = shared.snapshot().config.limits.max_header_size as u64;
+    let built = h3::server::builder()
+        .max_field_section_size(max_field_section)
+        .build(h3_quinn::Connection::new(conn.clone()))
+        .await;
+    let mut h3: H3Conn = match built {
+        Ok(h3) => h3,
+        Err(error) => {
+            debug!(%peer, %error, "HTTP/3 connection setup failed");
+            return;
+        }
+    };
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            accepted = h3.accept() => match accepted {
+                Ok(Some(resolver)) => {
+                    let task = serve_request(resolver, shared.clone(), ctx.clone());
+                    shared.tasks.spawn(task);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    if !error.is_h3_no_error() {
+                        debug!(%peer, %error, "HTTP/3 connection ended with an error");
+                    }
+                    break;
+                }
+            },
+            () = shared.draining.cancelled(), if !closing => {
+                closing = true;
+                // GOAWAY: requests in flight finish, no new ones start.
+                let _ = h3.shutdown(0).await;
+            }
+            () = shared.hard_stop.cancelled() => {
+                conn.close(quinn::VarInt::from_u32(0x100), b"shutting down");
+                break;
+            }
+        }
+    }
+}
+
+/// What the QUIC handshake settled, as the TLS connections record it.
+fn tls_info(conn: &quinn::Connection) -> TlsInfo {
+    let sni = conn
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.server_name)
+        .map(|name| name.trim_end_matches('.').to_ascii_lowercase().into());
+    let chain = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+    let leaf = chain.as_ref().and_then(|chain| chain.first());
+    TlsInfo {
+        sni,
+        version: "TLSv1_3",
+        cipher: "QUIC",
+        group: "-",
+        alpn: "h3",
+        client_verified: leaf.is_some(),
+        client_identity: leaf
+            .and_then(|leaf| proxy_certs::client_identity(leaf))
+            .and_then(|identity| http::HeaderValue::try_from(identity).ok()),
+    }
+}
+
+async fn serve_request(
+    resolver: RequestResolver<h3_quinn::Connection, Bytes>,
+    shared: Arc<Shared>,
+    ctx: Arc<ConnCtx>,
+) {
+    let (req, stream) = match resolver.resolve_request().await {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            debug!(peer = %ctx.peer, %error, "HTTP/3 request refused");
+            return;
+        }
+    };
+    let (mut send, recv) = stream.split();
+    let body = match request_body(&req, recv).await {
+        Ok(body) => body,
+        Err(error) => {
+            debug!(peer = %ctx.peer, %error, "HTTP/3 request body failed");
+            return;
+        }
+    };
+    let response = handler::handle(&shared, &ctx, req.map(|()| body)).await;
+    if let Err(error) = respond(&mut send, response).await {
+        debug!(peer = %ctx.peer, %error, "HTTP/3 response not sent whole");
+        send.stop_stream(Code::H3_INTERNAL_ERROR);
+    }
+}
+
+/// The request's body. A request without `Content-Length` whose method
+/// rarely carries one (GET, HEAD...) has its first frame awaited: it comes
+/// with the headers, and tells a request with no body (forwarded as one)
+/// from one whose length is unknown (forwarded chunked).
+async fn request_body(
+    req: &Request<()>,
+    recv: RequestStream<h3_quinn::RecvStream, Bytes>,
+) -> Result<ClientBody, crate::error::BoxError> {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if length == Some(0) {
+        return Ok(ClientBody::Empty);
+    }
+    let peek = length.is_none()
+        && matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+        );
+    Ok(match H3RequestBody::new(recv, peek).await? {
+        Some(body) => ClientBody::H3(Box::new(body)),
+        None => ClientBody::Empty,
+    })
+}
+
+/// Sends the head, the body's frames and its trailers, then ends the stream.
+async fn respond(
+    send: &mut SendStream,
+    response: Response<ResponseBody>,
+) -> Result<(), crate::error::BoxError> {
+    let (mut parts, mut body) = response.into_parts();
+    // Connection-specific fields have no place in HTTP/3 (RFC 9114 4.2).
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ] {
+        parts.headers.remove(name);
+    }
+    send.send_response(Response::from_parts(parts, ())).await?;
+    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(data) => {
+                if !data.is_empty() {
+                    send.send_data(data).await?;
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).await?;
+                    break;
+                }
+            }
+        }
+    }
+    send.finish().await?;
+    Ok(())
+}
