@@ -5,6 +5,7 @@
 //! the line and column.
 
 mod convert;
+mod h3;
 mod raw;
 mod tls;
 mod units;

@@ -10,6 +10,7 @@
 )]
 
 mod client;
+mod h3_client;
 mod logs;
 mod origin;
 mod pki;
@@ -17,6 +18,7 @@ mod tls;
 mod tls_origin;
 
 pub use client::*;
+pub use h3_client::*;
 pub use logs::*;
 pub use origin::*;
 pub use pki::*;

@@ -13,7 +13,7 @@ use proxy_lib::config::{
 use crate::config::raw::{
     RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
 };
-use crate::config::{ConfigError, Loaded, LogSettings, tls, upstream_tls};
+use crate::config::{ConfigError, Loaded, LogSettings, h3, tls, upstream_tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -27,6 +27,7 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
     if let Some(experimental) = &raw.experimental {
         check_experimental(experimental)?;
     }
+    let http3 = h3::http3(&raw)?;
     if raw.listen_port.is_none() && raw.listen_port_tls.is_none() {
         return Err(ConfigError::at(
             "listen_port",
@@ -101,8 +102,11 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port))
                 .collect();
-            let (settings, source) =
+            let (mut settings, source) =
                 tls::settings(certs, listen, raw.https_redirection_port, &mut warnings)?;
+            if let Some((_, http3)) = &http3 {
+                settings.http3(http3.clone());
+            }
             builder.tls(settings);
             Some(source)
         }
@@ -120,6 +124,12 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
         }
         (None, true) => None,
     };
+    if let (Some((key, _)), None) = (&http3, &certs) {
+        return Err(ConfigError::at(
+            *key,
+            "HTTP/3 is served beside TLS: set listen_port_tls and an app's certificate",
+        ));
+    }
     if raw.https_redirection_port.is_some() && raw.listen_port_tls.is_none() {
         return Err(ConfigError::at(
             "https_redirection_port",
@@ -167,7 +177,6 @@ fn listen_addresses(raw: &RawConfig) -> Result<Vec<IpAddr>> {
 
 fn check_experimental(experimental: &RawExperimental) -> Result<()> {
     for (key, present) in [
-        ("experimental.h3", experimental.h3.is_some()),
         ("experimental.cache", experimental.cache.is_some()),
         ("experimental.acme", experimental.acme.is_some()),
         (

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub sticky_cookie: Option<RawStickyCookie>,
     pub log: Option<RawLog>,
     pub experimental: Option<RawExperimental>,
+    /// Ours; rpxy spells it `[experimental.h3]`.
+    pub http3: Option<RawHttp3>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,12 +179,24 @@ pub struct RawLog {
     pub access_log: Option<bool>,
 }
 
+/// `[http3]`, or rpxy's `[experimental.h3]`: present means on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp3 {
+    pub alt_svc_max_age: Option<ConfigDuration>,
+    pub request_max_body_size: Option<ByteSize>,
+    pub max_concurrent_connections: Option<u32>,
+    pub max_concurrent_bidistream: Option<u32>,
+    pub max_concurrent_unistream: Option<u32>,
+    pub max_idle_timeout: Option<ConfigDuration>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExperimental {
     pub ignore_sni_consistency: Option<bool>,
     pub connection_handling_timeout: Option<u64>,
-    pub h3: Option<toml::Table>,
+    pub h3: Option<RawHttp3>,
     pub cache: Option<toml::Table>,
     pub acme: Option<toml::Table>,
     pub tcp_recv_proxy_protocol: Option<toml::Table>,

@@ -83,6 +83,19 @@ impl Portcullis {
         this
     }
 
+    /// The HTTP/3 endpoint's address, once it is logged.
+    pub fn quic_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_stderr("listening for HTTP/3 listen=", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no HTTP/3 endpoint: {:?}", self.stderr_lines()));
+        line.rsplit("listen=")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// The TLS listener's address, once it is logged.
     pub fn tls_addr(&self) -> SocketAddr {
         let line = self

@@ -65,8 +65,7 @@ impl Forward<'_> {
         body: ClientBody,
         exchange: &mut Exchange,
     ) -> Result<Response<ResponseBody>> {
-        let limits = &self.config.limits;
-        if let (Some(limit), Some(len)) = (limits.request_max_body_size, content_length(&parts))
+        if let (Some(limit), Some(len)) = (self.body_limit(&parts), content_length(&parts))
             && len > limit
         {
             return Err(Error::new(ErrorKind::BodyTooLarge));
@@ -131,7 +130,7 @@ impl Forward<'_> {
         if body.is_end_stream() {
             return Ok((RequestBody::empty(), None));
         }
-        let limit = self.config.limits.request_max_body_size;
+        let limit = self.body_limit(parts);
         let idle = self.config.timeouts.client_body;
         if parts.version <= Version::HTTP_11
             && parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -140,6 +139,22 @@ impl Forward<'_> {
         }
         let (body, state) = RequestBody::streaming(VecDeque::new(), body, 0, limit, idle);
         Ok((body, Some(state)))
+    }
+
+    /// The largest request body: HTTP/3's own limit on HTTP/3, if set.
+    fn body_limit(&self, parts: &Parts) -> Option<u64> {
+        let http3 = (parts.version == Version::HTTP_3)
+            .then(|| {
+                self.config
+                    .tls
+                    .as_ref()?
+                    .settings
+                    .http3
+                    .as_ref()?
+                    .request_max_body_size
+            })
+            .flatten();
+        http3.or(self.config.limits.request_max_body_size)
     }
 
     /// Origin-form for HTTP/1.1 upstreams, absolute-form for HTTP/2 (which
