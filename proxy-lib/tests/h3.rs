@@ -14,46 +14,61 @@ use proxy_lib::config::Http3;
 use support::*;
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     ca: Ca,
     proxy: TestProxy,
     quic: SocketAddr,
     origin: Origin,
+    certs: Arc<SniResolver>,
 }
 
-/// Apps `a` (a.test) and `b` (b.test) on TLS with HTTP/3, both forwarding
-/// to one origin.
-async fn setup(http3: Http3) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::root("Root");
+/// Certificates for a.test and b.test from `ca`.
+fn cert_map(ca: &Ca, dir: &std::path::Path) -> CertMap {
     let mut map = CertMap::new();
     for name in ["a.test", "b.test"] {
-        let (cert, key) = ca.server(&[name]).write(dir.path(), name);
+        let (cert, key) = ca.server(&[name]).write(dir, name);
         let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
         map.insert(name, loaded.certified);
     }
-    let origin = Origin::start("origin").await;
+    map
+}
+
+/// Apps `a` (a.test) and `b` (b.test) on TLS with `http3`, both
+/// forwarding to `origin`.
+fn h3_config(certs: &Arc<SniResolver>, origin: &Origin, http3: Http3) -> proxy_lib::ProxyConfig {
     let mut builder = config();
     for (app_name, host) in [("a", "a.test"), ("b", "b.test")] {
         builder
             .app(app(
                 app_name,
                 &[host],
-                vec![route(None, None, to(&[&origin]))],
+                vec![route(None, None, to(&[origin]))],
             ))
             .unwrap();
     }
-    let mut tls = tls_on_localhost(Arc::new(SniResolver::new(map)));
+    let mut tls = tls_on_localhost(certs.clone());
     tls.http3(http3);
     builder.tls(tls);
-    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    builder.build().unwrap()
+}
+
+async fn setup(http3: Http3) -> Setup {
+    setup_with(http3, Origin::start("origin").await).await
+}
+
+async fn setup_with(http3: Http3, origin: Origin) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let proxy = TestProxy::start(h3_config(&certs, &origin, http3)).await;
     let quic = proxy.quic_addr.expect("an HTTP/3 endpoint");
     Setup {
-        _dir: dir,
+        dir,
         ca,
         proxy,
         quic,
         origin,
+        certs,
     }
 }
 
@@ -136,4 +151,163 @@ async fn http3_has_its_own_body_limit() {
         ])))
         .unwrap();
     assert_eq!(H1::over(stream).await.send(req).await.status, 200);
+}
+
+/// An origin that records when `/slow` starts and ends (0.4 s
+/// apart) and when `/fast` is answered.
+async fn ordering_origin(events: Arc<std::sync::Mutex<Vec<&'static str>>>) -> Origin {
+    let handler: Handler = Arc::new(move |seen: Seen| {
+        let events = events.clone();
+        Box::pin(async move {
+            if seen.uri.path() == "/slow" {
+                events.lock().unwrap().push("slow started");
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                events.lock().unwrap().push("slow ended");
+            } else {
+                events.lock().unwrap().push("fast");
+            }
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+        })
+    });
+    Origin::with_handler("ordering", false, handler).await
+}
+
+/// Sends `/slow`, then `/fast` while it runs, on one new connection; the
+/// order the origin saw them in.
+async fn slow_then_fast(
+    s: &Setup,
+    events: &Arc<std::sync::Mutex<Vec<&'static str>>>,
+) -> Vec<&'static str> {
+    events.lock().unwrap().clear();
+    let h3 = H3::connect(s.quic, "a.test", &[&s.ca.der]).await;
+    let (mut first, mut second) = (h3.clone(), h3);
+    let slow = tokio::spawn(async move { first.get("a.test", "/slow").await.status });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(second.get("a.test", "/fast").await.status, 200);
+    assert_eq!(slow.await.unwrap(), 200);
+    events.lock().unwrap().clone()
+}
+
+/// A connection left alone is closed by the server's idle timeout.
+async fn closed_when_idle(s: &Setup) {
+    let mut h3 = H3::connect(s.quic, "a.test", &[&s.ca.der]).await;
+    assert_eq!(h3.get("a.test", "/fast").await.status, 200);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), h3.conn.closed())
+        .await
+        .expect("closed by the idle timeout");
+    assert!(
+        matches!(closed, quinn::ConnectionError::TimedOut),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn limits_hold_across_certificate_and_config_reloads() {
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut http3 = Http3::new();
+    http3
+        .max_concurrent_bidistream(1)
+        .max_idle_timeout(Some(std::time::Duration::from_millis(1000)));
+    let mut s = setup_with(http3.clone(), ordering_origin(events.clone()).await).await;
+    let serialized = ["slow started", "slow ended", "fast"];
+    assert_eq!(slow_then_fast(&s, &events).await, serialized);
+    closed_when_idle(&s).await;
+
+    // New certificates, then the same configuration sent again: the
+    // limits still hold for new connections.
+    let renewed = Ca::root("Renewed Root");
+    s.certs.replace(cert_map(&renewed, s.dir.path()));
+    s.ca = renewed;
+    s.proxy
+        .reload(h3_config(&s.certs, &s.origin, http3.clone()));
+    eventually("the renewed certificate is served over QUIC", || {
+        let (quic, der) = (s.quic, s.ca.der.clone());
+        async move { H3::try_connect(quic, "a.test", &[&der]).await.is_ok() }
+    })
+    .await;
+    assert_eq!(slow_then_fast(&s, &events).await, serialized);
+    closed_when_idle(&s).await;
+
+    // A new limit reaches new connections.
+    http3.max_concurrent_bidistream(2);
+    s.proxy.reload(h3_config(&s.certs, &s.origin, http3));
+    let parallel = ["slow started", "fast", "slow ended"];
+    eventually("two requests at once", || async {
+        slow_then_fast(&s, &events).await == parallel
+    })
+    .await;
+}
+
+/// A server session store that counts the sessions it gave back.
+#[derive(Debug)]
+struct CountingSessions {
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+    resumed: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::server::StoresServerSessions for CountingSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let found = self.inner.get(key);
+        if found.is_some() {
+            self.resumed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        found
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let found = self.inner.take(key);
+        if found.is_some() {
+            self.resumed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        found
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+#[tokio::test]
+async fn a_second_quic_connection_resumes_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let origin = Origin::start("origin").await;
+    let sessions = Arc::new(CountingSessions {
+        inner: rustls::server::ServerSessionMemoryCache::new(64),
+        resumed: Default::default(),
+    });
+    let mut builder = config();
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap();
+    let mut tls = tls_on_localhost(certs);
+    tls.http3(Http3::new()).sessions(sessions.clone());
+    builder.tls(tls);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let quic = proxy.quic_addr.unwrap();
+    let client = client_config(&[&ca.der], None, &[b"h3"]);
+    for round in 0..2 {
+        let mut h3 = H3::connect_with(quic, "a.test", client.clone())
+            .await
+            .unwrap();
+        assert_eq!(h3.get("a.test", "/").await.status, 200, "round {round}");
+        h3.conn.close(0u32.into(), b"done");
+        // Let the ticket the server sent after the handshake arrive first.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        sessions.resumed.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

@@ -11,7 +11,8 @@ use rustls::pki_types::CertificateDer;
 
 use crate::tls::client_config;
 
-/// One HTTP/3 connection.
+/// One HTTP/3 connection; clones send on the same connection.
+#[derive(Clone)]
 pub struct H3 {
     sender: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     pub conn: quinn::Connection,
@@ -35,7 +36,16 @@ impl H3 {
         sni: &str,
         roots: &[&CertificateDer<'static>],
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let tls = client_config(roots, None, &[b"h3"]);
+        Self::connect_with(addr, sni, client_config(roots, None, &[b"h3"])).await
+    }
+
+    /// Connects with `tls` (ALPN `h3`), whose session cache is kept across
+    /// connections made with it.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        sni: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let quic = QuicClientConfig::try_from(tls)?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
