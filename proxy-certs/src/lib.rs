@@ -11,6 +11,7 @@
 //! callers pass the one they chose (the `portcullis` binary installs
 //! aws-lc-rs).
 
+mod client_hello;
 mod error;
 mod files;
 mod identity;
@@ -19,12 +20,13 @@ mod resolver;
 mod tls;
 mod upstream;
 
+pub use client_hello::{Hello, server_name};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
 pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
-pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, server_config};
+pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_roots, system_roots, upstream_config,
 };

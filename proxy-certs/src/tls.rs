@@ -5,10 +5,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
-use rustls::{CipherSuite, NamedGroup, ServerConfig};
+use rustls::{
+    CipherSuite, DigitallySignedStruct, DistinguishedName, NamedGroup, ServerConfig,
+    SignatureScheme,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::upstream::read_roots;
@@ -91,4 +96,86 @@ pub fn client_verifier(
                 format!("client CA bundle cannot be used: {e}"),
             )
         })
+}
+
+/// A verifier that asks for a client certificate without requiring one,
+/// and accepts one that any of `verifiers` accepts (their CA names are all
+/// sent as hints). For handshakes that cannot be told apart by server name
+/// before the certificate request (QUIC): whoever serves the request then
+/// checks the certificate against its own verifier.
+pub fn optional_any_of(verifiers: Vec<Arc<dyn ClientCertVerifier>>) -> Arc<dyn ClientCertVerifier> {
+    let hints = verifiers
+        .iter()
+        .flat_map(|v| v.root_hint_subjects().iter().cloned())
+        .collect();
+    Arc::new(AnyOf { verifiers, hints })
+}
+
+#[derive(Debug)]
+struct AnyOf {
+    verifiers: Vec<Arc<dyn ClientCertVerifier>>,
+    hints: Vec<DistinguishedName>,
+}
+
+impl ClientCertVerifier for AnyOf {
+    fn offer_client_auth(&self) -> bool {
+        !self.verifiers.is_empty()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let mut first_error = None;
+        for verifier in &self.verifiers {
+            match verifier.verify_client_cert(end_entity, intermediates, now) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(rustls::Error::General("no client CA".into())))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        match self.verifiers.first() {
+            Some(verifier) => verifier.verify_tls12_signature(message, cert, dss),
+            None => Err(rustls::Error::General("no client CA".into())),
+        }
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        match self.verifiers.first() {
+            Some(verifier) => verifier.verify_tls13_signature(message, cert, dss),
+            None => Err(rustls::Error::General("no client CA".into())),
+        }
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifiers
+            .first()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
 }

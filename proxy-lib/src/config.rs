@@ -247,8 +247,24 @@ impl ProxyConfigBuilder {
                     .transpose()
             })
             .collect::<Result<_>>()?;
+        // QUIC cannot choose a configuration by server name before the
+        // handshake: one configuration asks every client for a certificate
+        // from any app's CAs (without requiring it), and each request is
+        // checked against its own app's CAs (handler/tls.rs).
         let quic = match &settings.http3 {
-            Some(http3) => Some(http3.server_config(&base)?),
+            Some(http3) => {
+                let verifiers: Vec<_> = self
+                    .apps
+                    .iter()
+                    .filter_map(|app| app.tls.client_auth.clone())
+                    .collect();
+                let tls = if verifiers.is_empty() {
+                    base.clone()
+                } else {
+                    settings.server_config(Some(proxy_certs::optional_any_of(verifiers)))?
+                };
+                Some(http3.server_config(&tls)?)
+            }
             None => None,
         };
         Ok(Some(ServerTls {

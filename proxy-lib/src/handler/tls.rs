@@ -16,7 +16,8 @@ use crate::state::Snapshot;
 /// Refuses a request on a TLS connection whose host names another app
 /// than the SNI. Without SNI there is nothing to compare; an app that
 /// requires client certificates is only reached through a handshake that
-/// verified one, whatever its opt-out says.
+/// verified one (on QUIC, one its own CAs accept), whatever its opt-out
+/// says.
 pub(super) fn check_sni(snapshot: &Snapshot, tls: &TlsInfo, app: &AppRoutes) -> Result<()> {
     let misdirected = || {
         Err(Error::new(ErrorKind::Misdirected).with_context(format!(
@@ -25,8 +26,15 @@ pub(super) fn check_sni(snapshot: &Snapshot, tls: &TlsInfo, app: &AppRoutes) -> 
             app.name
         )))
     };
-    if app.tls.client_auth.is_some() && !tls.client_verified {
-        return misdirected();
+    if let Some(verifier) = &app.tls.client_auth {
+        let verified = match &tls.quic_client {
+            // One QUIC handshake serves every app: ask this app's CAs.
+            Some(client) => client.accepted_by(verifier),
+            None => tls.client_verified,
+        };
+        if !verified {
+            return misdirected();
+        }
     }
     if tls.sni.is_none() || !app.tls.sni_host_check {
         return Ok(());

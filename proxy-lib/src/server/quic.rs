@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::body::{ClientBody, H3RequestBody, ResponseBody};
 use crate::handler;
 use crate::server::connection::ConnCtx;
-use crate::server::tls::TlsInfo;
+use crate::server::tls::{QuicClient, TlsInfo};
 use crate::state::{ClientSlot, Shared};
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
@@ -164,6 +164,7 @@ fn tls_info(conn: &quinn::Connection) -> TlsInfo {
         client_identity: leaf
             .and_then(|leaf| proxy_certs::client_identity(leaf))
             .and_then(|identity| http::HeaderValue::try_from(identity).ok()),
+        quic_client: chain.map(|chain| QuicClient::new(*chain)),
     }
 }
 

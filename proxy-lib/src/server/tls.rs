@@ -5,11 +5,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
 use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::Acceptor;
+use rustls::server::danger::ClientCertVerifier;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
@@ -38,6 +40,43 @@ pub(crate) struct TlsInfo {
     pub(crate) client_verified: bool,
     /// That certificate's subject and names, for the identity header.
     pub(crate) client_identity: Option<HeaderValue>,
+    /// On QUIC, where one configuration serves every app: the chain the
+    /// client sent, which each app requiring certificates checks itself.
+    pub(crate) quic_client: Option<QuicClient>,
+}
+
+/// A QUIC client's certificate chain, and which apps' verifiers accepted
+/// it so far (by verifier), so that each is asked once per connection.
+#[derive(Debug)]
+pub(crate) struct QuicClient {
+    chain: Vec<CertificateDer<'static>>,
+    checked: Mutex<Vec<(usize, bool)>>,
+}
+
+impl QuicClient {
+    pub(crate) fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            chain,
+            checked: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether `verifier` accepts the chain.
+    pub(crate) fn accepted_by(&self, verifier: &Arc<dyn ClientCertVerifier>) -> bool {
+        let id = Arc::as_ptr(verifier).cast::<()>() as usize;
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, accepted)) = checked.iter().find(|(seen, _)| *seen == id) {
+            return accepted;
+        }
+        let accepted = match self.chain.split_first() {
+            Some((leaf, intermediates)) => verifier
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+                .is_ok(),
+            None => false,
+        };
+        checked.push((id, accepted));
+        accepted
+    }
 }
 
 impl fmt::Display for TlsInfo {
@@ -120,6 +159,7 @@ pub(crate) async fn handshake(
             .and_then(|chain| chain.first())
             .and_then(|leaf| proxy_certs::client_identity(leaf))
             .and_then(|identity| HeaderValue::try_from(identity).ok()),
+        quic_client: None,
     };
     Some((Box::new(tokio_rustls::TlsStream::Server(stream)), info))
 }
