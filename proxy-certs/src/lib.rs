@@ -11,7 +11,7 @@
 //! callers pass the one they chose (the `portcullis` binary installs
 //! aws-lc-rs).
 
-mod client_hello;
+pub mod client_hello;
 mod error;
 mod files;
 mod identity;
@@ -20,7 +20,6 @@ mod resolver;
 mod tls;
 mod upstream;
 
-pub use client_hello::{Hello, server_name};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
 pub use identity::{client_identity, subject_and_serial};
