@@ -90,3 +90,21 @@ fn bad_http3_settings_are_refused_at_their_key() {
         );
     }
 }
+
+#[test]
+fn early_data_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    ca.server(&["a.test"]).write(dir.path(), "a");
+    let up = "127.0.0.1:9".parse().unwrap();
+    let config = config(dir.path(), up, "[http3]\n").replace(
+        "tls_cert_key_path = ",
+        "early_data = true, tls_cert_key_path = ",
+    );
+    let (code, _, stderr, _) = check(&config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("apps.a.tls.early_data: GET, HEAD and OPTIONS are accepted in HTTP/3 0-RTT early data, which an attacker can replay"),
+        "{stderr}"
+    );
+}

@@ -251,6 +251,7 @@ impl ProxyConfigBuilder {
         // handshake: one configuration asks every client for a certificate
         // from any app's CAs (without requiring it), and each request is
         // checked against its own app's CAs (handler/tls.rs).
+        let early_data = self.apps.iter().any(|app| app.tls.early_data);
         let quic = match &settings.http3 {
             Some(http3) => {
                 let verifiers: Vec<_> = self
@@ -263,7 +264,7 @@ impl ProxyConfigBuilder {
                 } else {
                     settings.server_config(Some(proxy_certs::optional_any_of(verifiers)))?
                 };
-                Some(http3.server_config(&tls)?)
+                Some(http3.server_config(&tls, early_data)?)
             }
             None => None,
         };
@@ -272,6 +273,7 @@ impl ProxyConfigBuilder {
             base,
             by_app,
             quic,
+            early_data,
         }))
     }
 }

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     /// On TLS, the request's host names another app than the server name
     /// of the handshake (or one whose client certificates it did not ask).
     Misdirected,
+    /// A request in 0-RTT early data that its app does not accept there
+    /// (an unsafe method, or early data off).
+    TooEarly,
     /// The app has no route for the path.
     NoRoute,
     /// The method is not served here (CONNECT on a reverse proxy, POST on files).
@@ -92,6 +95,7 @@ impl ErrorKind {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownHost | Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::TooEarly => StatusCode::TOO_EARLY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -118,6 +122,7 @@ impl ErrorKind {
             | Self::BodyTooLarge
             | Self::UnknownHost
             | Self::Misdirected
+            | Self::TooEarly
             | Self::NoRoute
             | Self::MethodNotAllowed
             | Self::NotFound
@@ -174,6 +179,7 @@ impl ErrorKind {
             Self::BodyTooLarge => "request body too large",
             Self::UnknownHost => "no app serves this host",
             Self::Misdirected => "the host does not match the TLS server name",
+            Self::TooEarly => "not accepted in early data: retry after the handshake",
             Self::NoRoute => "no route for this path",
             Self::MethodNotAllowed => "method not allowed",
             Self::NotFound => "not found",

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::files;
 use crate::routing::Target;
-use crate::server::{ConnActivity, ConnCtx};
+use crate::server::{ConnActivity, ConnCtx, EarlyData};
 use crate::state::{Shared, Snapshot};
 use http::{Request, Response};
 
@@ -62,6 +62,9 @@ async fn serve(
                 .with_context(format!("host {:?}", host.as_deref().unwrap_or("")))
         })?;
         exchange.app = Some(app.name.clone());
+        if parts.extensions.get::<EarlyData>().is_some() {
+            tls::check_early_data(&parts, app)?;
+        }
         match (&conn.tls, &snapshot.config.tls, host) {
             (Some(tls), _, _) => tls::check_sni(snapshot, tls, app)?,
             (None, Some(server_tls), Some(host)) if app.tls.https_redirection => {

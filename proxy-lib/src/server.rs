@@ -24,6 +24,7 @@ pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
 pub(crate) use h1::{ClientUpgrade, H1RequestBody};
 pub(crate) use parking::Lot;
+pub(crate) use quic::EarlyData;
 pub(crate) use tls::TlsInfo;
 
 use crate::config::ProxyConfig;

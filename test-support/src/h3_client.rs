@@ -58,6 +58,28 @@ impl H3 {
         Ok(Self { sender, conn })
     }
 
+    /// Connects with 0-RTT: requests sent before the handshake completes
+    /// travel as early data. `None` when `tls` holds no session ticket
+    /// allowing it (`tls.enable_early_data` must be on).
+    pub async fn connect_early(
+        addr: SocketAddr,
+        sni: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Option<Self>, Box<dyn std::error::Error + Send + Sync>> {
+        let quic = QuicClientConfig::try_from(tls)?;
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let Ok((conn, _accepted)) = endpoint.connect(addr, sni)?.into_0rtt() else {
+            return Ok(None);
+        };
+        let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn.clone())).await?;
+        tokio::spawn(async move {
+            let _ = poll_fn(|cx| driver.poll_close(cx)).await;
+            drop(endpoint);
+        });
+        Ok(Some(Self { sender, conn }))
+    }
+
     /// Sends `req` with `body` (in 64 KiB frames) and reads the answer.
     pub async fn send(&mut self, req: Request<()>, body: &[u8]) -> H3Answer {
         self.try_send(req, body).await.unwrap()

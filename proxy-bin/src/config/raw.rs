@@ -58,6 +58,7 @@ pub struct RawAppTls {
     pub sni_host_check: Option<bool>,
     pub client_identity_header: Option<String>,
     pub self_signed_if_missing: Option<bool>,
+    pub early_data: Option<bool>,
 }
 
 /// A string or a list of strings.

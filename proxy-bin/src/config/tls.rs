@@ -51,6 +51,12 @@ pub fn app_tls(
     let mut tls = AppTls::new();
     tls.https_redirection(raw.https_redirection.unwrap_or(false));
     tls.sni_host_check(raw.sni_host_check.unwrap_or(!cx.ignore_sni));
+    if raw.early_data == Some(true) {
+        tls.early_data(true);
+        warnings.push(format!(
+            "{key}.early_data: GET, HEAD and OPTIONS are accepted in HTTP/3 0-RTT early data, which an attacker can replay; the upstream sees Early-Data: 1"
+        ));
+    }
     if let Some(path) = &raw.client_ca_cert_path {
         let verifier = proxy_certs::client_verifier(&cx.base.join(path), provider())
             .map_err(|e| ConfigError::at(format!("{key}.client_ca_cert_path"), e))?;

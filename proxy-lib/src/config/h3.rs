@@ -95,12 +95,17 @@ impl Http3 {
         self
     }
 
-    /// The quinn server configuration: `tls` with ALPN `h3`, and these
-    /// limits.
-    pub(crate) fn server_config(&self, tls: &ServerConfig) -> Result<quinn::ServerConfig> {
+    /// The quinn server configuration: `tls` with ALPN `h3`, 0-RTT when
+    /// `early_data` (some app accepts it), and these limits.
+    pub(crate) fn server_config(
+        &self,
+        tls: &ServerConfig,
+        early_data: bool,
+    ) -> Result<quinn::ServerConfig> {
         let mut tls = tls.clone();
         tls.alpn_protocols = vec![b"h3".to_vec()];
-        tls.max_early_data_size = 0;
+        // QUIC allows only "none" or "unlimited" (RFC 9001 4.6.1).
+        tls.max_early_data_size = if early_data { u32::MAX } else { 0 };
         let crypto = QuicServerConfig::try_from(tls)
             .map_err(|e| Error::config(format!("TLS settings cannot serve QUIC: {e}")))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));

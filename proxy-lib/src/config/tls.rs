@@ -111,6 +111,7 @@ pub struct AppTls {
     pub(crate) client_auth: Option<Arc<dyn ClientCertVerifier>>,
     pub(crate) client_identity_header: Option<HeaderName>,
     pub(crate) sni_host_check: bool,
+    pub(crate) early_data: bool,
 }
 
 impl Default for AppTls {
@@ -120,6 +121,7 @@ impl Default for AppTls {
             client_auth: None,
             client_identity_header: None,
             sni_host_check: true,
+            early_data: false,
         }
     }
 }
@@ -158,6 +160,16 @@ impl AppTls {
         self.sni_host_check = on;
         self
     }
+
+    /// Accepts requests sent in HTTP/3 0-RTT early data, for safe methods
+    /// only (GET, HEAD, OPTIONS; others are answered 425 Too Early), and
+    /// tells the upstream with `Early-Data: 1` (RFC 8470). Early data can
+    /// be replayed by an attacker. Default: off (425 for every request in
+    /// early data).
+    pub fn early_data(&mut self, on: bool) -> &mut Self {
+        self.early_data = on;
+        self
+    }
 }
 
 /// The rustls configurations of one [`ProxyConfig`](super::ProxyConfig),
@@ -171,4 +183,6 @@ pub(crate) struct ServerTls {
     pub(crate) by_app: Vec<Option<Arc<ServerConfig>>>,
     /// The QUIC endpoints' configuration, when HTTP/3 is on.
     pub(crate) quic: Option<quinn::ServerConfig>,
+    /// Some app accepts 0-RTT early data over HTTP/3.
+    pub(crate) early_data: bool,
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
 use crate::routing::CompiledRoute;
-use crate::server::{ClientUpgrade, ConnCtx};
+use crate::server::{ClientUpgrade, ConnCtx, EarlyData};
 use crate::state::Shared;
 use crate::tunnel;
 use crate::upstream::{
@@ -109,6 +109,12 @@ impl Forward<'_> {
         }
         .apply(&mut parts.headers);
         parts.uri = uri;
+        if parts.extensions.get::<EarlyData>().is_some() {
+            // RFC 8470 5.1: the upstream may answer 425 itself.
+            parts
+                .headers
+                .insert("early-data", HeaderValue::from_static("1"));
+        }
         let sticky_id = match self.set.policy {
             LoadBalance::Sticky => sticky::find(&parts.headers, &self.config.sticky_cookie),
             _ => None,

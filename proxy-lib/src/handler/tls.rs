@@ -4,7 +4,7 @@
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
 use crate::error::{Error, ErrorKind, Result};
@@ -43,6 +43,19 @@ pub(super) fn check_sni(snapshot: &Snapshot, tls: &TlsInfo, app: &AppRoutes) -> 
         Some(index) if index == app.index => Ok(()),
         _ => misdirected(),
     }
+}
+
+/// A request that arrived in 0-RTT early data is served only by an app
+/// that accepts early data, and only for a safe method (RFC 8470).
+pub(super) fn check_early_data(parts: &Parts, app: &AppRoutes) -> Result<()> {
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if app.tls.early_data && safe {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::TooEarly).with_context(format!(
+        "{} in early data to app {:?}",
+        parts.method, app.name
+    )))
 }
 
 /// A 301 to the request's URL over HTTPS on `port` (left out when 443).

@@ -52,13 +52,15 @@ pub(crate) async fn accept_loop(
             () = shared.draining.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
-        let limit = shared
+        let (limit, early_data) = shared
             .snapshot()
             .config
             .tls
             .as_ref()
-            .and_then(|tls| tls.settings.http3.as_ref())
-            .map_or(0, |h3| h3.max_concurrent_connections);
+            .and_then(|tls| Some((tls.settings.http3.as_ref()?, tls.early_data)))
+            .map_or((0, false), |(h3, early)| {
+                (h3.max_concurrent_connections, early)
+            });
         if open.load(Ordering::Acquire) >= limit {
             warn!(peer = %incoming.remote_address(), "HTTP/3 max_concurrent_connections reached; refusing");
             incoming.refuse();
@@ -71,12 +73,17 @@ pub(crate) async fn accept_loop(
         };
         open.fetch_add(1, Ordering::AcqRel);
         let counted = Counted(open.clone());
-        let task = serve_connection(incoming, shared.clone(), slot, counted);
+        let task = serve_connection(incoming, shared.clone(), slot, counted, early_data);
         shared.tasks.spawn(task);
     }
     // Connections already open finish on their own (the drain closes them).
     endpoint.set_server_config(None);
 }
+
+/// Marks a request that arrived in 0-RTT early data, before the handshake
+/// completed (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EarlyData;
 
 /// One open QUIC connection, counted against `max_concurrent_connections`.
 struct Counted(Arc<AtomicU32>);
@@ -92,14 +99,32 @@ async fn serve_connection(
     shared: Arc<Shared>,
     slot: ClientSlot,
     _counted: Counted,
+    early_data: bool,
 ) {
     let peer = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(conn) => conn,
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
         Err(error) => {
-            debug!(%peer, %error, "QUIC handshake failed");
+            debug!(%peer, %error, "QUIC connection refused");
             return;
         }
+    };
+    // With 0-RTT on, requests are taken before the handshake completes;
+    // until `handshake` resolves, they are early data.
+    let zero_rtt = if early_data {
+        connecting.into_0rtt()
+    } else {
+        Err(connecting)
+    };
+    let (conn, mut handshake) = match zero_rtt {
+        Ok((conn, accepted)) => (conn, Some(accepted)),
+        Err(connecting) => match connecting.await {
+            Ok(conn) => (conn, None),
+            Err(error) => {
+                debug!(%peer, %error, "QUIC handshake failed");
+                return;
+            }
+        },
     };
     let ctx = Arc::new(ConnCtx::multiplexed(peer, slot, tls_info(&conn)));
     let max_field_section = shared.snapshot().config.limits.max_header_size as u64;
@@ -117,9 +142,15 @@ async fn serve_connection(
     let mut closing = false;
     loop {
         tokio::select! {
+            biased;
+            // First, so that a request read after the handshake is never
+            // taken for early data.
+            () = async { if let Some(done) = handshake.as_mut() { let _ = done.await; } },
+                if handshake.is_some() => handshake = None,
             accepted = h3.accept() => match accepted {
                 Ok(Some(resolver)) => {
-                    let task = serve_request(resolver, shared.clone(), ctx.clone());
+                    let early = handshake.is_some();
+                    let task = serve_request(resolver, shared.clone(), ctx.clone(), early);
                     shared.tasks.spawn(task);
                 }
                 Ok(None) => break,
@@ -172,14 +203,18 @@ async fn serve_request(
     resolver: RequestResolver<h3_quinn::Connection, Bytes>,
     shared: Arc<Shared>,
     ctx: Arc<ConnCtx>,
+    early: bool,
 ) {
-    let (req, stream) = match resolver.resolve_request().await {
+    let (mut req, stream) = match resolver.resolve_request().await {
         Ok(resolved) => resolved,
         Err(error) => {
             debug!(peer = %ctx.peer, %error, "HTTP/3 request refused");
             return;
         }
     };
+    if early {
+        req.extensions_mut().insert(EarlyData);
+    }
     let (mut send, recv) = stream.split();
     let body = match request_body(&req, recv).await {
         Ok(body) => body,
