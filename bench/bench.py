@@ -33,7 +33,9 @@ TLS_PORT = 18443
 # Full-handshake clients run at once (each opens one connection at a time).
 HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
-CELLS = ("h1", "tls", "handshake", "h2", "h2c", "upstream_tls", "large")
+CELLS = ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
+# Proxies that serve HTTP/3 here (nginx 1.22 and HAProxy 2.6 as packaged do not).
+HTTP3 = ("portcullis", "caddy")
 
 
 def log(message):
@@ -143,6 +145,15 @@ def h2load(load, url, seconds):
     }
 
 
+def h3load(load, binary, seconds):
+    """16 HTTP/3 connections with 16 requests in flight on each."""
+    cmd = load + [binary, f"127.0.0.1:{TLS_PORT}", "bench.local", "/small", "16", "16", str(seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"requests (\d+) errors (\d+) seconds ([\d.]+)", out)
+    requests, errors, elapsed = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    return {"rps": requests / elapsed, "requests": requests, "errors": errors}
+
+
 def handshakes(load, seconds):
     """A full TLS handshake per request: `openssl s_time -new` (no session
     reuse) fetching /small over HTTP/1.0, several clients at once."""
@@ -248,6 +259,12 @@ def bench_proxy(name, args, work, load, pin, idle):
         wrk(load, f"{base}/small", 1, 64, upstream_tls)
         log(f"{name}: HTTP/1.1 keep-alive to a TLS upstream")
         rows["upstream_tls"] = measured(proxy, lambda: wrk(load, f"{base}/small", args.seconds, 64, upstream_tls))
+        if name in HTTP3:
+            h3load(load, args.h3load, 1)
+            log(f"{name}: HTTP/3, 16 conns × 16 streams")
+            rows["h3"] = measured(proxy, lambda: h3load(load, args.h3load, args.seconds))
+        else:
+            rows["h3"] = {}
         log(f"{name}: 100 KiB responses")
         rows["large"] = measured(proxy, lambda: wrk(load, f"{base}/100k", args.seconds, 16))
         rows["peak_rss_kib"] = memory_kib(proxy.pid, "VmHWM")
@@ -303,6 +320,7 @@ def machine():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--portcullis", required=True)
+    parser.add_argument("--h3load", required=True)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     parser.add_argument("--idle", type=int, default=int(os.environ.get("BENCH_IDLE", "9000")))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))

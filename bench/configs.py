@@ -104,6 +104,9 @@ max_clients = 30000
 upstream_keepalive = {POOL}
 default_application = "bench"
 
+[http3]
+max_idle_timeout = "300s"
+
 [timeouts]
 client_idle = "300s"
 upstream_idle = "300s"
@@ -202,7 +205,7 @@ def caddy(work, binary, ports, origins):
     auto_https off
     default_sni bench.local
     servers {{
-        protocols h1 h2 h2c
+        protocols h1 h2 h2c h3
     }}
 }}
 

@@ -41,13 +41,9 @@ def spread(results, label):
     return f"| {label} | | " + " | ".join(cells) + " |"
 
 
-def not_yet(label, why):
-    return f"| {label} | | not yet: {why} | | | |"
-
-
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "upstream_tls", "large")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
     )
     lines = [
         "# Benchmark results",
@@ -82,7 +78,8 @@ def markdown(meta, results):
         row(results, "   proxy CPU per request, µs", "↓", ["h2", "cpu_us_per_request"], 1),
         row(results, "   h2c (cleartext), req/s", "↑", ["h2c", "rps"]),
         row(results, "   h2c proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
-        not_yet("5. HTTP/3 (against Caddy)", "HTTP/3 (issue 6)"),
+        row(results, "5. HTTP/3, 16 conns × 16 streams: req/s (Caddy only peer)", "↑", ["h3", "rps"]),
+        row(results, "   proxy CPU per request, µs", "↓", ["h3", "cpu_us_per_request"], 1),
         row(results, "6. 100 KiB responses, 16 conns: MB/s", "↑", ["large", "mb_per_s"], 1),
         row(results, "9. HTTP/1.1 keep-alive to a TLS upstream, 64 conns: req/s", "↑", ["upstream_tls", "rps"]),
         row(results, "   p99 latency, ms", "↓", ["upstream_tls", "p99_ms"], 2),

@@ -28,7 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
     nginx caddy haproxy wrk nghttp2-client python3-matplotlib util-linux >/dev/null
 fi
 
-(cd "$root" && cargo build -j2 --release -p proxy-bin)
+(cd "$root" && cargo build -j2 --release -p proxy-bin -p h3load)
 # As many descriptors as allowed: the idle row holds thousands of sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec /usr/bin/python3 "$here/bench.py" --portcullis "$root/target/release/portcullis" "$@"
+exec /usr/bin/python3 "$here/bench.py" --portcullis "$root/target/release/portcullis" \
+  --h3load "$root/target/release/h3load" "$@"
