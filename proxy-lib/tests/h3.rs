@@ -311,3 +311,108 @@ async fn a_second_quic_connection_resumes_the_session() {
         1
     );
 }
+
+/// An HTTP/1.1 origin that keeps each raw request (a chunked body read to
+/// its trailers) and answers with a chunked body and a trailer.
+async fn trailer_origin(requests: Arc<std::sync::Mutex<Vec<String>>>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    accept_each(move |mut stream| {
+        let requests = requests.clone();
+        async move {
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&raw);
+                let done = match text.find("\r\n\r\n") {
+                    Some(head_end) if text[..head_end].contains("chunked") => {
+                        let body = &text[head_end + 4..];
+                        body.contains("\r\n0\r\n") && body.ends_with("\r\n\r\n")
+                            || body.starts_with("0\r\n") && body.ends_with("\r\n\r\n")
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                if done {
+                    break;
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+            }
+            requests
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&raw).into_owned());
+            let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
+5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n";
+            let _ = stream.write_all(answer).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn trailers_cross_http3_both_ways() {
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let origin_addr = trailer_origin(requests.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let mut builder = config();
+    let target = upstreams(
+        &[origin_addr.to_string()],
+        proxy_lib::config::LoadBalance::None,
+    );
+    builder
+        .app(app("a", &["a.test"], vec![route(None, None, target)]))
+        .unwrap();
+    let mut tls = tls_on_localhost(certs);
+    tls.http3(Http3::new());
+    builder.tls(tls);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let h3 = H3::connect(proxy.quic_addr.unwrap(), "a.test", &[&ca.der]).await;
+
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("https://a.test/sum")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut stream = h3.sender().send_request(req).await.unwrap();
+    stream
+        .send_data(bytes::Bytes::from_static(b"12345"))
+        .await
+        .unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-req-sum", http::HeaderValue::from_static("15"));
+    stream.send_trailers(trailers).await.unwrap();
+    stream.finish().await.unwrap();
+    let response = stream.recv_response().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = Vec::new();
+    while let Some(mut data) = stream.recv_data().await.unwrap() {
+        use bytes::Buf as _;
+        while data.has_remaining() {
+            let chunk = data.chunk().to_vec();
+            data.advance(chunk.len());
+            body.extend(chunk);
+        }
+    }
+    assert_eq!(body, b"hello world");
+    let trailers = stream
+        .recv_trailers()
+        .await
+        .unwrap()
+        .expect("response trailers");
+    assert_eq!(trailers.get("x-sum").unwrap(), "11");
+    let raw = requests.lock().unwrap()[0].clone();
+    assert!(
+        raw.contains("transfer-encoding: chunked") || raw.contains("Transfer-Encoding: chunked"),
+        "{raw}"
+    );
+    assert!(
+        raw.to_ascii_lowercase().contains("\r\nx-req-sum: 15\r\n"),
+        "{raw}"
+    );
+}

@@ -112,6 +112,11 @@ impl H3 {
         Ok(answer)
     }
 
+    /// The connection's request sender, for streams driven by hand.
+    pub fn sender(&self) -> h3::client::SendRequest<h3_quinn::OpenStreams, Bytes> {
+        self.sender.clone()
+    }
+
     pub async fn get(&mut self, authority: &str, path: &str) -> H3Answer {
         self.send(h3_request("GET", authority, path), b"").await
     }
