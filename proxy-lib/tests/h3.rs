@@ -416,3 +416,25 @@ async fn trailers_cross_http3_both_ways() {
         "{raw}"
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let mut http3 = Http3::new();
+    http3.max_concurrent_connections(1);
+    let s = setup(http3).await;
+    let mut first = H3::connect(s.quic, "a.test", &[&s.ca.der]).await;
+    assert_eq!(first.get("a.test", "/").await.status, 200);
+    assert!(
+        H3::try_connect(s.quic, "a.test", &[&s.ca.der])
+            .await
+            .is_err(),
+        "a second connection is refused"
+    );
+    first.conn.close(0u32.into(), b"done");
+    let (quic, der) = (s.quic, s.ca.der.clone());
+    eventually("a connection is accepted again", || {
+        let der = der.clone();
+        async move { H3::try_connect(quic, "a.test", &[&der]).await.is_ok() }
+    })
+    .await;
+}
