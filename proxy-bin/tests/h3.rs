@@ -80,15 +80,7 @@ fn bad_http3_settings_are_refused_at_their_key() {
                 .to_owned(),
         ),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr, path) = check(&config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}");
-        let prefix = format!("portcullis: configuration refused: {}", path.display());
-        assert!(
-            stderr.starts_with(&format!("{prefix}{want}")),
-            "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]

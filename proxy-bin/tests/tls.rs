@@ -129,15 +129,7 @@ fn bad_tls_keys_are_refused_at_their_key() {
             ": apps.site.tls: serving TLS needs listen_port_tls".into(),
         ),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr, path) = check(&config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}");
-        let prefix = format!("portcullis: configuration refused: {}", path.display());
-        assert!(
-            stderr.starts_with(&format!("{prefix}{want}")),
-            "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]

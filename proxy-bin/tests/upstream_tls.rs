@@ -148,15 +148,7 @@ fn bad_upstream_tls_options_are_refused_at_their_key() {
             format!(": {key}.tls_options: apply to TLS upstreams: add tls = true"),
         ),
     ];
-    for (config, want) in cases {
-        let (code, stdout, stderr, path) = check(&config);
-        assert_eq!(code, 1, "{config}\nstdout: {stdout}");
-        let prefix = format!("portcullis: configuration refused: {}", path.display());
-        assert!(
-            stderr.starts_with(&format!("{prefix}{want}")),
-            "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
-        );
-    }
+    assert_refused(&cases);
 }
 
 #[test]

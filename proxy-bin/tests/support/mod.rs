@@ -33,6 +33,20 @@ pub fn check(config: &str) -> (i32, String, String, PathBuf) {
     )
 }
 
+/// Asserts that `--check` refuses each config with a message starting,
+/// after the file's path, with its `want`.
+pub fn assert_refused(cases: &[(String, String)]) {
+    for (config, want) in cases {
+        let (code, stdout, stderr, path) = check(config);
+        assert_eq!(code, 1, "{config}\nstdout: {stdout}");
+        let prefix = format!("portcullis: configuration refused: {}", path.display());
+        assert!(
+            stderr.starts_with(&format!("{prefix}{want}")),
+            "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
+        );
+    }
+}
+
 type Lines = Arc<Mutex<Vec<String>>>;
 
 /// A running `portcullis` process.
@@ -85,22 +99,19 @@ impl Portcullis {
 
     /// The HTTP/3 endpoint's address, once it is logged.
     pub fn quic_addr(&self) -> SocketAddr {
-        let line = self
-            .wait_for_stderr("listening for HTTP/3 listen=", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("no HTTP/3 endpoint: {:?}", self.stderr_lines()));
-        line.rsplit("listen=")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        self.logged_addr("listening for HTTP/3 listen=")
     }
 
     /// The TLS listener's address, once it is logged.
     pub fn tls_addr(&self) -> SocketAddr {
+        self.logged_addr("listening for TLS listen=")
+    }
+
+    /// The address after `listen=` on the first stderr line with `needle`.
+    fn logged_addr(&self, needle: &str) -> SocketAddr {
         let line = self
-            .wait_for_stderr("listening for TLS listen=", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("no TLS listener: {:?}", self.stderr_lines()));
+            .wait_for_stderr(needle, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no {needle:?} line: {:?}", self.stderr_lines()));
         line.rsplit("listen=")
             .next()
             .unwrap()
