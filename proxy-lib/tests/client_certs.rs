@@ -8,12 +8,11 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::Full;
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::SniResolver;
 use proxy_lib::config::AppTls;
 use support::*;
 use tempfile::TempDir;
@@ -32,12 +31,7 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = Ca::root("Server Root");
     let client_ca = Ca::root("Client Root");
-    let mut map = CertMap::new();
-    for (name, file) in [("m.test", "m"), ("a.test", "a")] {
-        let (cert, key) = server_ca.server(&[name]).write(dir.path(), file);
-        let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-        map.insert(name, loaded.certified);
-    }
+    let map = cert_map(&server_ca, dir.path(), &["m.test", "a.test"]);
     let ca_file = client_ca.write(dir.path(), "clients.pem");
     let verifier = proxy_certs::client_verifier(&ca_file, provider()).unwrap();
 

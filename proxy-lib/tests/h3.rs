@@ -7,9 +7,8 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::SniResolver;
 use proxy_lib::config::Http3;
 use support::*;
 
@@ -22,16 +21,7 @@ struct Setup {
     certs: Arc<SniResolver>,
 }
 
-/// Certificates for a.test and b.test from `ca`.
-fn cert_map(ca: &Ca, dir: &std::path::Path) -> CertMap {
-    let mut map = CertMap::new();
-    for name in ["a.test", "b.test"] {
-        let (cert, key) = ca.server(&[name]).write(dir, name);
-        let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-        map.insert(name, loaded.certified);
-    }
-    map
-}
+const NAMES: [&str; 2] = ["a.test", "b.test"];
 
 /// Apps `a` (a.test) and `b` (b.test) on TLS with `http3`, both
 /// forwarding to `origin`.
@@ -59,7 +49,7 @@ async fn setup(http3: Http3) -> Setup {
 async fn setup_with(http3: Http3, origin: Origin) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
-    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &NAMES)));
     let proxy = TestProxy::start(h3_config(&certs, &origin, http3)).await;
     let quic = proxy.quic_addr.expect("an HTTP/3 endpoint");
     Setup {
@@ -216,7 +206,7 @@ async fn limits_hold_across_certificate_and_config_reloads() {
     // New certificates, then the same configuration sent again: the
     // limits still hold for new connections.
     let renewed = Ca::root("Renewed Root");
-    s.certs.replace(cert_map(&renewed, s.dir.path()));
+    s.certs.replace(cert_map(&renewed, s.dir.path(), &NAMES));
     s.ca = renewed;
     s.proxy
         .reload(h3_config(&s.certs, &s.origin, http3.clone()));
@@ -277,7 +267,7 @@ impl rustls::server::StoresServerSessions for CountingSessions {
 async fn a_second_quic_connection_resumes_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
-    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &NAMES)));
     let origin = Origin::start("origin").await;
     let sessions = Arc::new(CountingSessions {
         inner: rustls::server::ServerSessionMemoryCache::new(64),
@@ -358,7 +348,7 @@ async fn trailers_cross_http3_both_ways() {
     let origin_addr = trailer_origin(requests.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
-    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path())));
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &NAMES)));
     let mut builder = config();
     let target = upstreams(
         &[origin_addr.to_string()],

@@ -8,10 +8,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::HeaderName;
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::SniResolver;
 use proxy_lib::config::{AppTls, Http3};
 use support::*;
 
@@ -34,12 +33,7 @@ async fn setup() -> Setup {
     let server_ca = Ca::root("Server Root");
     let m_clients = Ca::root("M Clients");
     let n_clients = Ca::root("N Clients");
-    let mut map = CertMap::new();
-    for name in ["m.test", "n.test", "a.test"] {
-        let (cert, key) = server_ca.server(&[name]).write(dir.path(), name);
-        let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-        map.insert(name, loaded.certified);
-    }
+    let map = cert_map(&server_ca, dir.path(), &["m.test", "n.test", "a.test"]);
     let origin = Origin::start("origin").await;
     let mut builder = config();
     for (name, ca) in [("m", &m_clients), ("n", &n_clients)] {

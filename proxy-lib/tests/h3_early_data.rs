@@ -6,9 +6,8 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::SniResolver;
 use proxy_lib::config::{AppTls, Http3};
 use support::*;
 
@@ -16,12 +15,7 @@ use support::*;
 async fn setup(early_app: bool) -> (tempfile::TempDir, Ca, TestProxy, Origin) {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
-    let mut map = CertMap::new();
-    for name in ["e.test", "a.test"] {
-        let (cert, key) = ca.server(&[name]).write(dir.path(), name);
-        let loaded = proxy_certs::load(&cert, &key, &provider(), SystemTime::now()).unwrap();
-        map.insert(name, loaded.certified);
-    }
+    let map = cert_map(&ca, dir.path(), &["e.test", "a.test"]);
     let origin = Origin::start("origin").await;
     let mut builder = config();
     let mut e = app("e", &["e.test"], vec![route(None, None, to(&[&origin]))]);

@@ -67,6 +67,19 @@ pub fn tls_on_localhost(certs: Arc<proxy_certs::SniResolver>) -> proxy_lib::conf
     settings
 }
 
+/// Certificates from `ca` for each of `names`, loaded as the proxy loads
+/// them (the files are written to `dir`).
+pub fn cert_map(ca: &Ca, dir: &std::path::Path, names: &[&str]) -> proxy_certs::CertMap {
+    let mut map = proxy_certs::CertMap::new();
+    for name in names {
+        let (cert, key) = ca.server(&[name]).write(dir, name);
+        let loaded =
+            proxy_certs::load(&cert, &key, &provider(), std::time::SystemTime::now()).unwrap();
+        map.insert(name, loaded.certified);
+    }
+    map
+}
+
 /// A config builder listening on 127.0.0.1:0.
 pub fn config() -> ProxyConfigBuilder {
     let mut builder = ProxyConfig::builder();
