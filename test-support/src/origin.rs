@@ -97,21 +97,8 @@ impl Origin {
                             Ok::<_, Infallible>(handler(record).await)
                         }
                     });
-                    let io = TokioIo::new(stream);
-                    let serve = async {
-                        if h2_only {
-                            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                .serve_connection(io, service)
-                                .await;
-                        } else {
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, service)
-                                .with_upgrades()
-                                .await;
-                        }
-                    };
                     tokio::select! {
-                        () = serve => {}
+                        () = serve_http(stream, service, h2_only) => {}
                         () = stop.cancelled() => {}
                     }
                 });
@@ -139,6 +126,32 @@ impl Origin {
 
     pub fn location(&self) -> String {
         self.addr.to_string()
+    }
+}
+
+/// Serves one connection with `service`: HTTP/2 when `h2`, else HTTP/1.1
+/// with upgrades.
+pub(crate) async fn serve_http<IO, S>(io: IO, service: S, h2: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await;
     }
 }
 

@@ -10,13 +10,13 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{HandshakeKind, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::origin::serve_http;
 use crate::pki::{Leaf, provider};
 use crate::tls::root_store;
 
@@ -126,17 +126,7 @@ impl TlsOrigin {
                                 .unwrap(),
                         )
                     });
-                    let io = TokioIo::new(stream);
-                    if h2 {
-                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, service)
-                            .await;
-                    } else {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .with_upgrades()
-                            .await;
-                    }
+                    serve_http(stream, service, h2).await;
                 });
             }
         });
