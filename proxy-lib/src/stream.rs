@@ -51,6 +51,20 @@ impl SharedTls {
     }
 }
 
+/// A TLS session's protocol version and cipher suite, as logged
+/// (`unknown` before they are settled).
+pub(crate) fn version_and_cipher(session: &rustls::CommonState) -> (&'static str, &'static str) {
+    let version = session
+        .protocol_version()
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown");
+    let cipher = session
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("unknown");
+    (version, cipher)
+}
+
 impl Stream {
     /// Splits the stream for a reader and a writer that work apart.
     pub(crate) fn split(self) -> (ReadHalf, WriteHalf) {

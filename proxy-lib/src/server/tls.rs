@@ -19,7 +19,7 @@ use tracing::debug;
 
 use crate::config::ServerTls;
 use crate::state::Snapshot;
-use crate::stream::Tls;
+use crate::stream::{Tls, version_and_cipher};
 
 /// A fatal `unrecognized_name` alert (RFC 6066), as a plaintext record: the
 /// answer to a ClientHello naming no certificate we hold.
@@ -132,16 +132,11 @@ pub(crate) async fn handshake(
         }
     };
     let conn = stream.get_ref().1;
+    let (version, cipher) = version_and_cipher(conn);
     let info = TlsInfo {
         sni,
-        version: conn
-            .protocol_version()
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown"),
-        cipher: conn
-            .negotiated_cipher_suite()
-            .and_then(|suite| suite.suite().as_str())
-            .unwrap_or("unknown"),
+        version,
+        cipher,
         group: conn
             .negotiated_key_exchange_group()
             .and_then(|group| group.name().as_str())

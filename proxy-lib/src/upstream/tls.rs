@@ -13,7 +13,7 @@ use tracing::debug;
 
 use crate::config::{Alpn, CompiledTls, Upstream, UpstreamProtocol};
 use crate::error::{Error, ErrorKind, Result};
-use crate::stream::Stream;
+use crate::stream::{Stream, version_and_cipher};
 
 /// The protocol an endpoint's connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,15 +128,10 @@ pub(crate) struct UpstreamTlsInfo {
 
 impl UpstreamTlsInfo {
     fn of(conn: &rustls::ClientConnection, handshake: Duration) -> Self {
+        let (version, cipher) = version_and_cipher(conn);
         Self {
-            version: conn
-                .protocol_version()
-                .and_then(|v| v.as_str())
-                .unwrap_or("unknown"),
-            cipher: conn
-                .negotiated_cipher_suite()
-                .and_then(|suite| suite.suite().as_str())
-                .unwrap_or("unknown"),
+            version,
+            cipher,
             h2: conn.alpn_protocol() == Some(b"h2"),
             alpn: conn.alpn_protocol().is_some(),
             resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
