@@ -117,6 +117,21 @@ struct AnyOf {
     hints: Vec<DistinguishedName>,
 }
 
+impl AnyOf {
+    /// The verifier whose signature algorithms stand for all (every one is
+    /// a WebPKI verifier over the same provider).
+    fn first(&self) -> std::result::Result<&dyn ClientCertVerifier, rustls::Error> {
+        self.verifiers
+            .first()
+            .map(|v| &**v)
+            .ok_or_else(no_client_ca)
+    }
+}
+
+fn no_client_ca() -> rustls::Error {
+    rustls::Error::General("no client CA".into())
+}
+
 impl ClientCertVerifier for AnyOf {
     fn offer_client_auth(&self) -> bool {
         !self.verifiers.is_empty()
@@ -145,7 +160,7 @@ impl ClientCertVerifier for AnyOf {
                 }
             }
         }
-        Err(first_error.unwrap_or(rustls::Error::General("no client CA".into())))
+        Err(first_error.unwrap_or_else(no_client_ca))
     }
 
     fn verify_tls12_signature(
@@ -154,10 +169,7 @@ impl ClientCertVerifier for AnyOf {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        match self.verifiers.first() {
-            Some(verifier) => verifier.verify_tls12_signature(message, cert, dss),
-            None => Err(rustls::Error::General("no client CA".into())),
-        }
+        self.first()?.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -166,10 +178,7 @@ impl ClientCertVerifier for AnyOf {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        match self.verifiers.first() {
-            Some(verifier) => verifier.verify_tls13_signature(message, cert, dss),
-            None => Err(rustls::Error::General("no client CA".into())),
-        }
+        self.first()?.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
