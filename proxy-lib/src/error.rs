@@ -338,6 +338,20 @@ mod tests {
     }
 
     #[test]
+    fn the_certificate_reason_is_found_through_an_io_error() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
+        let e = Error::new(ErrorKind::UpstreamCertificate).with_source(io);
+        assert_eq!(
+            e.certificate_error(),
+            Some(&rustls::CertificateError::UnknownIssuer)
+        );
+        let other = std::io::Error::new(std::io::ErrorKind::InvalidData, "no");
+        let e = Error::new(ErrorKind::TlsHandshakeFailed).with_source(other);
+        assert_eq!(e.certificate_error(), None);
+    }
+
+    #[test]
     fn display_chains_context_and_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let e = Error::new(ErrorKind::ConnectRefused)
