@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use proxy_certs::FileSource;
+use proxy_certs::Reload;
 use proxy_lib::ProxyConfig;
+
+pub use tls::{Sessions, sessions};
 
 /// A config file turned into what the binary runs.
 #[derive(Debug)]
@@ -25,8 +27,9 @@ pub struct Loaded {
     pub proxy: ProxyConfig,
     pub log: LogSettings,
     pub worker_threads: Option<usize>,
-    /// The certificate files in service, to be watched for changes.
-    pub certs: Option<Arc<FileSource>>,
+    /// What is read from files while serving (certificates, revocation
+    /// lists), to be watched for changes.
+    pub watched: Vec<Arc<dyn Reload>>,
     /// Things that load but deserve the operator's attention, logged once
     /// logging is up.
     pub warnings: Vec<String>,
@@ -85,13 +88,15 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Reads, parses and validates `path`. Relative paths inside the file are
-/// resolved against the file's directory.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+/// resolved against the file's directory. TLS sessions are kept in
+/// `sessions`: give every load of the process the same store, so that
+/// clients resume across reloads.
+pub fn load(path: &Path, sessions: &Sessions) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(None, format!("cannot read the file: {e}")).in_file(path))?;
     let raw = parse(&text).map_err(|e| e.in_file(path))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    convert::convert(raw, base).map_err(|e| e.in_file(path))
+    convert::convert(raw, base, sessions).map_err(|e| e.in_file(path))
 }
 
 fn parse(text: &str) -> Result<raw::RawConfig, ConfigError> {

@@ -41,7 +41,8 @@ fn main() -> ExitCode {
     // The process-wide default, for any rustls user that asks for one; the
     // TLS settings are built on the same provider explicitly.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let loaded = match config::load(&cli.config) {
+    let sessions = config::sessions();
+    let loaded = match config::load(&cli.config, &sessions) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("portcullis: configuration refused: {e}");
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(cli.config, loaded)) {
+    match runtime.block_on(serve::run(cli.config, loaded, sessions)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

@@ -1,23 +1,24 @@
 //! Running the engine: signals turn into a graceful drain (SIGTERM, SIGINT)
 //! or a reload of the config file (SIGHUP). A file refused on reload leaves
-//! the running configuration in place. Certificate files are watched and
-//! re-read on their own, without a reload.
+//! the running configuration in place. Certificate files and revocation
+//! lists are watched and re-read on their own, without a reload. One TLS
+//! session store serves every configuration, so sessions survive reloads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use proxy_certs::{DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
+use proxy_certs::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
 use proxy_lib::{Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Loaded};
+use crate::config::{self, Loaded, Sessions};
 
-pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
-    let mut certs = CertWatch::start(loaded.certs);
+pub async fn run(path: PathBuf, loaded: Loaded, sessions: Sessions) -> anyhow::Result<()> {
+    let mut certs = CertWatch::start(loaded.watched);
     let (updates, config) = watch::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
     let shutdown = CancellationToken::new();
@@ -31,7 +32,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
             _ = hangup.recv() => {
-                if let Some(new_certs) = reload(&path, &updates) {
+                if let Some(new_certs) = reload(&path, &sessions, &updates) {
                     certs.replace(new_certs);
                 }
                 continue;
@@ -45,19 +46,20 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies the file anew; returns its certificates to watch from now on.
+/// Applies the file anew; returns its files to watch from now on.
 fn reload(
     path: &Path,
+    sessions: &Sessions,
     updates: &watch::Sender<Arc<ProxyConfig>>,
-) -> Option<Option<Arc<FileSource>>> {
-    match config::load(path) {
+) -> Option<Vec<Arc<dyn Reload>>> {
+    match config::load(path, sessions) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 warn!("{warning}");
             }
             updates.send_replace(Arc::new(loaded.proxy));
             info!(file = %path.display(), "SIGHUP: configuration reloaded");
-            Some(loaded.certs)
+            Some(loaded.watched)
         }
         Err(e) => {
             error!("SIGHUP: configuration refused, still serving the previous one: {e}");
@@ -66,22 +68,24 @@ fn reload(
     }
 }
 
-/// The watcher of the certificate files in service.
+/// The watcher of the certificate files and revocation lists in service.
 struct CertWatch(Option<WatchHandle>);
 
 impl CertWatch {
-    fn start(certs: Option<Arc<FileSource>>) -> Self {
-        let handle = certs.and_then(|source| match source.watch(DEFAULT_POLL_INTERVAL) {
-            Ok(handle) => Some(handle),
+    fn start(sources: Vec<Arc<dyn Reload>>) -> Self {
+        if sources.is_empty() {
+            return Self(None);
+        }
+        match proxy_certs::watch::watch(sources, DEFAULT_POLL_INTERVAL) {
+            Ok(handle) => Self(Some(handle)),
             Err(e) => {
                 error!(error = %e, "cannot watch certificate files; they are not re-read");
-                None
+                Self(None)
             }
-        });
-        Self(handle)
+        }
     }
 
-    fn replace(&mut self, certs: Option<Arc<FileSource>>) {
+    fn replace(&mut self, certs: Vec<Arc<dyn Reload>>) {
         let old = std::mem::replace(self, Self::start(certs));
         // Stopping joins the watching thread: not on the runtime's.
         if let Some(handle) = old.0 {

@@ -117,6 +117,29 @@ fn bad_tls_keys_are_refused_at_their_key() {
             ),
         ),
         (
+            app(&format!(
+                "tls_cert_path = \"{crt}\", tls_cert_key_path = \"{key}\", client_crl_path = \"{}\"",
+                d.join("ca.crl").display()
+            )),
+            ": apps.site.tls.client_crl_path: needs client_ca_cert_path".into(),
+        ),
+        (
+            app(&format!(
+                "tls_cert_path = \"{crt}\", tls_cert_key_path = \"{key}\", client_ca_cert_path = \"{crt}\", client_crl_path = \"{}\"",
+                d.join("missing.crl").display()
+            )),
+            format!(
+                ": apps.site.tls.client_crl_path: {}: cannot be read",
+                d.join("missing.crl").display()
+            ),
+        ),
+        (
+            app(&format!(
+                "tls_cert_path = \"{crt}\", tls_cert_key_path = \"{key}\", client_ca_cert_path = \"{crt}\", client_crl_path = \"{crt}\""
+            )),
+            format!(": apps.site.tls.client_crl_path: {crt}: no X509 CRL section"),
+        ),
+        (
             app("https_redirect = true"),
             ":5:9: apps.site.tls.https_redirect: unknown field `https_redirect`, expected one of"
                 .into(),
@@ -233,4 +256,130 @@ async fn a_self_signed_certificate_is_made_when_asked_and_absent() {
             .all(|l| !l.contains("SELF-SIGNED"))
     );
     assert_eq!(std::fs::read(certs.path().join("a.crt")).unwrap(), pem);
+}
+
+/// One request for `host` on a new handshake for `sni`: the status (none
+/// when refused) and whether the handshake resumed a session.
+async fn get_over(
+    addr: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    sni: &str,
+    host: &str,
+) -> (Option<u16>, bool) {
+    let Ok(stream) = tls_connect(addr, sni, tls).await else {
+        return (None, false);
+    };
+    let resumed = resumed(&stream);
+    let mut h1 = H1::over(stream).await;
+    let status = h1.try_send(https_get(host)).await.ok();
+    (status.map(|a| a.status.as_u16()), resumed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_hold_across_reloads_and_revocation_lists_are_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_ca = Ca::root("Server Root");
+    let (x_ca, y_ca) = (Ca::root("X Clients"), Ca::root("Y Clients"));
+    server_ca.server(&["x.test"]).write(d, "x");
+    server_ca.server(&["y.test"]).write(d, "y");
+    x_ca.write(d, "x-clients.pem");
+    y_ca.write(d, "y-clients.pem");
+    std::fs::write(d.join("x.crl"), x_ca.crl(&[])).unwrap();
+    let (x, y) = (Origin::start("x").await, Origin::start("y").await);
+    let app = |name: &str, origin: &Origin, extra: &str| {
+        let d = d.display();
+        format!(
+            r#"[apps.{name}]
+server_name = "{name}.test"
+tls = {{ tls_cert_path = "{d}/{name}.crt", tls_cert_key_path = "{d}/{name}.key", client_ca_cert_path = "{d}/{name}-clients.pem", client_identity_header = "x-client-cert"{extra} }}
+reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
+"#,
+            origin.addr
+        )
+    };
+    let crl = format!(", client_crl_path = \"{}\"", d.join("x.crl").display());
+    let config = format!(
+        "listen_port = 0\nlisten_port_tls = 0\nlisten_address_v4 = \"127.0.0.1\"\n[experimental]\nignore_sni_consistency = true\n{}{}",
+        app("x", &x, &crl),
+        app("y", &y, "")
+    );
+    let proxy = Portcullis::start(&config);
+    let addr = proxy.tls_addr();
+    let roots = [&server_ca.der];
+    let (alice_leaf, bob_leaf) = (x_ca.client("alice", &[]), x_ca.client("bob", &[]));
+    let alice = SharedClient::new(&roots, &alice_leaf).config(&[b"http/1.1"]);
+    let mallory = SharedClient::new(&roots, &y_ca.client("mallory", &[])).config(&[b"http/1.1"]);
+
+    assert_eq!(
+        get_over(addr, alice.clone(), "x.test", "x.test").await,
+        (Some(200), false)
+    );
+    assert_eq!(
+        get_over(addr, alice.clone(), "x.test", "x.test").await,
+        (Some(200), true)
+    );
+    // rpxy's global opt-out lets hosts differ from the SNI, not certificates
+    // of one app's CA open another.
+    assert_eq!(
+        get_over(addr, mallory.clone(), "y.test", "x.test").await.0,
+        Some(421)
+    );
+    assert_eq!(
+        get_over(addr, mallory.clone(), "y.test", "y.test").await.0,
+        Some(200)
+    );
+
+    // SIGHUP with nothing changed: sessions resume on.
+    proxy.signal("HUP");
+    proxy
+        .wait_for_stderr("SIGHUP: configuration reloaded", WAIT)
+        .expect("reloaded");
+    assert_eq!(
+        get_over(addr, alice.clone(), "x.test", "x.test").await,
+        (Some(200), true)
+    );
+
+    // Alice revoked in the list on disk: her next connection is refused,
+    // though it resumes a session; bob is served.
+    std::fs::write(d.join("x.crl"), x_ca.crl(&[&alice_leaf])).unwrap();
+    proxy
+        .wait_for_stderr("client certificate revocation lists reloaded", WAIT)
+        .expect("the list is re-read");
+    assert_eq!(
+        get_over(addr, alice, "x.test", "x.test").await,
+        (None, true)
+    );
+    let bob = SharedClient::new(&roots, &bob_leaf).config(&[b"http/1.1"]);
+    assert_eq!(
+        get_over(addr, bob, "x.test", "x.test").await,
+        (Some(200), false)
+    );
+    assert_eq!((x.hits(), y.hits()), (4, 1), "mallory never reached x");
+}
+
+#[test]
+fn a_revocation_list_past_its_next_update_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    ca.server(&["a.test"]).write(dir.path(), "a");
+    let clients = Ca::root("Clients");
+    let bundle = clients.write(dir.path(), "clients.pem");
+    let crl = dir.path().join("clients.crl");
+    std::fs::write(&crl, clients.stale_crl(&[])).unwrap();
+    let extra = format!(
+        ", client_ca_cert_path = \"{}\", client_crl_path = \"{}\"",
+        bundle.display(),
+        crl.display()
+    );
+    let config = tls_config(dir.path(), "127.0.0.1:9".parse().unwrap(), &extra);
+    let (code, _, stderr, _) = check(&config);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "apps.a.tls.client_crl_path: {} is past its nextUpdate",
+            crl.display()
+        )),
+        "{stderr}"
+    );
 }

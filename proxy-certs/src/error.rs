@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// What went wrong with a certificate or key file.
+/// What went wrong with a certificate, key or revocation-list file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Expired,
     /// The certificate's validity has not begun.
     NotYetValid,
+    /// No certificate revocation list in a CRL file.
+    NoRevocationList,
+    /// A certificate revocation list that cannot be parsed or used.
+    InvalidRevocationList,
 }
 
 /// A certificate or key file that cannot be used, and why.

@@ -1,35 +1,22 @@
 //! Certificates read from files and re-read when the files change: the
 //! file source behind an [`SniResolver`].
 //!
-//! Changes are noticed through inotify on the files' directories (which
-//! also sees a file replaced by a rename, as certbot and editors do) and,
-//! as a fallback for file systems without notifications, by comparing each
-//! file's size, modification time and inode at a fixed interval. A pair
+//! Changes are noticed by the watcher of [`crate::watch`]. A pair
 //! that no longer loads (bad PEM, a key that is not the certificate's, an
 //! expired certificate) keeps the previous certificate in service, and the
 //! log says why.
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use notify::{RecursiveMode, Watcher as _};
 use rustls::crypto::CryptoProvider;
 use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::load::{LoadedCert, load};
 use crate::resolver::{CertMap, SniResolver};
-
-/// Default interval of the fallback re-read.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long to wait after a change notification for the writer to finish
-/// (a certificate and its key are seldom written at the same instant).
-const SETTLE: Duration = Duration::from_millis(100);
+use crate::watch::{FileStamp, Reload, WatchHandle};
 
 /// A certificate file, its key file, and what it is served for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,26 +55,12 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp([FileStamp; 2]);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-}
-
 impl Stamp {
     fn of(files: &CertFiles) -> Option<Self> {
-        let stamp = |path: &Path| {
-            // Follows symbolic links: a link switched to a new target (as in
-            // certbot's live/ directory) is a change.
-            let meta = std::fs::metadata(path).ok()?;
-            Some(FileStamp {
-                len: meta.len(),
-                modified: meta.modified().ok(),
-                inode: meta.ino(),
-            })
-        };
-        Some(Self([stamp(&files.cert)?, stamp(&files.key)?]))
+        Some(Self([
+            FileStamp::of(&files.cert)?,
+            FileStamp::of(&files.key)?,
+        ]))
     }
 }
 
@@ -159,68 +132,10 @@ impl FileSource {
 
     /// Watches the files from a thread of its own until the returned
     /// handle is dropped, re-reading them on change notifications and every
-    /// `poll` interval.
+    /// `poll` interval (see [`crate::watch()`] to watch more than one source
+    /// from one thread).
     pub fn watch(self: Arc<Self>, poll: Duration) -> std::io::Result<WatchHandle> {
-        let (tx, rx) = mpsc::channel();
-        let notify_tx = tx.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = notify_tx.send(Signal::Changed);
-            }
-        });
-        let mut watcher = match watcher {
-            Ok(watcher) => Some(watcher),
-            Err(error) => {
-                warn!(%error, "no file notifications; certificates are re-read by polling only");
-                None
-            }
-        };
-        if let Some(w) = watcher.as_mut() {
-            for dir in self.directories() {
-                if let Err(error) = w.watch(&dir, RecursiveMode::NonRecursive) {
-                    warn!(dir = %dir.display(), %error, "directory not watched; polling it");
-                }
-            }
-        }
-        let thread = std::thread::Builder::new()
-            .name("cert-watch".into())
-            .spawn(move || {
-                let _watcher = watcher;
-                loop {
-                    match rx.recv_timeout(poll) {
-                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                        Ok(Signal::Changed) => {
-                            std::thread::sleep(SETTLE);
-                            // One refresh for a burst of notifications.
-                            if rx.try_iter().any(|s| matches!(s, Signal::Stop)) {
-                                return;
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                    }
-                    self.refresh();
-                }
-            })?;
-        Ok(WatchHandle {
-            stop: tx,
-            thread: Some(thread),
-        })
-    }
-
-    fn directories(&self) -> BTreeSet<PathBuf> {
-        let entries = self.lock();
-        entries
-            .iter()
-            .flat_map(|e| [&e.files.cert, &e.files.key])
-            .filter_map(|path| {
-                let dir = path.parent()?;
-                Some(if dir.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    dir.to_path_buf()
-                })
-            })
-            .collect()
+        crate::watch::watch(vec![self], poll)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
@@ -241,24 +156,15 @@ fn map_of(entries: &[Entry]) -> CertMap {
     map
 }
 
-#[derive(Debug)]
-enum Signal {
-    Changed,
-    Stop,
-}
+impl Reload for FileSource {
+    fn files(&self) -> Vec<PathBuf> {
+        self.lock()
+            .iter()
+            .flat_map(|e| [e.files.cert.clone(), e.files.key.clone()])
+            .collect()
+    }
 
-/// Stops the watching thread when dropped.
-#[derive(Debug)]
-pub struct WatchHandle {
-    stop: mpsc::Sender<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for WatchHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    fn refresh(&self) -> usize {
+        FileSource::refresh(self)
     }
 }

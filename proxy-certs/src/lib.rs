@@ -1,8 +1,11 @@
 //! TLS key material for Portcullis: certificate chains and private keys
 //! read from PEM files with errors that name the file and the reason, and a
 //! rustls resolver choosing among them by SNI, replaced atomically, and the
-//! server settings built on them (versions, suites, groups, client CAs);
-//! and towards upstreams, the client settings: trust anchors (the system's
+//! server settings built on them (versions, suites, groups); client
+//! certificate policies ([`ClientAuth`]: CA bundles and revocation lists)
+//! and session stores scoped by policy, so that a session never resumes
+//! under a policy it was not made under; files re-read while serving
+//! ([`watch`]); and towards upstreams, the client settings: trust anchors (the system's
 //! or a CA bundle), certificate checks with their switches, and a client
 //! certificate for mutual TLS.
 //!
@@ -11,21 +14,28 @@
 //! callers pass the one they chose (the `portcullis` binary installs
 //! aws-lc-rs).
 
+mod client_auth;
 pub mod client_hello;
+mod crl;
 mod error;
 mod files;
 mod identity;
 mod load;
 mod resolver;
+mod sessions;
 mod tls;
 mod upstream;
+pub mod watch;
 
+pub use client_auth::ClientAuth;
 pub use error::{Error, ErrorKind, Result};
-pub use files::{CertFiles, DEFAULT_POLL_INTERVAL, FileSource, WatchHandle};
+pub use files::{CertFiles, FileSource};
 pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
-pub use tls::{PREFERRED_GROUPS, client_verifier, hardened, optional_any_of, server_config};
+pub use sessions::{SessionScope, scoped};
+pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_roots, system_roots, upstream_config,
 };
+pub use watch::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};

@@ -139,7 +139,7 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 }
 
 /// The file's bytes, refused when empty or not PEM at all.
-fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::new(ErrorKind::Unreadable, path, format!("cannot be read: {e}")))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -156,7 +156,7 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn pem_error(path: &Path, e: &pem::Error) -> Error {
+pub(crate) fn pem_error(path: &Path, e: &pem::Error) -> Error {
     Error::new(
         ErrorKind::NotPem,
         path,
@@ -204,14 +204,14 @@ fn leaf_facts(
     ))
 }
 
-fn to_system_time(unix: i64) -> SystemTime {
+pub(crate) fn to_system_time(unix: i64) -> SystemTime {
     match u64::try_from(unix) {
         Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs),
         Err(_) => UNIX_EPOCH,
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let (y, m, d) = civil_from_days(days as i64);

@@ -2,21 +2,17 @@
 //! exchange groups offered, client-certificate verification, and the rustls
 //! `ServerConfig` that puts them together.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
+use rustls::server::{ResolvesServerCert, StoresServerSessions};
 use rustls::{
     CipherSuite, DigitallySignedStruct, DistinguishedName, NamedGroup, ServerConfig,
     SignatureScheme,
 };
-
-use crate::error::{Error, ErrorKind, Result};
-use crate::upstream::read_roots;
 
 /// Key exchange groups in the order the server prefers them: the hybrid
 /// post-quantum group first, then the classical ones. Groups the provider
@@ -66,7 +62,7 @@ pub fn server_config(
     certs: Arc<dyn ResolvesServerCert>,
     client_auth: Option<Arc<dyn ClientCertVerifier>>,
     sessions: Arc<dyn StoresServerSessions>,
-) -> std::result::Result<ServerConfig, rustls::Error> {
+) -> Result<ServerConfig, rustls::Error> {
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_auth {
@@ -76,26 +72,6 @@ pub fn server_config(
     let mut config = builder.with_cert_resolver(certs);
     config.session_storage = sessions;
     Ok(config)
-}
-
-/// A verifier that requires a client certificate chaining to one of the CA
-/// certificates in the PEM file at `path` (intermediates may be sent by
-/// the client). An empty or unreadable bundle is an error, never a
-/// verifier that trusts nothing.
-pub fn client_verifier(
-    path: &Path,
-    provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>> {
-    let roots = read_roots(path)?;
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidCertificate,
-                path,
-                format!("client CA bundle cannot be used: {e}"),
-            )
-        })
 }
 
 /// A verifier that asks for a client certificate without requiring one,
@@ -120,7 +96,7 @@ struct AnyOf {
 impl AnyOf {
     /// The verifier whose signature algorithms stand for all (every one is
     /// a WebPKI verifier over the same provider).
-    fn first(&self) -> std::result::Result<&dyn ClientCertVerifier, rustls::Error> {
+    fn first(&self) -> Result<&dyn ClientCertVerifier, rustls::Error> {
         self.verifiers
             .first()
             .map(|v| &**v)
@@ -150,7 +126,7 @@ impl ClientCertVerifier for AnyOf {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+    ) -> Result<ClientCertVerified, rustls::Error> {
         let mut first_error = None;
         for verifier in &self.verifiers {
             match verifier.verify_client_cert(end_entity, intermediates, now) {
@@ -168,7 +144,7 @@ impl ClientCertVerifier for AnyOf {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.first()?.verify_tls12_signature(message, cert, dss)
     }
 
@@ -177,7 +153,7 @@ impl ClientCertVerifier for AnyOf {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.first()?.verify_tls13_signature(message, cert, dss)
     }
 

@@ -22,9 +22,14 @@ use crate::load::read_chain;
 /// unreadable bundle, or one with a certificate that cannot anchor trust,
 /// is an error: never a store that silently trusts nothing.
 pub fn read_roots(path: &Path) -> Result<RootCertStore> {
+    roots_of(path, &read_chain(path)?)
+}
+
+/// The root store of `certs`, read from `path`.
+pub(crate) fn roots_of(path: &Path, certs: &[CertificateDer<'static>]) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    for (i, cert) in read_chain(path)?.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
+    for (i, cert) in certs.iter().enumerate() {
+        roots.add(cert.clone()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidCertificate,
                 path,

@@ -174,3 +174,82 @@ fn rustls_der(pem: &str) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+/// Whether `policy` accepts `leaf` now.
+fn accepts(policy: &proxy_certs::ClientAuth, leaf: &test_support::Leaf) -> Result<(), String> {
+    policy
+        .verify(&leaf.chain, rustls::pki_types::UnixTime::now())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn client_policies_revoke_by_crl_and_refuse_unusable_lists_with_the_file() {
+    use proxy_certs::ClientAuth;
+    use test_support::Ca;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let provider = std::sync::Arc::new(provider());
+    let ca = Ca::root("Clients");
+    let bundle = ca.write(d, "ca.pem");
+    let (alice, bob) = (ca.client("alice", &[]), ca.client("bob", &[]));
+    let crl = d.join("ca.crl");
+    std::fs::write(&crl, ca.crl(&[&bob])).unwrap();
+
+    let policy = ClientAuth::load(&bundle, vec![crl.clone()], provider.clone()).unwrap();
+    assert_eq!(accepts(&policy, &alice), Ok(()));
+    let refused = accepts(&policy, &bob).unwrap_err();
+    assert!(refused.contains("Revoked"), "{refused}");
+    assert!(policy.stale_revocation_lists(SystemTime::now()).is_empty());
+
+    // Sessions scope: the same bundle is the same policy; another is not.
+    let again = ClientAuth::load(&bundle, vec![], provider.clone()).unwrap();
+    assert_eq!(
+        policy.scope(),
+        again.scope(),
+        "lists do not change the scope"
+    );
+    let other = Ca::root("Others").write(d, "other.pem");
+    let other = ClientAuth::load(&other, vec![], provider.clone()).unwrap();
+    assert_ne!(policy.scope(), other.scope());
+
+    // A chain through an intermediate needs the intermediate's list too,
+    // as with nginx's ssl_crl.
+    let team = ca.intermediate("Team");
+    let carol = team.client("carol", &[]);
+    let refused = accepts(&policy, &carol).unwrap_err();
+    assert!(refused.contains("UnknownRevocationStatus"), "{refused}");
+    let team_crl = d.join("team.crl");
+    std::fs::write(&team_crl, team.crl(&[])).unwrap();
+    let both = ClientAuth::load(&bundle, vec![crl.clone(), team_crl], provider.clone()).unwrap();
+    assert_eq!(accepts(&both, &carol), Ok(()));
+
+    // A list past its nextUpdate still revokes, and is reported.
+    let stale = d.join("stale.crl");
+    std::fs::write(&stale, ca.stale_crl(&[&bob])).unwrap();
+    let policy = ClientAuth::load(&bundle, vec![stale.clone()], provider.clone()).unwrap();
+    assert!(accepts(&policy, &bob).is_err());
+    let reported = policy.stale_revocation_lists(SystemTime::now());
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0].0, stale);
+
+    // Unusable lists, each refused with its file and a kind.
+    std::fs::write(d.join("empty.crl"), "").unwrap();
+    std::fs::write(d.join("cert.crl"), &ca.pem).unwrap();
+    std::fs::write(
+        d.join("junk.crl"),
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let cases = [
+        ("missing.crl", ErrorKind::Unreadable),
+        ("empty.crl", ErrorKind::Empty),
+        ("cert.crl", ErrorKind::NoRevocationList),
+        ("junk.crl", ErrorKind::InvalidRevocationList),
+    ];
+    for (name, kind) in cases {
+        let path = d.join(name);
+        let error = ClientAuth::load(&bundle, vec![path.clone()], provider.clone()).unwrap_err();
+        assert_eq!(error.kind(), kind, "{name}: {error}");
+        assert_eq!(error.path(), path, "{name}");
+    }
+}

@@ -169,3 +169,44 @@ fn loading_fails_on_the_first_unusable_pair_naming_its_file() {
     .unwrap_err();
     assert!(error.to_string().contains("b.crt"), "{error}");
 }
+
+#[test]
+fn a_rewritten_revocation_list_applies_within_two_seconds_and_a_broken_one_is_ignored() {
+    use proxy_certs::{ClientAuth, Reload as _};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Clients");
+    let bundle = ca.write(dir.path(), "ca.pem");
+    let alice = ca.client("alice", &[]);
+    let crl = dir.path().join("ca.crl");
+    std::fs::write(&crl, ca.crl(&[])).unwrap();
+    let policy = Arc::new(ClientAuth::load(&bundle, vec![crl.clone()], provider()).unwrap());
+    let accepted = || {
+        policy
+            .verify(&alice.chain, rustls::pki_types::UnixTime::now())
+            .is_ok()
+    };
+    assert!(accepted());
+    let generation = policy.generation();
+    // A poll far beyond the deadline: the notification does the work.
+    let _watch = proxy_certs::watch::watch(vec![policy.clone()], Duration::from_secs(60)).unwrap();
+
+    std::fs::write(&crl, ca.crl(&[&alice])).unwrap();
+    let start = Instant::now();
+    while accepted() {
+        assert!(start.elapsed() < Duration::from_secs(2), "not re-read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(policy.generation() > generation);
+
+    // A broken list keeps the one in service.
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    assert_eq!(policy.refresh(), 0);
+    assert!(!accepted());
+    std::fs::write(&crl, ca.crl(&[])).unwrap();
+    assert_eq!(policy.refresh(), 1, "repaired: read again");
+    assert!(accepted());
+}

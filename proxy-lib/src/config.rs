@@ -14,6 +14,10 @@ mod upstream;
 mod upstream_tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proxy_certs::{ClientAuth, SessionScope};
+use rustls::server::danger::ClientCertVerifier;
 
 pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
 pub use h3::{
@@ -177,6 +181,12 @@ impl ProxyConfigBuilder {
             return Err(Error::config("no app is configured"));
         }
         for app in &self.apps {
+            if app.tls.client_identity_header.is_some() && app.tls.client_auth.is_none() {
+                return Err(Error::config(format!(
+                    "app {:?} forwards a client identity but requires no client certificate",
+                    app.name
+                )));
+            }
             let is_default = self.default_app.as_deref() == Some(&*app.name);
             if app.server_names.is_empty() && !is_default {
                 return Err(Error::config(format!(
@@ -235,34 +245,43 @@ impl ProxyConfigBuilder {
             ));
         }
         let settings = settings.clone();
-        let base = settings.server_config(None)?;
+        let base = settings.app_config(None)?;
         let by_app = self
             .apps
             .iter()
             .map(|app| {
                 app.tls
                     .client_auth
-                    .clone()
-                    .map(|verifier| settings.server_config(Some(verifier)))
+                    .as_ref()
+                    .map(|policy| settings.app_config(Some(policy)))
                     .transpose()
             })
             .collect::<Result<_>>()?;
         // QUIC cannot choose a configuration by server name before the
         // handshake: one configuration asks every client for a certificate
         // from any app's CAs (without requiring it), and each request is
-        // checked against its own app's CAs (handler/tls.rs).
+        // checked against its own app's CAs (client_auth.rs). Its sessions
+        // are a policy of their own: they resume on no TCP configuration.
         let early_data = self.apps.iter().any(|app| app.tls.early_data);
         let quic = match &settings.http3 {
             Some(http3) => {
-                let verifiers: Vec<_> = self
+                let policies: Vec<&Arc<ClientAuth>> = self
                     .apps
                     .iter()
-                    .filter_map(|app| app.tls.client_auth.clone())
+                    .filter_map(|app| app.tls.client_auth.as_ref())
                     .collect();
-                let tls = if verifiers.is_empty() {
+                let tls = if policies.is_empty() {
                     base.clone()
                 } else {
-                    settings.server_config(Some(proxy_certs::optional_any_of(verifiers)))?
+                    let scopes: Vec<SessionScope> = policies.iter().map(|p| p.scope()).collect();
+                    let verifiers = policies
+                        .iter()
+                        .map(|&p| -> Arc<dyn ClientCertVerifier> { p.clone() })
+                        .collect();
+                    settings.server_config(
+                        Some(proxy_certs::optional_any_of(verifiers)),
+                        SessionScope::any_of(&scopes),
+                    )?
                 };
                 Some(http3.server_config(&tls, early_data)?)
             }

@@ -65,17 +65,16 @@ async fn serve(
         if parts.extensions.get::<EarlyData>().is_some() {
             tls::check_early_data(&parts, app)?;
         }
-        match (&conn.tls, &snapshot.config.tls, host) {
-            (Some(tls), _, _) => tls::check_sni(snapshot, tls, app)?,
-            (None, Some(server_tls), Some(host)) if app.tls.https_redirection => {
-                let port = server_tls
-                    .settings
-                    .redirect_port
-                    .or_else(|| shared.bound_tls_port());
-                return Ok(tls::redirect(&parts, &host, port));
-            }
-            _ => {}
+        if let (None, Some(server_tls), Some(host)) = (&conn.tls, &snapshot.config.tls, &host)
+            && app.tls.https_redirection
+        {
+            let port = server_tls
+                .settings
+                .redirect_port
+                .or_else(|| shared.bound_tls_port());
+            return Ok(tls::redirect(&parts, host, port));
         }
+        tls::authorize(snapshot, conn.tls.as_deref(), app)?;
         app
     };
     // The URI is reference-counted: cloning it lets the path outlive `parts`.
@@ -94,7 +93,11 @@ async fn serve(
                 set,
                 path: &path,
                 matched,
-                identity_header: app.tls.client_identity_header.as_ref(),
+                identity: app
+                    .tls
+                    .client_identity_header
+                    .as_ref()
+                    .map(|header| (header, tls::client_identity(conn.tls.as_deref(), app))),
             };
             forward.run(parts, body, exchange).await
         }

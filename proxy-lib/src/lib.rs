@@ -51,6 +51,7 @@
 
 mod access_log;
 mod body;
+mod client_auth;
 mod clock;
 pub mod config;
 mod error;

@@ -69,6 +69,11 @@ impl Router {
         self.apps.get(self.app_index(host)?)
     }
 
+    /// The app at `index` in configured order.
+    pub(crate) fn app_at(&self, index: usize) -> Option<&AppRoutes> {
+        self.apps.get(index)
+    }
+
     /// The index (in configured order) of the app for a normalised host,
     /// else of the default app.
     pub(crate) fn app_index(&self, host: Option<&str>) -> Option<usize> {

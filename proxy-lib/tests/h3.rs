@@ -228,51 +228,13 @@ async fn limits_hold_across_certificate_and_config_reloads() {
     .await;
 }
 
-/// A server session store that counts the sessions it gave back.
-#[derive(Debug)]
-struct CountingSessions {
-    inner: Arc<dyn rustls::server::StoresServerSessions>,
-    resumed: std::sync::atomic::AtomicUsize,
-}
-
-impl rustls::server::StoresServerSessions for CountingSessions {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.inner.put(key, value)
-    }
-
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let found = self.inner.get(key);
-        if found.is_some() {
-            self.resumed
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        found
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let found = self.inner.take(key);
-        if found.is_some() {
-            self.resumed
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        found
-    }
-
-    fn can_cache(&self) -> bool {
-        self.inner.can_cache()
-    }
-}
-
 #[tokio::test]
 async fn a_second_quic_connection_resumes_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::root("Root");
     let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &NAMES)));
     let origin = Origin::start("origin").await;
-    let sessions = Arc::new(CountingSessions {
-        inner: rustls::server::ServerSessionMemoryCache::new(64),
-        resumed: Default::default(),
-    });
+    let sessions = CountingSessions::new();
     let mut builder = config();
     builder
         .app(app(
@@ -296,10 +258,7 @@ async fn a_second_quic_connection_resumes_the_session() {
         // Let the ticket the server sent after the handshake arrive first.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        sessions.resumed.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(sessions.found(), 1);
 }
 
 /// An HTTP/1.1 origin that keeps each raw request (a chunked body read to

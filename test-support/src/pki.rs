@@ -3,10 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -30,6 +33,8 @@ pub struct Ca {
 
 /// A certificate and its key, as files and as DER.
 pub struct Leaf {
+    /// The certificate's serial number, unique in the process.
+    pub serial: u64,
     /// The certificate, then the intermediates that issued it.
     pub chain: Vec<CertificateDer<'static>>,
     pub chain_pem: String,
@@ -89,26 +94,60 @@ impl Ca {
     /// A client certificate with common name `cn` and a key of algorithm
     /// `alg`.
     pub fn client_with(&self, cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Leaf {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        params.distinguished_name = dn;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign_with(params, KeyPair::generate_for(alg).unwrap())
+        self.sign_with(client_params(cn, &[]), KeyPair::generate_for(alg).unwrap())
     }
 
     /// A client certificate with common name `cn` and `names` as DNS SANs.
     pub fn client(&self, cn: &str, names: &[&str]) -> Leaf {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        params.distinguished_name = dn;
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| SanType::DnsName(n.to_string().try_into().unwrap()))
-            .collect();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(client_params(cn, names))
+    }
+
+    /// A client certificate with common name `cn` whose validity ends
+    /// `lifetime` from now (to the second, rounded up).
+    pub fn client_expiring(&self, cn: &str, lifetime: Duration) -> Leaf {
+        let mut params = client_params(cn, &[]);
+        let end = SystemTime::now() + lifetime + Duration::from_secs(1);
+        let secs = end.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
         self.sign(params)
+    }
+
+    /// A revocation list from this CA revoking `revoked` (none: a list that
+    /// revokes nothing), valid for a day, as PEM.
+    pub fn crl(&self, revoked: &[&Leaf]) -> String {
+        self.crl_between(revoked, -60, 86_400)
+    }
+
+    /// A revocation list whose `nextUpdate` passed an hour ago.
+    pub fn stale_crl(&self, revoked: &[&Leaf]) -> String {
+        self.crl_between(revoked, -86_400, -3_600)
+    }
+
+    /// A list issued `from` seconds from now, next updated `to` seconds from
+    /// now.
+    fn crl_between(&self, revoked: &[&Leaf], from: i64, to: i64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let at = |secs: i64| time::OffsetDateTime::from_unix_timestamp(now + secs).unwrap();
+        let params = CertificateRevocationListParams {
+            this_update: at(from),
+            next_update: at(to),
+            crl_number: SerialNumber::from(next_serial()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|leaf| RevokedCertParams {
+                    serial_number: SerialNumber::from(leaf.serial),
+                    revocation_time: at(from),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 
     /// A server certificate for `names` with a key of algorithm `alg`
@@ -125,11 +164,14 @@ impl Ca {
         self.sign_with(params, KeyPair::generate().unwrap())
     }
 
-    fn sign_with(&self, params: CertificateParams, key: KeyPair) -> Leaf {
+    fn sign_with(&self, mut params: CertificateParams, key: KeyPair) -> Leaf {
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from(serial));
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let mut chain = vec![cert.der().clone()];
         chain.extend(self.chain.iter().cloned());
         Leaf {
+            serial,
             chain,
             chain_pem: cert.pem() + &self.chain_pem,
             key_der: key.serialize_der(),
@@ -253,6 +295,30 @@ pub fn pem(label: &str, der: &[u8]) -> String {
         "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
         lines.join("\n")
     )
+}
+
+/// Serial numbers unique in the process (and unlikely to repeat across
+/// processes).
+fn next_serial() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 & 0x0fff_ffff_ffff_ffff);
+    let _ = NEXT.compare_exchange(0, start.max(1), Ordering::AcqRel, Ordering::Acquire);
+    NEXT.fetch_add(1, Ordering::AcqRel)
+}
+
+fn client_params(cn: &str, names: &[&str]) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| SanType::DnsName(n.to_string().try_into().unwrap()))
+        .collect();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
 }
 
 fn ca_params(name: &str) -> CertificateParams {

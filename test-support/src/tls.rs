@@ -67,3 +67,119 @@ pub fn alert_of(error: &io::Error) -> Option<rustls::AlertDescription> {
         _ => None,
     }
 }
+
+/// A client certificate that can be withdrawn: presented while `on`, and
+/// not at all after [`Presenting::withdraw`]. Configurations sharing one
+/// resolver (and one session store) resume each other's sessions, as a
+/// hostile client would arrange.
+#[derive(Debug)]
+pub struct Presenting {
+    on: std::sync::atomic::AtomicBool,
+    key: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl Presenting {
+    pub fn withdraw(&self) {
+        self.on.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Presenting {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.on
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// One client's TLS configurations, which differ in ALPN only and share
+/// their session store, verifier and certificate resolver: a session made
+/// over one (QUIC, say) is offered over another (TCP), as a hostile client
+/// would arrange.
+pub struct SharedClient {
+    base: ClientConfig,
+    pub identity: Arc<Presenting>,
+}
+
+impl SharedClient {
+    /// A client trusting `roots`, presenting `leaf` until withdrawn.
+    pub fn new(roots: &[&CertificateDer<'static>], leaf: &Leaf) -> Self {
+        let identity = Arc::new(Presenting {
+            on: std::sync::atomic::AtomicBool::new(true),
+            key: leaf.certified(),
+        });
+        let base = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(root_store(roots))
+            .with_client_cert_resolver(identity.clone());
+        Self { base, identity }
+    }
+
+    /// The configuration offering `alpn`.
+    pub fn config(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        let mut config = self.base.clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// Whether a finished client handshake resumed a session.
+pub fn resumed(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+/// A server session store that counts the sessions found in it (that is,
+/// resumed), for a proxy under test.
+#[derive(Debug)]
+pub struct CountingSessions {
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+    found: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingSessions {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: rustls::server::ServerSessionMemoryCache::new(256),
+            found: Default::default(),
+        })
+    }
+
+    /// Sessions found so far.
+    pub fn found(&self) -> usize {
+        self.found.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn count(&self, found: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if found.is_some() {
+            self.found.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        found
+    }
+}
+
+impl rustls::server::StoresServerSessions for CountingSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.count(self.inner.get(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.count(self.inner.take(key))
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}

@@ -3,8 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
-use proxy_certs::CertFiles;
+use proxy_certs::Reload;
 use proxy_lib::config::{
     App, HostHeader, Limits, LoadBalance, PathPrefix, ProxyConfig, ReplacePath, Route, RouteTarget,
     ServerName, StaticFiles, StickyCookie, Timeouts, UpstreamGroup, UpstreamProtocol,
@@ -22,7 +23,7 @@ const NOT_YET: &str = "is not supported by this version yet";
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
+pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<Loaded> {
     let mut warnings = Vec::new();
     if let Some(experimental) = &raw.experimental {
         check_experimental(experimental)?;
@@ -84,12 +85,14 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
         .and_then(|e| e.ignore_sni_consistency)
         .unwrap_or(false);
     let mut certs = Vec::new();
+    let mut watched: Vec<Arc<dyn Reload>> = Vec::new();
     for (name, app) in raw.apps {
         let is_default = raw.default_application.as_deref() == Some(name.as_str());
-        let (app, cert) = convert_app(&name, app, is_default, ignore_sni, base, &mut warnings)?;
-        if let Some(cert) = cert {
+        let (app, files) = convert_app(&name, app, is_default, ignore_sni, base, &mut warnings)?;
+        if let Some(cert) = files.cert {
             certs.push((format!("apps.{name}.tls"), cert));
         }
+        watched.extend(files.revocation.map(|policy| -> Arc<dyn Reload> { policy }));
         // Names are unique map keys and routes were checked, so what is left
         // to refuse here is a server name another app already has.
         builder
@@ -102,8 +105,13 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port))
                 .collect();
-            let (mut settings, source) =
-                tls::settings(certs, listen, raw.https_redirection_port, &mut warnings)?;
+            let (mut settings, source) = tls::settings(
+                certs,
+                listen,
+                raw.https_redirection_port,
+                sessions,
+                &mut warnings,
+            )?;
             if let Some((_, http3)) = &http3 {
                 settings.http3(http3.clone());
             }
@@ -152,7 +160,11 @@ pub fn convert(raw: RawConfig, base: &Path) -> Result<Loaded> {
             access_log: log.access_log.unwrap_or(true),
         },
         worker_threads: raw.worker_threads,
-        certs,
+        watched: certs
+            .map(|source| -> Arc<dyn Reload> { source })
+            .into_iter()
+            .chain(watched)
+            .collect(),
         warnings,
     })
 }
@@ -265,7 +277,7 @@ fn convert_app(
     ignore_sni: bool,
     base: &Path,
     warnings: &mut Vec<String>,
-) -> Result<(App, Option<CertFiles>)> {
+) -> Result<(App, tls::AppFiles)> {
     let key = format!("apps.{name}");
     let mut app = App::new(name);
     let server_names = raw.server_name.map(|n| n.into_vec()).unwrap_or_default();
@@ -275,7 +287,7 @@ fn convert_app(
             "required, unless the app is the default_application",
         ));
     }
-    let mut cert = None;
+    let mut files = tls::AppFiles::default();
     if let Some(raw_tls) = raw.tls {
         let cx = tls::AppContext {
             key: &key,
@@ -286,7 +298,7 @@ fn convert_app(
         };
         let parts = tls::app_tls(raw_tls, &cx, warnings)?;
         app.tls(parts.tls);
-        cert = parts.cert;
+        files = parts.files;
     }
     for server_name in server_names {
         let parsed = ServerName::parse(&server_name)
@@ -305,7 +317,7 @@ fn convert_app(
         app.route(route)
             .map_err(|e| ConfigError::at(format!("{key}.path"), e))?;
     }
-    Ok((app, cert))
+    Ok((app, files))
 }
 
 fn convert_route(

@@ -54,6 +54,7 @@ pub struct RawAppTls {
     pub tls_cert_key_path: Option<String>,
     pub https_redirection: Option<bool>,
     pub client_ca_cert_path: Option<String>,
+    pub client_crl_path: Option<String>,
     pub acme: Option<bool>,
     pub sni_host_check: Option<bool>,
     pub client_identity_header: Option<String>,

@@ -1,13 +1,14 @@
 //! The TLS keys of the config file: per app `tls = { ... }`, and the
 //! certificates they name, loaded into a watched file source.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::HeaderName;
-use proxy_certs::{CertFiles, FileSource};
+use proxy_certs::{CertFiles, ClientAuth, ErrorKind, FileSource};
 use proxy_lib::config::{AppTls, TlsSettings};
 use rustls::crypto::CryptoProvider;
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
 use crate::config::ConfigError;
 use crate::config::raw::RawAppTls;
@@ -20,10 +21,27 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// One app's TLS options, and the certificate it serves if it has one.
+/// The TLS session store of the process, kept across reloads (each
+/// client-certificate policy sees only its own sessions in it).
+pub type Sessions = Arc<dyn StoresServerSessions>;
+
+/// A new session store of the engine's default size.
+pub fn sessions() -> Sessions {
+    ServerSessionMemoryCache::new(proxy_lib::config::DEFAULT_SESSION_CACHE)
+}
+
+/// One app's TLS options, and the files it reads while serving.
 pub struct AppTlsParts {
     pub tls: AppTls,
+    pub files: AppFiles,
+}
+
+/// The certificate an app serves if it has one, and its client-certificate
+/// policy if it has revocation lists to re-read.
+#[derive(Default)]
+pub struct AppFiles {
     pub cert: Option<CertFiles>,
+    pub revocation: Option<Arc<ClientAuth>>,
 }
 
 /// What an app's `tls` table and the file's defaults say.
@@ -57,11 +75,7 @@ pub fn app_tls(
             "{key}.early_data: GET, HEAD and OPTIONS are accepted in HTTP/3 0-RTT early data, which an attacker can replay; the upstream sees Early-Data: 1"
         ));
     }
-    if let Some(path) = &raw.client_ca_cert_path {
-        let verifier = proxy_certs::client_verifier(&cx.base.join(path), provider())
-            .map_err(|e| ConfigError::at(format!("{key}.client_ca_cert_path"), e))?;
-        tls.client_auth(verifier);
-    }
+    let revocation = client_auth(&raw, cx, &mut tls, warnings)?;
     if let Some(name) = &raw.client_identity_header {
         if raw.client_ca_cert_path.is_none() {
             return Err(ConfigError::at(
@@ -104,7 +118,59 @@ pub fn app_tls(
             ));
         }
     };
-    Ok(AppTlsParts { tls, cert })
+    Ok(AppTlsParts {
+        tls,
+        files: AppFiles { cert, revocation },
+    })
+}
+
+/// The app's client-certificate policy: `client_ca_cert_path` and the
+/// revocation lists of `client_crl_path`. Returns the policy when it has
+/// lists, which are re-read while serving.
+fn client_auth(
+    raw: &RawAppTls,
+    cx: &AppContext<'_>,
+    tls: &mut AppTls,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Arc<ClientAuth>>> {
+    let key = format!("{}.tls", cx.key);
+    let crls: Vec<PathBuf> = raw
+        .client_crl_path
+        .iter()
+        .map(|p| cx.base.join(p))
+        .collect();
+    let Some(ca) = &raw.client_ca_cert_path else {
+        if !crls.is_empty() {
+            return Err(ConfigError::at(
+                format!("{key}.client_crl_path"),
+                "needs client_ca_cert_path: revocation lists apply to client certificates",
+            ));
+        }
+        return Ok(None);
+    };
+    let ca = cx.base.join(ca);
+    let has_crls = !crls.is_empty();
+    let crl_kinds = [
+        ErrorKind::NoRevocationList,
+        ErrorKind::InvalidRevocationList,
+    ];
+    let policy = ClientAuth::load(&ca, crls, provider()).map_err(|e| {
+        let field = if e.path() == ca && !crl_kinds.contains(&e.kind()) {
+            "client_ca_cert_path"
+        } else {
+            "client_crl_path"
+        };
+        ConfigError::at(format!("{key}.{field}"), e)
+    })?;
+    for (path, next_update) in policy.stale_revocation_lists(std::time::SystemTime::now()) {
+        warnings.push(format!(
+            "{key}.client_crl_path: {} is past its nextUpdate ({next_update}); it still revokes what it lists, but newer revocations are missing",
+            path.display()
+        ));
+    }
+    let policy = Arc::new(policy);
+    tls.client_auth(policy.clone());
+    Ok(has_crls.then_some(policy))
 }
 
 /// Writes a self-signed certificate for the app's names when neither file
@@ -180,6 +246,7 @@ pub fn settings(
     certs: Vec<(String, CertFiles)>,
     listen: Vec<std::net::SocketAddr>,
     redirect_port: Option<u16>,
+    sessions: &Sessions,
     warnings: &mut Vec<String>,
 ) -> Result<(TlsSettings, Arc<FileSource>)> {
     let files: Vec<CertFiles> = certs.iter().map(|(_, f)| f.clone()).collect();
@@ -208,6 +275,7 @@ pub fn settings(
     }
     let source = Arc::new(source);
     let mut settings = TlsSettings::new(source.resolver(), &provider());
+    settings.sessions(sessions.clone());
     for addr in listen {
         settings.listen(addr);
     }

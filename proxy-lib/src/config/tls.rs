@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
-use proxy_certs::SniResolver;
+use proxy_certs::{ClientAuth, SessionScope, SniResolver};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
@@ -61,8 +61,11 @@ impl TlsSettings {
     }
 
     /// Where sessions are kept for resumption. Keep one store across
-    /// configurations so that a reload does not forget them. Default: an
-    /// in-memory cache of [`DEFAULT_SESSION_CACHE`] sessions.
+    /// configurations so that a reload does not forget them: each
+    /// client-certificate policy sees only its own sessions in it (see
+    /// [`proxy_certs::scoped`]), so sharing it is safe. Default: an
+    /// in-memory cache of [`DEFAULT_SESSION_CACHE`] sessions, new with
+    /// every `TlsSettings`.
     pub fn sessions(&mut self, sessions: Arc<dyn StoresServerSessions>) -> &mut Self {
         self.sessions = sessions;
         self
@@ -87,20 +90,34 @@ impl TlsSettings {
         let _ = self.provider.secure_random.fill(&mut [0u8; 16]);
     }
 
-    /// The rustls configuration for an app, with its client verifier.
+    /// The rustls configuration for handshakes verified by `client_auth`
+    /// (none: no client certificate asked), resuming only sessions of
+    /// `scope`.
     pub(crate) fn server_config(
         &self,
         client_auth: Option<Arc<dyn ClientCertVerifier>>,
+        scope: SessionScope,
     ) -> Result<Arc<ServerConfig>> {
         let mut config = proxy_certs::server_config(
             self.provider.clone(),
             self.certs.clone(),
             client_auth,
-            self.sessions.clone(),
+            proxy_certs::scoped(self.sessions.clone(), scope),
         )
         .map_err(|e| Error::config(format!("TLS settings cannot be used: {e}")))?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+
+    /// The rustls configuration of an app of policy `client_auth`.
+    pub(crate) fn app_config(
+        &self,
+        client_auth: Option<&Arc<ClientAuth>>,
+    ) -> Result<Arc<ServerConfig>> {
+        match client_auth {
+            Some(policy) => self.server_config(Some(policy.clone()), policy.scope()),
+            None => self.server_config(None, SessionScope::no_client_auth()),
+        }
     }
 }
 
@@ -108,7 +125,7 @@ impl TlsSettings {
 #[derive(Debug, Clone)]
 pub struct AppTls {
     pub(crate) https_redirection: bool,
-    pub(crate) client_auth: Option<Arc<dyn ClientCertVerifier>>,
+    pub(crate) client_auth: Option<Arc<ClientAuth>>,
     pub(crate) client_identity_header: Option<HeaderName>,
     pub(crate) sni_host_check: bool,
     pub(crate) early_data: bool,
@@ -139,16 +156,21 @@ impl AppTls {
         self
     }
 
-    /// Requires a client certificate that `verifier` accepts (see
-    /// [`proxy_certs::client_verifier`]) on handshakes whose SNI names this
-    /// app.
-    pub fn client_auth(&mut self, verifier: Arc<dyn ClientCertVerifier>) -> &mut Self {
-        self.client_auth = Some(verifier);
+    /// Requires a client certificate that `policy` accepts (see
+    /// [`ClientAuth::load`]): on handshakes whose SNI names this app, and
+    /// for every request that reaches it, whatever connection it came on
+    /// (a resumed session, HTTP/3, another app's handshake with the SNI
+    /// check off: the chain is checked against `policy` itself). Requests
+    /// without such a certificate, cleartext ones included, are answered
+    /// 421.
+    pub fn client_auth(&mut self, policy: Arc<ClientAuth>) -> &mut Self {
+        self.client_auth = Some(policy);
         self
     }
 
     /// Forwards the verified client certificate's subject and names to the
     /// upstream in `header`; the same header sent by a client is removed.
+    /// Needs [`client_auth`](Self::client_auth).
     pub fn client_identity_header(&mut self, header: HeaderName) -> &mut Self {
         self.client_identity_header = Some(header);
         self

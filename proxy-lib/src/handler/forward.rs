@@ -38,8 +38,9 @@ pub(crate) struct Forward<'a> {
     /// The normalised request path and the length of its matched prefix.
     pub(crate) path: &'a str,
     pub(crate) matched: usize,
-    /// The app's client identity header, if it forwards one.
-    pub(crate) identity_header: Option<&'a HeaderName>,
+    /// The app's client identity header, if it forwards one, and the
+    /// identity of a client certificate that passed the app's policy.
+    pub(crate) identity: Option<(&'a HeaderName, Option<&'a HeaderValue>)>,
 }
 
 /// The endpoint a request is being sent to, and what the request needs
@@ -98,14 +99,7 @@ impl Forward<'_> {
             host: exchange.host.as_ref(),
             forwarded_header: self.set.forwarded_header,
             upgrade_insecure_requests: self.set.upgrade_insecure_requests,
-            client_identity: self.identity_header.map(|name| {
-                let value = self
-                    .conn
-                    .tls
-                    .as_ref()
-                    .and_then(|tls| tls.client_identity.as_ref());
-                (name, value)
-            }),
+            client_identity: self.identity,
         }
         .apply(&mut parts.headers);
         parts.uri = uri;

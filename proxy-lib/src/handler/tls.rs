@@ -1,48 +1,56 @@
-//! What TLS decides for a request: on a TLS connection the host must name
-//! the app the handshake's server name named (else 421), and a cleartext
-//! request to an app that wants HTTPS is sent there with a 301.
+//! What TLS decides for a request: an app requiring client certificates is
+//! reached only with a chain its own policy accepts (else 421); on a TLS
+//! connection the host must name the app the handshake's server name named
+//! (else 421); and a cleartext request to an app that wants HTTPS is sent
+//! there with a 301.
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::client_auth;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::respond;
 use crate::routing::AppRoutes;
 use crate::server::TlsInfo;
 use crate::state::Snapshot;
 
-/// Refuses a request on a TLS connection whose host names another app
-/// than the SNI. Without SNI there is nothing to compare; an app that
-/// requires client certificates is only reached through a handshake that
-/// verified one (on QUIC, one its own CAs accept), whatever its opt-out
-/// says.
-pub(super) fn check_sni(snapshot: &Snapshot, tls: &TlsInfo, app: &AppRoutes) -> Result<()> {
-    let misdirected = || {
+/// Refuses a request to an app requiring client certificates unless the
+/// connection's chain passes that app's own policy (whatever the handshake
+/// verified, and on cleartext connections, which have none), and a request
+/// on a TLS connection whose host names another app than the SNI (unless
+/// the app opts out; without SNI there is nothing to compare).
+pub(super) fn authorize(snapshot: &Snapshot, tls: Option<&TlsInfo>, app: &AppRoutes) -> Result<()> {
+    let sni = tls.and_then(|tls| tls.sni.as_deref());
+    let misdirected = |why: &str| {
         Err(Error::new(ErrorKind::Misdirected).with_context(format!(
-            "TLS server name {:?}, app {:?}",
-            tls.sni.as_deref().unwrap_or(""),
+            "{why}: TLS server name {:?}, app {:?}",
+            sni.unwrap_or(""),
             app.name
         )))
     };
-    if let Some(verifier) = &app.tls.client_auth {
-        let verified = match &tls.quic_client {
-            // One QUIC handshake serves every app: ask this app's CAs.
-            Some(client) => client.accepted_by(verifier),
-            None => tls.client_verified,
-        };
-        if !verified {
-            return misdirected();
-        }
+    let peer = tls.and_then(|tls| tls.client.as_ref());
+    if !client_auth::permits(app.tls.client_auth.as_ref(), peer) {
+        return misdirected("no client certificate this app accepts");
     }
-    if tls.sni.is_none() || !app.tls.sni_host_check {
+    if tls.is_none() || sni.is_none() || !app.tls.sni_host_check {
         return Ok(());
     }
-    match snapshot.router.app_index(tls.sni.as_deref()) {
+    match snapshot.router.app_index(sni) {
         Some(index) if index == app.index => Ok(()),
-        _ => misdirected(),
+        _ => misdirected("host names another app"),
     }
+}
+
+/// The identity of the connection's client certificate, if it passes the
+/// app's policy (never from a chain another app's policy accepted).
+pub(super) fn client_identity<'a>(
+    tls: Option<&'a TlsInfo>,
+    app: &AppRoutes,
+) -> Option<&'a HeaderValue> {
+    let policy = app.tls.client_auth.as_ref()?;
+    tls?.client.as_ref()?.identity_for(policy)
 }
 
 /// A request that arrived in 0-RTT early data is served only by an app

@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::body::{ClientBody, H3RequestBody, ResponseBody};
+use crate::client_auth::PeerChain;
 use crate::handler;
 use crate::server::connection::ConnCtx;
-use crate::server::tls::{QuicClient, TlsInfo};
+use crate::server::tls::TlsInfo;
 use crate::state::{ClientSlot, Shared};
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
@@ -183,19 +184,17 @@ fn tls_info(conn: &quinn::Connection) -> TlsInfo {
         .map(|name| name.trim_end_matches('.').to_ascii_lowercase().into());
     let chain = conn
         .peer_identity()
-        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
-    let leaf = chain.as_ref().and_then(|chain| chain.first());
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .filter(|chain| !chain.is_empty());
     TlsInfo {
         sni,
         version: "TLSv1_3",
         cipher: "QUIC",
         group: "-",
         alpn: "h3",
-        client_verified: leaf.is_some(),
-        client_identity: leaf
-            .and_then(|leaf| proxy_certs::client_identity(leaf))
-            .and_then(|identity| http::HeaderValue::try_from(identity).ok()),
-        quic_client: chain.map(|chain| QuicClient::new(*chain)),
+        // The handshake accepted a certificate from any app's CAs: each
+        // app checks it against its own (client_auth.rs).
+        client: chain.map(|chain| PeerChain::new(*chain)),
     }
 }
 

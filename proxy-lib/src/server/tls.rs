@@ -1,22 +1,23 @@
 //! The TLS handshake of a client connection: read the ClientHello, refuse
 //! an unknown server name with `unrecognized_name`, choose the rustls
 //! configuration of the app the SNI names (client certificates or not),
-//! and finish the handshake within the handshake timeout.
+//! finish the handshake within the handshake timeout, and refuse a resumed
+//! session whose client certificate the app's policy no longer accepts.
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use http::HeaderValue;
-use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use proxy_certs::ClientAuth;
+use rustls::pki_types::UnixTime;
 use rustls::server::Acceptor;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::debug;
 
+use crate::client_auth::PeerChain;
 use crate::config::ServerTls;
 use crate::state::Snapshot;
 use crate::stream::{Tls, version_and_cipher};
@@ -36,47 +37,10 @@ pub(crate) struct TlsInfo {
     /// The protocol ALPN chose: `h2`, `http/1.1` (also when none was
     /// chosen) or `h3`.
     pub(crate) alpn: &'static str,
-    /// The client presented a certificate the app's verifier accepted.
-    pub(crate) client_verified: bool,
-    /// That certificate's subject and names, for the identity header.
-    pub(crate) client_identity: Option<HeaderValue>,
-    /// On QUIC, where one configuration serves every app: the chain the
-    /// client sent, which each app requiring certificates checks itself.
-    pub(crate) quic_client: Option<QuicClient>,
-}
-
-/// A QUIC client's certificate chain, and which apps' verifiers accepted
-/// it so far (by verifier), so that each is asked once per connection.
-#[derive(Debug)]
-pub(crate) struct QuicClient {
-    chain: Vec<CertificateDer<'static>>,
-    checked: Mutex<Vec<(usize, bool)>>,
-}
-
-impl QuicClient {
-    pub(crate) fn new(chain: Vec<CertificateDer<'static>>) -> Self {
-        Self {
-            chain,
-            checked: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Whether `verifier` accepts the chain.
-    pub(crate) fn accepted_by(&self, verifier: &Arc<dyn ClientCertVerifier>) -> bool {
-        let id = Arc::as_ptr(verifier).cast::<()>() as usize;
-        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&(_, accepted)) = checked.iter().find(|(seen, _)| *seen == id) {
-            return accepted;
-        }
-        let accepted = match self.chain.split_first() {
-            Some((leaf, intermediates)) => verifier
-                .verify_client_cert(leaf, intermediates, UnixTime::now())
-                .is_ok(),
-            None => false,
-        };
-        checked.push((id, accepted));
-        accepted
-    }
+    /// The certificate chain the client presented (on a resumed session,
+    /// the one stored with it), which each app requiring certificates
+    /// checks against its own policy.
+    pub(crate) client: Option<PeerChain>,
 }
 
 impl fmt::Display for TlsInfo {
@@ -119,8 +83,11 @@ pub(crate) async fn handshake(
         let _ = tokio::time::timeout_at(deadline, start.io.write_all(&UNRECOGNIZED_NAME)).await;
         return None;
     }
-    let config = choose(tls, snapshot, sni.as_deref());
-    let stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+    let (config, policy) = choose(tls, snapshot, sni.as_deref());
+    // Read before the handshake: a verdict of its verifier is one of this
+    // generation at the latest.
+    let generation = policy.as_ref().map(|p| p.generation());
+    let mut stream = match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), %error, "TLS handshake failed");
@@ -132,6 +99,17 @@ pub(crate) async fn handshake(
         }
     };
     let conn = stream.get_ref().1;
+    let client = match client_chain(conn, policy.as_ref().zip(generation)) {
+        Ok(client) => client,
+        Err(error) => {
+            // A resumed session whose certificate the app's policy no
+            // longer accepts (revoked, expired, its CA removed): no request
+            // is read from it.
+            debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), %error, "resumed TLS session refused: its client certificate no longer passes");
+            let _ = tokio::time::timeout_at(deadline, stream.shutdown()).await;
+            return None;
+        }
+    };
     let (version, cipher) = version_and_cipher(conn);
     let info = TlsInfo {
         sni,
@@ -146,26 +124,51 @@ pub(crate) async fn handshake(
         } else {
             "http/1.1"
         },
-        // rustls keeps the peer's certificates only once its verifier
-        // accepted them.
-        client_verified: conn.peer_certificates().is_some_and(|c| !c.is_empty()),
-        client_identity: conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| proxy_certs::client_identity(leaf))
-            .and_then(|identity| HeaderValue::try_from(identity).ok()),
-        quic_client: None,
+        client,
     };
     Some((Box::new(tokio_rustls::TlsStream::Server(stream)), info))
 }
 
-/// The configuration of the app `sni` names, if it has one of its own
-/// (client certificates); else the common one.
-fn choose(tls: &ServerTls, snapshot: &Snapshot, sni: Option<&str>) -> Arc<ServerConfig> {
-    snapshot
-        .router
-        .app_index(sni)
-        .and_then(|index| tls.by_app.get(index))
-        .and_then(Option::clone)
-        .unwrap_or_else(|| tls.base.clone())
+/// The configuration of the app `sni` names, with its client-certificate
+/// policy if it has one; else the common one.
+fn choose(
+    tls: &ServerTls,
+    snapshot: &Snapshot,
+    sni: Option<&str>,
+) -> (Arc<ServerConfig>, Option<Arc<ClientAuth>>) {
+    let Some(index) = snapshot.router.app_index(sni) else {
+        return (tls.base.clone(), None);
+    };
+    match (tls.by_app.get(index), snapshot.router.app_at(index)) {
+        (Some(Some(config)), Some(app)) => (config.clone(), app.tls.client_auth.clone()),
+        _ => (tls.base.clone(), None),
+    }
+}
+
+/// The client's chain on a finished handshake whose verifier was `policy`
+/// (at `generation`), if any. A full handshake's chain passed that
+/// verifier; a resumed session's chain is the one stored with it, checked
+/// again now — an error when it no longer passes.
+fn client_chain(
+    conn: &rustls::ServerConnection,
+    policy: Option<(&Arc<ClientAuth>, u64)>,
+) -> Result<Option<PeerChain>, rustls::Error> {
+    let chain = conn.peer_certificates().filter(|c| !c.is_empty());
+    let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+    let Some((policy, generation)) = policy else {
+        return Ok(chain.map(|c| PeerChain::new(c.to_vec())));
+    };
+    let chain = chain.ok_or(rustls::Error::NoCertificatesPresented)?;
+    let generation = if resumed {
+        let now = policy.generation();
+        policy.verify(chain, UnixTime::now())?;
+        now
+    } else {
+        generation
+    };
+    Ok(Some(PeerChain::accepted(
+        chain.to_vec(),
+        policy,
+        generation,
+    )))
 }

@@ -3,18 +3,14 @@
 //! through an intermediate CA is accepted; the verified identity reaches the
 //! upstream in the configured header and a forged one never does; another
 //! app's handshake cannot reach the protected app.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::Full;
-use proxy_certs::SniResolver;
+use proxy_certs::{ClientAuth, SniResolver};
 use proxy_lib::config::AppTls;
-use support::*;
 use tempfile::TempDir;
 
 struct Setup {
@@ -33,7 +29,7 @@ async fn setup() -> Setup {
     let client_ca = Ca::root("Client Root");
     let map = cert_map(&server_ca, dir.path(), &["m.test", "a.test"]);
     let ca_file = client_ca.write(dir.path(), "clients.pem");
-    let verifier = proxy_certs::client_verifier(&ca_file, provider()).unwrap();
+    let verifier = Arc::new(ClientAuth::load(&ca_file, vec![], provider()).unwrap());
 
     let origin = Origin::start("origin").await;
     let mut builder = config();
@@ -167,12 +163,10 @@ fn an_empty_or_unreadable_ca_bundle_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let error = proxy_certs::client_verifier(&empty, provider())
-        .err()
-        .unwrap();
+    let error = ClientAuth::load(&empty, vec![], provider()).err().unwrap();
     assert!(error.to_string().contains("empty.pem"), "{error}");
     let missing = dir.path().join("missing.pem");
-    let error = proxy_certs::client_verifier(&missing, provider())
+    let error = ClientAuth::load(&missing, vec![], provider())
         .err()
         .unwrap();
     assert_eq!(error.kind(), proxy_certs::ErrorKind::Unreadable);

@@ -2,17 +2,13 @@
 //! app, so each request to an app that requires certificates is checked
 //! against that app's own CAs; apps without the requirement still serve
 //! clients without a certificate.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::support::*;
 use http::HeaderName;
-use proxy_certs::SniResolver;
+use proxy_certs::{ClientAuth, SniResolver};
 use proxy_lib::config::{AppTls, Http3};
-use support::*;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -39,7 +35,9 @@ async fn setup() -> Setup {
     for (name, ca) in [("m", &m_clients), ("n", &n_clients)] {
         let file = ca.write(dir.path(), &format!("{name}-clients.pem"));
         let mut tls = AppTls::new();
-        tls.client_auth(proxy_certs::client_verifier(&file, provider()).unwrap());
+        tls.client_auth(Arc::new(
+            ClientAuth::load(&file, vec![], provider()).unwrap(),
+        ));
         if name == "m" {
             tls.client_identity_header(HeaderName::from_static("x-client-cert"));
         }

@@ -1,0 +1,111 @@
+//! Client-certificate authorization, per app and per request.
+//!
+//! A handshake proves less than it seems: a resumed session carries the
+//! chain of the handshake that made it, under whatever policy was in force
+//! then; a QUIC handshake accepts a certificate from any app's CAs; and an
+//! app that opts out of the SNI check serves requests from handshakes made
+//! for other apps. So the handshake's verdict is never taken as the app's:
+//! before a request reaches an app that requires client certificates, the
+//! connection's chain is checked against that app's own [`ClientAuth`], now,
+//! and the verdict is cached on the connection for that policy until the
+//! policy changes (a reload builds new policies; re-read revocation lists
+//! bump their generation). The identity header is only ever made from a
+//! chain that passed the app's policy.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use http::HeaderValue;
+use proxy_certs::ClientAuth;
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+/// The certificate chain a client presented on one connection (on a
+/// resumed session: the chain stored with the session), with the verdicts
+/// of the policies that examined it.
+#[derive(Debug)]
+pub(crate) struct PeerChain {
+    chain: Vec<CertificateDer<'static>>,
+    verdicts: Mutex<Vec<Verdict>>,
+    identity: OnceLock<Option<HeaderValue>>,
+}
+
+#[derive(Debug)]
+struct Verdict {
+    /// Held, so that a policy at the same address is never another one.
+    policy: Arc<ClientAuth>,
+    generation: u64,
+    accepted: bool,
+}
+
+impl PeerChain {
+    /// A chain no policy examined yet.
+    pub(crate) fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            chain,
+            verdicts: Mutex::new(Vec::new()),
+            identity: OnceLock::new(),
+        }
+    }
+
+    /// A chain `policy` accepted at its generation `generation` (during a
+    /// full handshake, whose verifier it was).
+    pub(crate) fn accepted(
+        chain: Vec<CertificateDer<'static>>,
+        policy: &Arc<ClientAuth>,
+        generation: u64,
+    ) -> Self {
+        let peer = Self::new(chain);
+        peer.lock().push(Verdict {
+            policy: policy.clone(),
+            generation,
+            accepted: true,
+        });
+        peer
+    }
+
+    /// Whether the chain passes `policy` as it is now; asked once per
+    /// policy and generation.
+    pub(crate) fn accepted_by(&self, policy: &Arc<ClientAuth>) -> bool {
+        let generation = policy.generation();
+        let mut verdicts = self.lock();
+        if let Some(verdict) = verdicts.iter().find(|v| Arc::ptr_eq(&v.policy, policy))
+            && verdict.generation == generation
+        {
+            return verdict.accepted;
+        }
+        let accepted = policy.verify(&self.chain, UnixTime::now()).is_ok();
+        verdicts.retain(|v| !Arc::ptr_eq(&v.policy, policy));
+        verdicts.push(Verdict {
+            policy: policy.clone(),
+            generation,
+            accepted,
+        });
+        accepted
+    }
+
+    /// The identity to forward to an app of `policy`: the leaf's subject
+    /// and names, if the chain passes `policy`.
+    pub(crate) fn identity_for(&self, policy: &Arc<ClientAuth>) -> Option<&HeaderValue> {
+        if !self.accepted_by(policy) {
+            return None;
+        }
+        self.identity
+            .get_or_init(|| {
+                let identity = proxy_certs::client_identity(self.chain.first()?)?;
+                HeaderValue::try_from(identity).ok()
+            })
+            .as_ref()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Verdict>> {
+        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether a request on a connection with `peer` (none: no certificate,
+/// or no TLS at all) may reach an app of `policy` (none: no requirement).
+pub(crate) fn permits(policy: Option<&Arc<ClientAuth>>, peer: Option<&PeerChain>) -> bool {
+    match policy {
+        None => true,
+        Some(policy) => peer.is_some_and(|peer| peer.accepted_by(policy)),
+    }
+}
