@@ -8,6 +8,11 @@
 #   BIN=target/release/portcullis bench/instructions.sh
 #   UPSTREAM_TLS=1 bench/instructions.sh   # the origin behind TLS (a CA made
 #                                          # for the run, verified), as row 9
+#   CLIENT_AUTH=1 bench/instructions.sh    # clients over TLS 1.3 to an app that
+#                                          # requires client certificates
+#   CLIENT_AUTH=1 NEW_CONNECTIONS=1 ...    # each request on a new connection
+#                                          # resuming the first one's session
+#                                          # (per resumed handshake + request)
 #
 # Needs valgrind, curl and nginx (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
@@ -37,17 +42,47 @@ chmod 755 "$work"
 OUT=${OUT:-$work}
 origin_listen="listen 127.0.0.1:$origin_port;"
 upstream="{ location = \"127.0.0.1:$origin_port\" }"
+# A self-signed CA: $work/$1.pem and $work/$1.key.
+make_ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/$1.key" \
+    -out "$work/$1.pem" -days 2 -subj "/CN=$1" 2>/dev/null
+}
+# A certificate for CN=$1 signed by CA $2 with extension $3: $work/$1.pem
+# and $work/$1.key.
+issue() {
+  local name=$1 ca=$2 ext=$3
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/$name.key" \
+    -out "$work/$name.csr" -subj "/CN=$name" 2>/dev/null
+  printf '%s\nbasicConstraints=critical,CA:FALSE\n' "$ext" > "$work/$name.ext"
+  openssl x509 -req -in "$work/$name.csr" -CA "$work/$ca.pem" -CAkey "$work/$ca.key" -CAcreateserial \
+    -out "$work/$name.pem" -days 2 -extfile "$work/$name.ext" 2>/dev/null
+}
 if [ -n "${UPSTREAM_TLS:-}" ]; then
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ca.key" \
-    -out "$work/ca.pem" -days 2 -subj "/CN=instructions CA" 2>/dev/null
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/origin.key" \
-    -out "$work/origin.csr" -subj "/CN=bench.local" 2>/dev/null
-  printf 'subjectAltName=DNS:bench.local\nbasicConstraints=critical,CA:FALSE\n' > "$work/origin.ext"
-  openssl x509 -req -in "$work/origin.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
-    -out "$work/origin.pem" -days 2 -extfile "$work/origin.ext" 2>/dev/null
+  make_ca ca
+  issue origin ca "subjectAltName=DNS:bench.local"
   chmod 644 "$work/origin.key"
   origin_listen="listen 127.0.0.1:$origin_port ssl; ssl_certificate $work/origin.pem; ssl_certificate_key $work/origin.key;"
   upstream="{ location = \"127.0.0.1:$origin_port\", tls = true, tls_options = { ca_cert_path = \"$work/ca.pem\", sni = \"bench.local\" } }"
+fi
+client_tls=()
+proxy_url="http://127.0.0.1:$proxy_port"
+proxy_listen="listen_port = $proxy_port"
+app_tls=""
+if [ -n "${CLIENT_AUTH:-}" ]; then
+  make_ca server-ca
+  make_ca client-ca
+  issue proxy server-ca "subjectAltName=DNS:bench.local"
+  issue client client-ca "extendedKeyUsage=clientAuth"
+  proxy_listen="listen_port_tls = $proxy_port"
+  app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\", client_ca_cert_path = \"$work/client-ca.pem\" }"
+  proxy_url="https://bench.local:$proxy_port"
+  client_tls=(--tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem"
+    --cert "$work/client.pem" --key "$work/client.key")
+  if [ -n "${NEW_CONNECTIONS:-}" ]; then
+    # The proxy closes after each answer; curl opens the next connection
+    # resuming the session from its cache.
+    client_tls+=(-H "Connection: close")
+  fi
 fi
 cat > "$work/origin.conf" <<EOF
 worker_processes 1;
@@ -65,7 +100,7 @@ http {
 }
 EOF
 cat > "$work/portcullis.toml" <<EOF
-listen_port = $proxy_port
+$proxy_listen
 listen_address_v4 = "127.0.0.1"
 worker_threads = 1
 default_application = "bench"
@@ -74,6 +109,7 @@ level = "warn"
 access_log = false
 [apps.bench]
 server_name = "bench.local"
+$app_tls
 reverse_proxy = [{ upstream = [$upstream] }]
 EOF
 nginx -c "$work/origin.conf" -e "$work/origin-error.log" &
@@ -92,11 +128,12 @@ count() {
     >/dev/null 2>"$work/valgrind.$n.log" &
   local proxy=$!
   for _ in $(seq 1 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$proxy_port/" && break
+    curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/" && break
     sleep 0.2
   done
-  # URL globbing sends the requests one after another on one connection.
-  curl -s -o /dev/null "http://127.0.0.1:$proxy_port/small?[1-$n]"
+  # URL globbing sends the requests one after another on one connection
+  # (or, with NEW_CONNECTIONS, on one connection each).
+  curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/small?[1-$n]"
   kill -TERM "$proxy"
   wait "$proxy" 2>/dev/null || true
   awk '/^summary:/ {print $2}' "$out"

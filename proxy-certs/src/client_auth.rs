@@ -243,13 +243,20 @@ impl Reload for ClientAuth {
     }
 }
 
+impl ClientAuth {
+    /// The verifier in service.
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.load().verifier.clone()
+    }
+}
+
 impl ClientCertVerifier for ClientAuth {
     fn offer_client_auth(&self) -> bool {
-        self.current.load().verifier.offer_client_auth()
+        self.verifier().offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.current.load().verifier.client_auth_mandatory()
+        self.verifier().client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -262,9 +269,7 @@ impl ClientCertVerifier for ClientAuth {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        self.current
-            .load()
-            .verifier
+        self.verifier()
             .verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -274,10 +279,7 @@ impl ClientCertVerifier for ClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .load()
-            .verifier
-            .verify_tls12_signature(message, cert, dss)
+        self.verifier().verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -286,13 +288,10 @@ impl ClientCertVerifier for ClientAuth {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.current
-            .load()
-            .verifier
-            .verify_tls13_signature(message, cert, dss)
+        self.verifier().verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current.load().verifier.supported_verify_schemes()
+        self.verifier().supported_verify_schemes()
     }
 }
