@@ -18,6 +18,10 @@ use http::HeaderValue;
 use proxy_certs::ClientAuth;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
+/// Verdicts kept per connection. A connection meets one policy per app it
+/// sends to, and a new one per app at each reload; the oldest go first.
+const MAX_VERDICTS: usize = 8;
+
 /// The certificate chain a client presented on one connection (on a
 /// resumed session: the chain stored with the session), with the verdicts
 /// of the policies that examined it.
@@ -74,6 +78,9 @@ impl PeerChain {
         }
         let accepted = policy.verify(&self.chain, UnixTime::now()).is_ok();
         verdicts.retain(|v| !Arc::ptr_eq(&v.policy, policy));
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.remove(0);
+        }
         verdicts.push(Verdict {
             policy: policy.clone(),
             generation,
@@ -107,5 +114,36 @@ pub(crate) fn permits(policy: Option<&Arc<ClientAuth>>, peer: Option<&PeerChain>
     match policy {
         None => true,
         Some(policy) => peer.is_some_and(|peer| peer.accepted_by(policy)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use test_support::{Ca, provider};
+
+    #[test]
+    fn verdicts_are_kept_per_policy_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::root("Clients");
+        let bundle = ca.write(dir.path(), "ca.pem");
+        let policy = || Arc::new(ClientAuth::load(&bundle, vec![], provider()).unwrap());
+        let peer = PeerChain::new(ca.client("alice", &[]).chain);
+        // A reload makes a new policy from the same files: asked again.
+        let policies: Vec<_> = (0..MAX_VERDICTS + 3).map(|_| policy()).collect();
+        for policy in &policies {
+            assert!(peer.accepted_by(policy));
+            assert!(peer.identity_for(policy).is_some());
+        }
+        assert_eq!(peer.lock().len(), MAX_VERDICTS);
+        let stranger = Ca::root("Others").write(dir.path(), "others.pem");
+        let other = Arc::new(ClientAuth::load(&stranger, vec![], provider()).unwrap());
+        assert!(!peer.accepted_by(&other));
+        assert_eq!(peer.identity_for(&other), None);
+        assert!(!permits(Some(&other), Some(&peer)));
+        assert!(!permits(Some(&other), None));
+        assert!(permits(None, None));
     }
 }

@@ -112,12 +112,21 @@ pub struct SharedClient {
 impl SharedClient {
     /// A client trusting `roots`, presenting `leaf` until withdrawn.
     pub fn new(roots: &[&CertificateDer<'static>], leaf: &Leaf) -> Self {
+        Self::with_versions(roots, leaf, rustls::DEFAULT_VERSIONS)
+    }
+
+    /// The same, speaking only `versions` of TLS.
+    pub fn with_versions(
+        roots: &[&CertificateDer<'static>],
+        leaf: &Leaf,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Self {
         let identity = Arc::new(Presenting {
             on: std::sync::atomic::AtomicBool::new(true),
             key: leaf.certified(),
         });
         let base = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(root_store(roots))
             .with_client_cert_resolver(identity.clone());

@@ -113,3 +113,36 @@ async fn a_revoked_certificate_is_refused_on_a_long_lived_connection() {
     );
     assert_eq!(w.x.hits(), 1);
 }
+
+#[tokio::test]
+async fn tls12_sessions_are_checked_on_resumption_too() {
+    let w = World::start(|_| {}).await;
+    let leaf = w.x_ca.client("alice", &[]);
+    let crl = w.dir.path().join("x.crl");
+    std::fs::write(&crl, w.x_ca.crl(&[])).unwrap();
+    w.reload(|o| o.x_crls = vec![crl.clone()]).await;
+    let roots = [&w.server_ca.der];
+    let alice = SharedClient::with_versions(&roots, &leaf, &[&rustls::version::TLS12]);
+    for resumed in [false, true] {
+        let outcome = w.tcp(alice.config(ALPN_H1), "x.test", "x.test").await;
+        let status = StatusCode::OK;
+        assert_eq!(outcome, Tcp::Answered { status, resumed });
+    }
+    // A TLS 1.2 session made for y never opens x, resumed or not.
+    let mallory = w.y_ca.client("mallory", &[]);
+    let mallory = SharedClient::with_versions(&roots, &mallory, &[&rustls::version::TLS12]);
+    assert_eq!(
+        w.tcp(mallory.config(ALPN_H1), "x.test", "x.test").await,
+        Tcp::Refused
+    );
+
+    std::fs::write(&crl, w.x_ca.crl(&[&leaf])).unwrap();
+    assert_eq!(w.x_policy().refresh(), 1);
+    let found = w.sessions.found();
+    assert_eq!(
+        w.tcp(alice.config(ALPN_H1), "x.test", "x.test").await,
+        Tcp::Refused
+    );
+    assert_eq!(w.sessions.found(), found + 1, "refused on resumption");
+    assert_eq!(w.x.hits(), 2);
+}
