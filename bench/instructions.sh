@@ -40,6 +40,7 @@ fi
 work=$(mktemp -d)
 chmod 755 "$work"
 OUT=${OUT:-$work}
+mkdir -p "$OUT"
 origin_listen="listen 127.0.0.1:$origin_port;"
 upstream="{ location = \"127.0.0.1:$origin_port\" }"
 # A self-signed CA: $work/$1.pem and $work/$1.key.
@@ -76,7 +77,7 @@ if [ -n "${CLIENT_AUTH:-}" ]; then
   proxy_listen="listen_port_tls = $proxy_port"
   app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\", client_ca_cert_path = \"$work/client-ca.pem\" }"
   proxy_url="https://bench.local:$proxy_port"
-  client_tls=(--tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem"
+  client_tls=(--http1.1 --tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem"
     --cert "$work/client.pem" --key "$work/client.key")
   if [ -n "${NEW_CONNECTIONS:-}" ]; then
     # The proxy closes after each answer; curl opens the next connection
@@ -131,6 +132,9 @@ count() {
     curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/" && break
     sleep 0.2
   done
+  local status
+  status=$(curl -s "${client_tls[@]}" -o /dev/null -w '%{http_code}' "$proxy_url/")
+  [ "$status" = 200 ] || { echo "the proxy answered $status, not 200" >&2; exit 1; }
   # URL globbing sends the requests one after another on one connection
   # (or, with NEW_CONNECTIONS, on one connection each).
   curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/small?[1-$n]"
