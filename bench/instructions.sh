@@ -13,6 +13,7 @@
 #   CLIENT_AUTH=1 NEW_CONNECTIONS=1 ...    # each request on a new connection
 #                                          # resuming the first one's session
 #                                          # (per resumed handshake + request)
+#   CLIENT_AUTH=1 NEW_CONNECTIONS=1 FULL_HANDSHAKES=1 ...  # never resuming
 #
 # Needs valgrind, curl and nginx (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
@@ -83,6 +84,9 @@ if [ -n "${CLIENT_AUTH:-}" ]; then
     # The proxy closes after each answer; curl opens the next connection
     # resuming the session from its cache.
     client_tls+=(-H "Connection: close")
+  fi
+  if [ -n "${FULL_HANDSHAKES:-}" ]; then
+    client_tls+=(--no-sessionid)
   fi
 fi
 cat > "$work/origin.conf" <<EOF

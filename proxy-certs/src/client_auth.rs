@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::load::{read_chain, rfc3339};
 use crate::sessions::SessionScope;
 use crate::upstream::roots_of;
+use crate::verified::{self, VerifiedChains};
 use crate::watch::{FileStamp, Reload};
 
 /// Who may present a client certificate: a verifier (normally the CA
@@ -46,6 +47,9 @@ pub struct ClientAuth {
 struct Current {
     verifier: Arc<dyn ClientCertVerifier>,
     crls: Vec<CrlFile>,
+    /// Chains this verifier accepted; none for an embedder's verifier,
+    /// whose verdicts may depend on more than the chain and the time.
+    verified: Option<VerifiedChains>,
 }
 
 /// What a policy loaded from files re-reads.
@@ -93,6 +97,7 @@ impl ClientAuth {
             current: ArcSwap::from_pointee(Current {
                 verifier,
                 crls: lists,
+                verified: Some(VerifiedChains::default()),
             }),
             generation: AtomicU64::new(0),
             files: Some(PolicyFiles {
@@ -119,6 +124,7 @@ impl ClientAuth {
             current: ArcSwap::from_pointee(Current {
                 verifier,
                 crls: Vec::new(),
+                verified: None,
             }),
             generation: AtomicU64::new(0),
             files: None,
@@ -144,10 +150,7 @@ impl ClientAuth {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or(rustls::Error::NoCertificatesPresented)?;
-        self.current
-            .load()
-            .verifier
-            .verify_client_cert(leaf, intermediates, now)
+        self.verify_client_cert(leaf, intermediates, now)
             .map(|_| ())
     }
 
@@ -218,6 +221,7 @@ impl Reload for ClientAuth {
                 Ok(Current {
                     verifier,
                     crls: lists,
+                    verified: Some(VerifiedChains::default()),
                 })
             });
         match loaded {
@@ -263,14 +267,29 @@ impl ClientCertVerifier for ClientAuth {
         &self.hints
     }
 
+    /// The verifier's verdict, remembered for chains it accepts (see
+    /// `verified.rs`): a chain seen before costs a hash.
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
-        self.verifier()
-            .verify_client_cert(end_entity, intermediates, now)
+        let current = self.current.load_full();
+        let Some(verified) = &current.verified else {
+            return current
+                .verifier
+                .verify_client_cert(end_entity, intermediates, now);
+        };
+        let digest = verified::digest(end_entity, intermediates);
+        if verified.contains(&digest, now) {
+            return Ok(ClientCertVerified::assertion());
+        }
+        let accepted = current
+            .verifier
+            .verify_client_cert(end_entity, intermediates, now)?;
+        verified.insert(digest, end_entity, intermediates);
+        Ok(accepted)
     }
 
     fn verify_tls12_signature(

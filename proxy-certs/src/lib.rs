@@ -25,6 +25,7 @@ mod resolver;
 mod sessions;
 mod tls;
 mod upstream;
+mod verified;
 pub mod watch;
 
 pub use client_auth::ClientAuth;
