@@ -132,7 +132,7 @@ impl FileSource {
 
     /// Watches the files from a thread of its own until the returned
     /// handle is dropped, re-reading them on change notifications and every
-    /// `poll` interval (see [`crate::watch()`] to watch more than one source
+    /// `poll` interval (see [`crate::watch::watch`] to watch more than one source
     /// from one thread).
     pub fn watch(self: Arc<Self>, poll: Duration) -> std::io::Result<WatchHandle> {
         crate::watch::watch(vec![self], poll)

@@ -8,7 +8,10 @@
 //! timeout). Apps are chosen by Host; routes by longest path prefix;
 //! a route balances over upstreams (first, round robin, random, sticky
 //! cookie, primary/backup) with failover when an upstream cannot be reached,
-//! or serves a directory of static files.
+//! or serves a directory of static files. An app can require client
+//! certificates ([`config::AppTls::client_auth`]): every request to it is
+//! checked against its own policy, whatever connection it arrives on (full
+//! or resumed TLS, HTTP/3, another app's handshake, cleartext).
 //!
 //! The engine runs on a [`tokio::sync::watch`] channel of validated
 //! [`ProxyConfig`]s: send a new one and it applies to new requests while
