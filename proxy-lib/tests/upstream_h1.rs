@@ -261,3 +261,157 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// How an origin ends after answering an upload early.
+#[derive(Clone, Copy, Debug)]
+enum AfterAnswer {
+    /// Stops reading and holds the connection open (the request body then
+    /// fills the socket buffers and stalls whoever writes it).
+    StopReading,
+    /// Closes at once, with the rest of the body unread.
+    Close,
+}
+
+/// An origin that reads a request head and the first 64 KiB of its body,
+/// then answers 413 and ends as `after` says.
+async fn early_413(after: AfterAnswer) -> SocketAddr {
+    accept_each(move |mut stream| async move {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let body = data
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |end| data.len() - end - 4);
+            if body >= 64 * 1024 {
+                break;
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+        let _ = stream.write_all(answer).await;
+        if let AfterAnswer::StopReading = after {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await
+}
+
+/// Ten MiB, produced as fast as the proxy takes them.
+fn upload() -> http_body_util::StreamBody<
+    impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::io::Error>>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for _ in 0..160 {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            if tx.send(Ok(http_body::Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    http_body_util::StreamBody::new(tokio_stream_from(rx))
+}
+
+/// The early answer reaches the client promptly: here within a second;
+/// bounded at 3 s so that a loaded machine does not fail the test, far
+/// below the stall (30 s, then 502) of writing the whole body first.
+const PROMPTLY: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_reaches_http1_and_http2_clients_at_once() {
+    for after in [AfterAnswer::StopReading, AfterAnswer::Close] {
+        let proxy = proxy_to(early_413(after).await).await;
+        // HTTP/1.1: hyper reads the answer while it still writes the body.
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post("/upload")
+            .header("host", "a.test")
+            .header("content-length", (10 * 1024 * 1024).to_string())
+            .body(upload())
+            .unwrap();
+        let answer = tokio::time::timeout(PROMPTLY, sender.send_request(req))
+            .await
+            .unwrap_or_else(|_| panic!("{after:?}: no answer over HTTP/1.1"))
+            .unwrap();
+        assert_eq!(answer.status(), 413, "{after:?}");
+        let text = tokio::time::timeout(PROMPTLY, read(answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(text.text(), "too large");
+
+        // HTTP/2 (h2c), chunked on the way up.
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post("http://a.test/upload")
+            .body(upload())
+            .unwrap();
+        let answer = tokio::time::timeout(PROMPTLY, async {
+            read(sender.send_request(req).await.unwrap()).await.unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{after:?}: no answer over HTTP/2"));
+        assert_eq!(
+            (answer.status.as_u16(), answer.text()),
+            (413, "too large".into())
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_reaches_http3_clients_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let certs = Arc::new(proxy_certs::SniResolver::new(cert_map(
+        &ca,
+        dir.path(),
+        &["a.test"],
+    )));
+    let mut builder = one_app(RouteTarget::Upstreams(group(
+        &[early_413(AfterAnswer::StopReading).await.to_string()],
+        LoadBalance::None,
+    )));
+    let mut tls = tls_on_localhost(certs);
+    tls.http3(proxy_lib::config::Http3::new());
+    builder.tls(tls);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let h3 = H3::connect(proxy.quic_addr.unwrap(), "a.test", &[&ca.der]).await;
+    let stream = h3
+        .sender()
+        .send_request(h3_request("POST", "a.test", "/upload"))
+        .await
+        .unwrap();
+    let (mut send, mut recv) = stream.split();
+    tokio::spawn(async move {
+        for _ in 0..160 {
+            if send
+                .send_data(Bytes::from(vec![b'x'; 64 * 1024]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = send.finish().await;
+    });
+    let status = tokio::time::timeout(PROMPTLY, recv.recv_response())
+        .await
+        .expect("no answer over HTTP/3")
+        .unwrap()
+        .status();
+    assert_eq!(status, 413);
+}

@@ -11,17 +11,21 @@ mod body;
 mod request;
 mod response;
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::BytesMut;
 use http::{Method, Request, Response};
 use http_body::Body as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::io::poll_read_buf;
 
 pub(crate) use body::H1Body;
+use request::{Stopped, Upload};
+use response::Head;
 
 use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};
@@ -98,52 +102,116 @@ impl H1Conn {
     }
 
     /// Sends one request, whose body is passed apart from `head`, and reads
-    /// its response head.
+    /// its response head. The response is read while the body is still
+    /// being written: a final answer that comes first (a 413 to an upload,
+    /// say) is returned at once, the rest of the body left unsent and the
+    /// connection not reused.
     pub(crate) async fn send(
         mut self,
         head: &Request<RequestBody>,
         body: RequestBody,
     ) -> Result<Response<H1Body>, SendError> {
-        let replayable = body.is_end_stream();
-        request::write(&mut self, head, body).await?;
-        let mut got_bytes = false;
-        loop {
-            if !self.buf.is_empty() {
-                got_bytes = true;
-                match response::parse(&mut self.buf, head.method()) {
-                    Ok(Some(parsed)) if parsed.informational() => continue,
-                    Ok(Some(parsed)) => return Ok(H1Body::response(self, parsed)),
-                    Ok(None) => {}
-                    Err(error) => return Err(sent(error)),
+        let mut reading = Reading {
+            method: head.method(),
+            replayable: body.is_end_stream(),
+            got_bytes: false,
+            write_error: None,
+        };
+        let mut upload = Some(Upload::new(head, body, &mut self.out));
+        let mut parsed = poll_fn(|cx| {
+            if let Some(writing) = upload.as_mut() {
+                match writing.poll_write(cx, &mut self.io, &mut self.out) {
+                    Poll::Ready(Ok(())) => upload = None,
+                    Poll::Pending => {}
+                    Poll::Ready(Err(Stopped::Body(error))) => return Poll::Ready(Err(sent(error))),
+                    Poll::Ready(Err(Stopped::Write(error))) => match upload.take() {
+                        Some(unsent) if !unsent.started => {
+                            return Poll::Ready(Err(SendError {
+                                error,
+                                body: Some(unsent.into_body()),
+                                unsent: true,
+                            }));
+                        }
+                        // The upstream may have answered before it stopped
+                        // reading: the answer is looked for all the same.
+                        _ => reading.write_error = Some(error),
+                    },
                 }
             }
-            self.buf.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.buf).await {
+            reading.poll_head(cx, &mut self.io, &mut self.buf)
+        })
+        .await?;
+        if upload.is_some() || reading.write_error.is_some() {
+            // The body was cut short: the connection is in no state to
+            // carry another request.
+            parsed.keep_alive = false;
+        }
+        Ok(H1Body::response(self, parsed))
+    }
+}
+
+/// The response side of [`H1Conn::send`].
+struct Reading<'a> {
+    method: &'a Method,
+    /// The request had no body: it can be sent again elsewhere if the
+    /// upstream closed before a byte of answer.
+    replayable: bool,
+    got_bytes: bool,
+    /// Why the request could not be written whole.
+    write_error: Option<Error>,
+}
+
+impl Reading<'_> {
+    /// Reads until a final response head is parsed from `buf`.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut Stream,
+        buf: &mut BytesMut,
+    ) -> Poll<Result<Head, SendError>> {
+        loop {
+            if !buf.is_empty() {
+                self.got_bytes = true;
+                match response::parse(buf, self.method) {
+                    Ok(Some(parsed)) if parsed.informational() => continue,
+                    Ok(Some(parsed)) => return Poll::Ready(Ok(parsed)),
+                    Ok(None) => {}
+                    Err(error) => return Poll::Ready(Err(sent(error))),
+                }
+            }
+            buf.reserve(READ_CHUNK);
+            let error = match ready!(poll_read_buf(Pin::new(&mut *io), cx, buf)) {
                 Ok(0) => {
                     let error =
                         upstream_error("the upstream closed the connection before answering");
-                    return Err(SendError {
+                    let replay = !self.got_bytes && self.replayable;
+                    SendError {
                         error,
-                        body: (!got_bytes && replayable).then(RequestBody::empty),
+                        body: replay.then(RequestBody::empty),
                         unsent: false,
-                    });
+                    }
                 }
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(e) => {
-                    let reset = !got_bytes && e.kind() == io::ErrorKind::ConnectionReset;
+                    let reset = !self.got_bytes && e.kind() == io::ErrorKind::ConnectionReset;
                     let error = if is_alert(&e) {
                         Error::new(ErrorKind::TlsHandshakeFailed)
                             .with_context("the upstream ended the TLS session with an alert")
                     } else {
                         upstream_error("reading the response failed")
                     };
-                    return Err(SendError {
+                    SendError {
                         error: error.with_source(e),
-                        body: (reset && replayable).then(RequestBody::empty),
+                        body: (reset && self.replayable).then(RequestBody::empty),
                         unsent: false,
-                    });
+                    }
                 }
-            }
+            };
+            // Without an answer, a failed write is the first cause.
+            return Poll::Ready(Err(match self.write_error.take() {
+                Some(first) => sent(first),
+                None => error,
+            }));
         }
     }
 }

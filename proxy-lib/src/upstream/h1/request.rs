@@ -1,17 +1,22 @@
 //! Writing a request to an HTTP/1.1 upstream: the head encoded once into
-//! the connection's buffer, then the body, framed by its length or chunked.
+//! the connection's buffer, then the body, framed by its length or chunked,
+//! written as the socket takes it. It is polled beside the response reader
+//! (`H1Conn::send`), so that an answer the upstream sends before the body
+//! is complete is not left unread behind a stalled write.
 
-use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 
+use bytes::{Buf as _, Bytes};
 use http::header::{self, HeaderMap};
 use http::{HeaderValue, Method, Request};
 use http_body::Body as _;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::AsyncWrite;
 
-use super::{H1Conn, SendError, sent, upstream_error};
+use super::upstream_error;
 use crate::body::RequestBody;
+use crate::error::Error;
+use crate::stream::Stream;
 
 /// Body bytes gathered behind the head before a write; bigger frames are
 /// written on their own rather than copied.
@@ -25,123 +30,178 @@ enum Framing {
     Chunked,
 }
 
-/// Writes the head and the whole body. Fails with the body returned when
-/// not a byte could be written.
-pub(super) async fn write(
-    conn: &mut H1Conn,
-    head: &Request<RequestBody>,
-    mut body: RequestBody,
-) -> Result<(), SendError> {
-    let framing = encode_head(head, body.is_end_stream(), &mut conn.out);
-    if body.is_end_stream() {
-        let written = match conn.io.write_all(&conn.out).await {
-            Ok(()) => conn.io.flush().await,
-            Err(e) => Err(e),
-        };
-        return match written {
-            Ok(()) => Ok(()),
-            Err(e) => Err(SendError {
-                error: upstream_error("writing the request failed").with_source(e),
-                body: Some(body),
-                unsent: true,
-            }),
-        };
+/// A request on its way to the upstream.
+#[derive(Debug)]
+pub(super) struct Upload {
+    body: RequestBody,
+    framing: Framing,
+    /// Where the unwritten part of the connection's buffer starts.
+    at: usize,
+    /// A data frame too big to copy, written from its own buffer.
+    large: Option<Bytes>,
+    /// The body has ended, and its end is encoded.
+    ended: bool,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
+    /// A byte of the request reached the socket.
+    pub(super) started: bool,
+}
+
+/// Why an upload stopped.
+#[derive(Debug)]
+pub(super) enum Stopped {
+    /// Writing to the upstream failed: it may still have answered.
+    Write(Error),
+    /// The client's body failed: nothing more will come.
+    Body(Error),
+}
+
+impl Upload {
+    /// Encodes the head of `head` into `out`; `body` follows it.
+    pub(super) fn new(head: &Request<RequestBody>, body: RequestBody, out: &mut Vec<u8>) -> Self {
+        let ended = body.is_end_stream();
+        let framing = encode_head(head, ended, out);
+        Self {
+            body,
+            framing,
+            at: 0,
+            large: None,
+            ended,
+            unflushed: false,
+            started: false,
+        }
     }
-    let mut head_written = false;
-    loop {
-        let next = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
-            Poll::Pending if !conn.out.is_empty() => Poll::Ready(Next::Flush),
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => Poll::Ready(Next::End),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Next::Failed(e)),
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Next::Frame(frame)),
-        })
-        .await;
-        match next {
-            Next::Flush => {}
-            Next::End => {
-                if framing == Framing::Chunked {
-                    conn.out.extend_from_slice(b"0\r\n\r\n");
+
+    /// The body, for sending again elsewhere (when nothing was written).
+    pub(super) fn into_body(self) -> RequestBody {
+        self.body
+    }
+
+    /// Writes what the socket takes: ready once the whole request is
+    /// written and flushed. Small frames are gathered in `out` up to
+    /// [`COALESCE`] bytes, or until the body has nothing more for now.
+    pub(super) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut Stream,
+        out: &mut Vec<u8>,
+    ) -> Poll<Result<(), Stopped>> {
+        loop {
+            if self.large.is_none() && !self.ended && out.len() < COALESCE {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Ready(frame) => {
+                        self.encode(frame, out)?;
+                        continue;
+                    }
+                    Poll::Pending if out.len() == self.at => {
+                        if self.unflushed {
+                            ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(write_failed)?;
+                            self.unflushed = false;
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {}
                 }
-                flush(conn, &mut head_written, &mut body).await?;
+            }
+            while self.at < out.len() {
+                self.at += ready!(self.poll_write_some(cx, io, &out[self.at..]))?;
+            }
+            out.clear();
+            self.at = 0;
+            if let Some(mut data) = self.large.take() {
+                while data.has_remaining() {
+                    match self.poll_write_some(cx, io, &data) {
+                        Poll::Ready(Ok(n)) => data.advance(n),
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {
+                            self.large = Some(data);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                if self.framing == Framing::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            if self.ended {
+                // TLS keeps what the socket would not take yet: flushed
+                // even when nothing is left to add.
+                ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(write_failed)?;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    fn poll_write_some(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut Stream,
+        bytes: &[u8],
+    ) -> Poll<Result<usize, Stopped>> {
+        match ready!(Pin::new(io).poll_write(cx, bytes)) {
+            Ok(0) => Poll::Ready(Err(write_failed(std::io::ErrorKind::WriteZero.into()))),
+            Ok(n) => {
+                self.started = true;
+                self.unflushed = true;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(write_failed(e))),
+        }
+    }
+
+    /// Adds a frame of the body (or its end) to what is to be written.
+    fn encode(
+        &mut self,
+        frame: Option<Result<http_body::Frame<Bytes>, crate::error::BoxError>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Stopped> {
+        let chunked = self.framing == Framing::Chunked;
+        let frame = match frame {
+            None => {
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                self.ended = true;
                 return Ok(());
             }
-            Next::Failed(e) => {
-                return Err(sent(
+            Some(Err(e)) => {
+                return Err(Stopped::Body(
                     upstream_error("the request body failed").with_source(e),
                 ));
             }
-            Next::Frame(frame) => match frame.into_data() {
-                Ok(mut data) => {
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if framing == Framing::Chunked {
-                        chunk_size(data.len(), &mut conn.out);
-                    }
-                    if conn.out.len() + data.len() <= COALESCE {
-                        conn.out.extend_from_slice(&data);
-                    } else {
-                        flush(conn, &mut head_written, &mut body).await?;
-                        if let Err(e) = conn.io.write_all_buf(&mut data).await {
-                            return Err(sent(
-                                upstream_error("writing the request body failed").with_source(e),
-                            ));
-                        }
-                    }
-                    if framing == Framing::Chunked {
-                        conn.out.extend_from_slice(b"\r\n");
-                    }
-                    continue;
+            Some(Ok(frame)) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) => {
+                if chunked {
+                    chunk_size(data.len(), out);
                 }
-                Err(frame) => {
-                    if let (Framing::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
-                        conn.out.extend_from_slice(b"0\r\n");
-                        encode_fields(&trailers, &mut conn.out);
-                        conn.out.extend_from_slice(b"\r\n");
-                        flush(conn, &mut head_written, &mut body).await?;
-                        return Ok(());
+                if out.len() + data.len() <= COALESCE {
+                    out.extend_from_slice(&data);
+                    if chunked {
+                        out.extend_from_slice(b"\r\n");
                     }
+                } else {
+                    self.large = Some(data);
                 }
-            },
+            }
+            Err(frame) => {
+                if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
+                    out.extend_from_slice(b"0\r\n");
+                    encode_fields(&trailers, out);
+                    out.extend_from_slice(b"\r\n");
+                    self.ended = true;
+                }
+            }
         }
-        flush(conn, &mut head_written, &mut body).await?;
+        Ok(())
     }
 }
 
-enum Next {
-    Flush,
-    End,
-    Failed(crate::error::BoxError),
-    Frame(http_body::Frame<bytes::Bytes>),
-}
-
-async fn flush(
-    conn: &mut H1Conn,
-    head_written: &mut bool,
-    body: &mut RequestBody,
-) -> Result<(), SendError> {
-    // TLS keeps what the socket would not take yet: flushed here even
-    // when nothing is left to add.
-    let result = match conn.io.write_all(&conn.out).await {
-        Ok(()) => conn.io.flush().await,
-        Err(e) => Err(e),
-    };
-    conn.out.clear();
-    match result {
-        Ok(()) => {
-            *head_written = true;
-            Ok(())
-        }
-        Err(e) if !*head_written => Err(SendError {
-            error: upstream_error("writing the request failed").with_source(e),
-            body: Some(std::mem::replace(body, RequestBody::empty())),
-            unsent: true,
-        }),
-        Err(e) => Err(sent(
-            upstream_error("writing the request body failed").with_source(e),
-        )),
-    }
+fn write_failed(e: std::io::Error) -> Stopped {
+    Stopped::Write(upstream_error("writing the request failed").with_source(e))
 }
 
 /// Encodes the request line and fields into `out` (cleared first), adding
