@@ -272,13 +272,19 @@ enum AfterAnswer {
     Close,
 }
 
-/// An origin that reads a request head and the first 64 KiB of its body,
-/// then answers 413 and ends as `after` says.
+/// An origin that answers a GET with 200 at once, and an upload, once it
+/// has read the first 64 KiB of its body, with 413 (keep-alive, as far as
+/// the head says), then ends as `after` says.
 async fn early_413(after: AfterAnswer) -> SocketAddr {
     accept_each(move |mut stream| async move {
         let mut data = Vec::new();
         let mut buf = [0u8; 16 * 1024];
         loop {
+            if data.starts_with(b"GET ") && data.ends_with(b"\r\n\r\n") {
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                let _ = stream.write_all(ok).await;
+                data.clear();
+            }
             let body = data
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
@@ -291,7 +297,7 @@ async fn early_413(after: AfterAnswer) -> SocketAddr {
                 Ok(n) => data.extend_from_slice(&buf[..n]),
             }
         }
-        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large";
         let _ = stream.write_all(answer).await;
         if let AfterAnswer::StopReading = after {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -347,6 +353,11 @@ async fn an_early_answer_to_an_upload_reaches_http1_and_http2_clients_at_once() 
             .unwrap()
             .unwrap();
         assert_eq!(text.text(), "too large");
+        // The connection the body was cut short on is not used again.
+        let next = tokio::time::timeout(PROMPTLY, get(proxy.addr, "a.test", "/"))
+            .await
+            .unwrap_or_else(|_| panic!("{after:?}: the next request waited"));
+        assert_eq!(next.text(), "ok");
 
         // HTTP/2 (h2c), chunked on the way up.
         let stream = TcpStream::connect(proxy.addr).await.unwrap();
