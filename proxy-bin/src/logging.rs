@@ -1,30 +1,52 @@
 //! The process's tracing subscriber: engine events to stderr, filtered by
-//! `RUST_LOG` (or `[log] level`), and the access log to stdout.
+//! `RUST_LOG` (or `[log] level`) and bounded per call site, and the access
+//! log to stdout.
 
 mod access;
+mod limit;
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
 use proxy_lib::ACCESS_LOG_TARGET;
 use tracing::Level;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 use crate::config::LogSettings;
 
-/// The filter for engine events: `RUST_LOG` when set, else `level`.
+pub use limit::{RateLimit, SUMMARY_EVERY};
+
+/// Libraries whose warnings a client can trigger at will (rustls for an IP
+/// address sent as SNI, quinn for a malformed packet, h3 for a stream the
+/// client dropped): at most their errors are shown, unless the directives
+/// name them.
+const CLIENT_DRIVEN: [&str; 5] = ["rustls", "quinn", "quinn_proto", "h3", "h3_quinn"];
+
+/// The filter for engine events: `RUST_LOG` when set, else `level`; either
+/// with the [`CLIENT_DRIVEN`] libraries capped at errors.
 pub fn env_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
-    match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives),
-        _ => EnvFilter::try_new(level),
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => directives,
+        _ => level.to_owned(),
+    };
+    let mut filter = EnvFilter::try_new(&directives)?;
+    // A global "off" stays off: a cap would turn those errors on.
+    let off = directives.split(',').any(|d| d.trim() == "off");
+    for target in CLIENT_DRIVEN {
+        if !off && !directives.contains(target) {
+            filter = filter.add_directive(format!("{target}=error").parse()?);
+        }
     }
+    Ok(filter)
 }
 
-/// Installs the subscriber; once per process.
-pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+/// Installs the subscriber; once per process. Returns the call-site
+/// budgets, whose suppressed lines the caller reports every
+/// [`SUMMARY_EVERY`] ([`RateLimit::report`]).
+pub fn init(settings: &LogSettings) -> anyhow::Result<RateLimit> {
     // The access target is off in the engine-events filter by a static
     // directive, not a per-event closure: with the access log off, its
     // callsite is then disabled once and costs nothing per request.
@@ -34,10 +56,11 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     let filter = env_filter(&settings.level)
         .context("invalid log filter in RUST_LOG")?
         .add_directive(access_off);
+    let limit = RateLimit::default();
     let events = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
+        .with_filter(filter.and(limit.clone()));
     let access = settings.access_log.then(|| {
         access::AccessLayer::stdout()
             .with_filter(Targets::new().with_target(ACCESS_LOG_TARGET, Level::INFO))
@@ -46,5 +69,6 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
         .with(events)
         .with(access)
         .try_init()
-        .context("a tracing subscriber is already installed")
+        .context("a tracing subscriber is already installed")?;
+    Ok(limit)
 }

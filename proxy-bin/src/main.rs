@@ -60,10 +60,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logging::init(&loaded.log) {
-        eprintln!("portcullis: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    let log_limit = match logging::init(&loaded.log) {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &loaded.warnings {
         warn!("{warning}");
     }
@@ -86,7 +89,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(cli.config, loaded, sessions)) {
+    match runtime.block_on(serve::run(cli.config, loaded, sessions, log_limit)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

@@ -16,8 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Loaded, Sessions};
+use crate::logging::{RateLimit, SUMMARY_EVERY};
 
-pub async fn run(path: PathBuf, loaded: Loaded, sessions: Sessions) -> anyhow::Result<()> {
+pub async fn run(
+    path: PathBuf,
+    loaded: Loaded,
+    sessions: Sessions,
+    log_limit: RateLimit,
+) -> anyhow::Result<()> {
     let mut certs = CertWatch::start(loaded.watched);
     let (updates, config) = watch::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
@@ -27,8 +33,13 @@ pub async fn run(path: PathBuf, loaded: Loaded, sessions: Sessions) -> anyhow::R
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut summary = tokio::time::interval(SUMMARY_EVERY);
     loop {
         tokio::select! {
+            _ = summary.tick() => {
+                log_limit.report();
+                continue;
+            }
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
             _ = hangup.recv() => {

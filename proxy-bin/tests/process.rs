@@ -160,3 +160,88 @@ async fn sighup_reloads_and_a_refused_file_keeps_the_running_config() {
     );
     assert_eq!(get(proxy.addr, "a.test", "/").await.text(), "two");
 }
+
+/// The lines of `proxy`'s stderr containing `needle`.
+fn count(proxy: &Portcullis, needle: &str) -> usize {
+    proxy
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_triggered_log_lines_are_bounded_and_counted() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dead = dead_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    Ca::root("Root").server(&["a.test"]).write(dir.path(), "a");
+    let tls = format!(
+        "listen_port_tls = 0\n[apps.b]\nserver_name = \"b.test\"\ntls = {{ tls_cert_path = \"{0}/a.crt\", tls_cert_key_path = \"{0}/a.key\" }}\nreverse_proxy = [{{ upstream = [{{ location = \"{dead}\" }}] }}]\n",
+        dir.path().display()
+    );
+    let config = forwarding(dead, "").replace("[apps.a]", &format!("{tls}[apps.a]"));
+    let proxy = Portcullis::start(&config);
+
+    // rustls warns of every IP address sent as SNI: capped.
+    let hello = client_hello_with_sni(b"127.0.0.1");
+    for _ in 0..200 {
+        let mut stream = tokio::net::TcpStream::connect(proxy.tls_addr())
+            .await
+            .unwrap();
+        stream.write_all(&hello).await.unwrap();
+        let _ = stream.read(&mut [0u8; 64]).await;
+    }
+    // Failing requests: a budget of lines a second, the rest counted.
+    for _ in 0..200 {
+        assert_eq!(get(proxy.addr, "a.test", "/").await.status, 502);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(proxy.addr, "a.test", "/").await.status, 502);
+    let held_back = |line: &String| {
+        line.contains("upstream failed")
+            && line
+                .rsplit("suppressed=")
+                .next()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+    };
+    let start = std::time::Instant::now();
+    while !proxy.stderr_lines().iter().any(held_back) {
+        assert!(start.elapsed() < WAIT, "no line counts those held back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let written = count(&proxy, "upstream failed");
+    assert!(
+        (2..=40).contains(&written),
+        "{written} lines for 201 failures"
+    );
+    assert_eq!(
+        count(&proxy, "Illegal SNI"),
+        0,
+        "{:?}",
+        proxy.stderr_lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_lines_do_not_depend_on_the_access_log() {
+    let dead = dead_port().await;
+    for access_log in [false, true] {
+        let extra = format!("[log]\naccess_log = {access_log}");
+        let proxy = Portcullis::start(&forwarding(dead, &extra));
+        for _ in 0..5 {
+            assert_eq!(get(proxy.addr, "a.test", "/").await.status, 502);
+        }
+        proxy.wait_for_stderr("upstream failed", WAIT).unwrap();
+        let start = std::time::Instant::now();
+        while count(&proxy, "upstream failed") < 5 && start.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            count(&proxy, "upstream failed"),
+            5,
+            "access_log = {access_log}"
+        );
+    }
+}

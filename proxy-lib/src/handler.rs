@@ -33,7 +33,7 @@ pub(crate) async fn handle(
     let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
     let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
-    let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange));
+    let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange, &shared.log_limits));
     if ctx.tls.as_ref().is_some_and(|tls| tls.alpn != "h3")
         && let Some(alt_svc) = shared.alt_svc.load().as_deref()
     {

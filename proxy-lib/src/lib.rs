@@ -62,6 +62,7 @@ mod exchange;
 mod files;
 mod handler;
 mod http1;
+mod log_limit;
 mod observed;
 mod routing;
 mod server;

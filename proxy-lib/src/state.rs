@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ProxyConfig;
+use crate::log_limit::LogLimits;
 use crate::routing::Router;
 use crate::server::Lot;
 use crate::upstream::EndpointRegistry;
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) tls_port: AtomicU16,
     /// `h3=":PORT"; ma=N` while HTTP/3 is served, for `Alt-Svc`.
     pub(crate) alt_svc: ArcSwapOption<HeaderValue>,
+    /// Budgets of the log lines clients can trigger.
+    pub(crate) log_limits: LogLimits,
 }
 
 /// A client connection counted against `max_clients`.
@@ -61,6 +64,7 @@ impl Shared {
             lot: Arc::default(),
             tls_port: AtomicU16::new(0),
             alt_svc: ArcSwapOption::empty(),
+            log_limits: LogLimits::default(),
         })
     }
 

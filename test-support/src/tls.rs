@@ -192,3 +192,32 @@ impl rustls::server::StoresServerSessions for CountingSessions {
         self.inner.can_cache()
     }
 }
+
+/// A TLS record holding a minimal ClientHello whose SNI extension carries
+/// `name` as a host name, whatever its bytes (an IP address, say, which
+/// real clients do not send but bots do).
+pub fn client_hello_with_sni(name: &[u8]) -> Vec<u8> {
+    let be16 = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+    let mut entry = vec![0u8]; // host_name
+    entry.extend(be16(name.len()));
+    entry.extend(name);
+    let mut list = be16(entry.len()).to_vec();
+    list.extend(entry);
+    let mut extensions = vec![0, 0]; // server_name
+    extensions.extend(be16(list.len()));
+    extensions.extend(list);
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]); // random
+    body.push(0); // no session id
+    body.extend([0, 2, 0xc0, 0x2b]); // one TLS 1.2 suite
+    body.extend([1, 0]); // null compression
+    body.extend(be16(extensions.len()));
+    body.extend(extensions);
+    let mut message = vec![1u8]; // client_hello
+    message.extend(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
+    message.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend(be16(message.len()));
+    record.extend(message);
+    record
+}

@@ -231,7 +231,9 @@ impl Forward<'_> {
                     if certificate && !retry_certificate {
                         return Err(error);
                     }
-                    warn!(upstream = %endpoint.upstream, %error, "upstream unavailable; trying the next one");
+                    if let Some(suppressed) = self.shared.log_limits.next_upstream.admit() {
+                        warn!(upstream = %endpoint.upstream, %error, suppressed, "upstream unavailable; trying the next one");
+                    }
                     last_error = Some(error);
                 }
             }

@@ -7,6 +7,7 @@ use tracing::{debug, error, warn};
 use crate::body::ResponseBody;
 use crate::error::{Error, Side};
 use crate::exchange::Exchange;
+use crate::log_limit::LogLimits;
 
 /// A `text/plain` response.
 pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
@@ -21,9 +22,14 @@ pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
     response
 }
 
-/// The answer to `error`, which is logged here with the request it ended.
-pub(crate) fn error(error: &Error, exchange: &Exchange) -> Response<ResponseBody> {
-    log(error, exchange);
+/// The answer to `error`, which is logged here with the request it ended
+/// (within `limits`).
+pub(crate) fn error(
+    error: &Error,
+    exchange: &Exchange,
+    limits: &LogLimits,
+) -> Response<ResponseBody> {
+    log(error, exchange, limits);
     let status = error.status();
     let reason = status.canonical_reason().unwrap_or("");
     let mut response = text(
@@ -38,14 +44,23 @@ pub(crate) fn error(error: &Error, exchange: &Exchange) -> Response<ResponseBody
     response
 }
 
-fn log(e: &Error, exchange: &Exchange) {
+fn log(e: &Error, exchange: &Exchange, limits: &LogLimits) {
     let client = exchange.client.ip();
     let method = &exchange.method;
     let path = exchange.uri.path();
     let upstream = exchange.upstream.as_ref().map(|e| e.upstream.to_string());
+    // Clients choose what fails: the lines are bounded per second.
     match e.kind().side() {
-        Side::Upstream => warn!(%client, %method, path, upstream, error = %e, "upstream failed"),
-        Side::Proxy => error!(%client, %method, path, error = %e, "request failed"),
+        Side::Upstream => {
+            if let Some(suppressed) = limits.upstream_failed.admit() {
+                warn!(%client, %method, path, upstream, error = %e, suppressed, "upstream failed");
+            }
+        }
+        Side::Proxy => {
+            if let Some(suppressed) = limits.request_failed.admit() {
+                error!(%client, %method, path, error = %e, suppressed, "request failed");
+            }
+        }
         Side::Client => debug!(%client, %method, path, error = %e, "request refused"),
     }
 }

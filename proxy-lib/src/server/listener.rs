@@ -62,12 +62,13 @@ pub(crate) async fn accept_loop(
                     .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
             }
             None => {
+                if let Some(suppressed) = shared.log_limits.clients_full.admit() {
+                    warn!(peer = %peer, tls, suppressed, "max_clients reached; refusing connections");
+                }
                 if tls {
                     // No HTTP answer can be read before a handshake.
-                    warn!(peer = %peer, "max_clients reached; closing TLS connection");
                     continue;
                 }
-                warn!(peer = %peer, "max_clients reached; refusing connection with 503");
                 shared.tasks.spawn(refuse(stream));
             }
         }

@@ -63,12 +63,16 @@ pub(crate) async fn accept_loop(
                 (h3.max_concurrent_connections, early)
             });
         if open.load(Ordering::Acquire) >= limit {
-            warn!(peer = %incoming.remote_address(), "HTTP/3 max_concurrent_connections reached; refusing");
+            if let Some(suppressed) = shared.log_limits.quic_full.admit() {
+                warn!(peer = %incoming.remote_address(), suppressed, "HTTP/3 max_concurrent_connections reached; refusing");
+            }
             incoming.refuse();
             continue;
         }
         let Some(slot) = shared.admit() else {
-            warn!(peer = %incoming.remote_address(), "max_clients reached; refusing QUIC connection");
+            if let Some(suppressed) = shared.log_limits.clients_full.admit() {
+                warn!(peer = %incoming.remote_address(), suppressed, "max_clients reached; refusing QUIC connections");
+            }
             incoming.refuse();
             continue;
         };
