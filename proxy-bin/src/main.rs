@@ -1,4 +1,5 @@
-//! `portcullis`: a reverse proxy for HTTP/1.1 and HTTP/2, over TLS or not.
+//! `portcullis`: a reverse proxy for HTTP/1.1, HTTP/2 and HTTP/3, over TLS
+//! or not.
 //!
 //! The binary is thin: it turns a TOML file into validated engine values,
 //! installs the process-wide pieces (the tracing subscriber, the runtime),
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// mimalloc rather than glibc's malloc: the engine's per-request buffers
 /// (a few KiB each) are beyond glibc's per-thread cache, and memory freed
@@ -22,7 +23,9 @@ use tracing::{error, warn};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A reverse proxy for HTTP/1.1 and HTTP/2.
+/// A reverse proxy for HTTP/1.1, HTTP/2 and HTTP/3, with TLS by SNI, client
+/// certificates, and TLS to upstreams. The config file is rpxy's TOML
+/// format, extended (config-example.toml documents every key).
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version)]
 struct Cli {
@@ -67,6 +70,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        config = %cli.config.display(),
+        apps = loaded.proxy.apps().len(),
+        "portcullis starting"
+    );
     for warning in &loaded.warnings {
         warn!("{warning}");
     }

@@ -108,7 +108,11 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         (
             format!("listen_port = 8080\nrequest_max_body_size = \"10 furlongs\"\n{APP}"),
-            ":2:25: request_max_body_size: invalid size unit \"furlongs\" in \"10 furlongs\": use B, KiB, MiB, GiB, KB, MB or GB",
+            ":2:25: request_max_body_size: invalid size unit \"furlongs\" in \"10 furlongs\": use B, KiB (k), MiB (m), GiB (g), KB, MB or GB",
+        ),
+        (
+            format!("listen_port = 8443\nlisten_port_tls = 8443\n{APP}"),
+            ": listen_port_tls: 8443 is listen_port too: HTTP and HTTPS need ports of their own",
         ),
         (
             APP.into(),

@@ -245,3 +245,28 @@ async fn error_lines_do_not_depend_on_the_access_log() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_line_names_the_version_the_file_and_the_apps() {
+    let proxy = Portcullis::start(&forwarding(dead_port().await, ""));
+    let first = proxy.stderr_lines()[0].clone();
+    assert!(first.contains("portcullis starting"), "{first}");
+    assert!(
+        first.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("config={}", proxy.config_path.display())),
+        "{first}"
+    );
+    assert!(first.contains("apps=1"), "{first}");
+    // listen_port = 0 is warned about: the port is the system's choice.
+    assert!(
+        proxy
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("listen_port = 0: the system picks a free port")),
+        "{:?}",
+        proxy.stderr_lines()
+    );
+}

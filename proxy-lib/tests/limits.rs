@@ -12,7 +12,7 @@ use http::{Response, Version};
 use http_body_util::Full;
 use proxy_lib::config::Limits;
 use support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn limited(origin: &Origin, limits: Limits) -> proxy_lib::ProxyConfig {
@@ -204,4 +204,26 @@ async fn burst(h2: H2, n: usize) -> Vec<Result<u16, hyper::Error>> {
         outcomes.push(task.await.unwrap());
     }
     outcomes
+}
+
+#[tokio::test]
+async fn bodies_are_limited_to_256_mib_by_default_and_unlimited_on_request() {
+    let origin = Origin::start("o").await;
+    let declared = format!(
+        "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+        (256 << 20) + 1
+    );
+    let proxy = TestProxy::start(limited(&origin, Limits::default())).await;
+    let (answer, _) = raw(proxy.addr, declared.as_bytes()).await;
+    assert_eq!(status_of(&answer), Some(413), "{answer}");
+
+    let mut limits = Limits::default();
+    limits.request_max_body_size = None;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(declared.as_bytes()).await.unwrap();
+    // Not refused: the proxy waits for the body (and forwards it).
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await;
+    assert!(waited.is_err(), "answered before the body: {byte:?}");
 }

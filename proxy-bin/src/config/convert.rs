@@ -35,6 +35,25 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
             "required (or listen_port_tls): the port to serve HTTP on",
         ));
     }
+    if let (Some(plain), Some(tls)) = (raw.listen_port, raw.listen_port_tls)
+        && plain == tls
+        && plain != 0
+    {
+        return Err(ConfigError::at(
+            "listen_port_tls",
+            format!("{tls} is listen_port too: HTTP and HTTPS need ports of their own"),
+        ));
+    }
+    for (key, port) in [
+        ("listen_port", raw.listen_port),
+        ("listen_port_tls", raw.listen_port_tls),
+    ] {
+        if port == Some(0) {
+            warnings.push(format!(
+                "{key} = 0: the system picks a free port; the \"listening\" line says which"
+            ));
+        }
+    }
     let mut builder = ProxyConfig::builder();
     let addresses = listen_addresses(&raw)?;
     if let Some(port) = raw.listen_port {
@@ -226,7 +245,9 @@ fn limits(raw: &RawConfig) -> Result<Limits> {
         }
         limits.max_concurrent_streams = max;
     }
-    limits.request_max_body_size = raw.request_max_body_size.map(|s| s.0);
+    if let Some(limit) = raw.request_max_body_size {
+        limits.request_max_body_size = limit.0;
+    }
     if let Some(size) = raw.max_request_header_size {
         limits.max_header_size = usize::try_from(size.0)
             .ok()

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 
-use crate::config::units::{ByteSize, ConfigDuration};
+use crate::config::units::{BodyLimit, ByteSize, ConfigDuration};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,7 +22,7 @@ pub struct RawConfig {
     pub max_clients: Option<usize>,
     #[serde(alias = "default_app")]
     pub default_application: Option<String>,
-    pub request_max_body_size: Option<ByteSize>,
+    pub request_max_body_size: Option<BodyLimit>,
     pub max_request_header_size: Option<ByteSize>,
     pub max_request_headers: Option<usize>,
     pub upstream_keepalive: Option<usize>,

@@ -65,8 +65,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
 }
 
-/// A byte count: a number, or `"64KiB"`, `"10MiB"`, `"1GiB"` (also `KB`,
-/// `MB`, `GB` for powers of ten).
+/// A byte count: a number, or `"64KiB"`, `"10MiB"`, `"1GiB"` (also rpxy's
+/// `"64k"`, `"10m"`, `"1g"`, powers of two too, and `KB`, `MB`, `GB` for
+/// powers of ten).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
@@ -105,21 +106,55 @@ fn parse_size(text: &str) -> Result<u64, String> {
     })?;
     let multiplier: u64 = match unit.trim() {
         "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
+        "KiB" | "k" | "K" => 1 << 10,
+        "MiB" | "m" | "M" => 1 << 20,
+        "GiB" | "g" | "G" => 1 << 30,
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
             return Err(format!(
-                "invalid size unit {other:?} in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+                "invalid size unit {other:?} in {text:?}: use B, KiB (k), MiB (m), GiB (g), KB, MB or GB"
             ));
         }
     };
     value
         .checked_mul(multiplier)
         .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// A body-size limit: a size, or `0` or `"unlimited"` for none (rpxy's
+/// meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for BodyLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BodyLimit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a size such as "256MiB" or "256m", or 0 or "unlimited" for none"#)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(BodyLimit((v > 0).then_some(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v.trim().eq_ignore_ascii_case("unlimited") {
+                    return Ok(BodyLimit(None));
+                }
+                parse_size(v)
+                    .map_err(E::custom)
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 #[cfg(test)]
@@ -154,8 +189,28 @@ mod tests {
         assert_eq!(parse_size("10MiB").unwrap(), 10 << 20);
         assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
         assert_eq!(parse_size("123").unwrap(), 123);
+        assert_eq!(parse_size("256m").unwrap(), 256 << 20);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
         for bad in ["", "KiB", "1TB", "1.5MiB", "99999999999GiB"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn body_limits_take_rpxy_spellings_and_zero_is_none() {
+        #[derive(Deserialize)]
+        struct W {
+            v: BodyLimit,
+        }
+        let limit = |text: &str| toml::from_str::<W>(&format!("v = {text}")).map(|w| w.v.0);
+        assert_eq!(limit("0").unwrap(), None);
+        assert_eq!(limit("\"unlimited\"").unwrap(), None);
+        assert_eq!(limit("\"Unlimited\"").unwrap(), None);
+        assert_eq!(limit("\"0m\"").unwrap(), None);
+        assert_eq!(limit("\"256m\"").unwrap(), Some(256 << 20));
+        assert_eq!(limit("1024").unwrap(), Some(1024));
+        assert!(limit("-1").is_err());
+        assert!(limit("\"lots\"").is_err());
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 /// Default for [`Limits::max_clients`].
 pub const DEFAULT_MAX_CLIENTS: usize = 512;
+/// Default for [`Limits::request_max_body_size`]: 256 MiB, as rpxy.
+pub const DEFAULT_REQUEST_MAX_BODY_SIZE: u64 = 256 << 20;
 /// Default for [`Limits::max_concurrent_streams`] (per HTTP/2 connection).
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Default for [`Limits::max_header_size`]: request line plus headers.
@@ -23,6 +25,7 @@ pub struct Limits {
     /// Concurrent streams per HTTP/2 client connection.
     pub max_concurrent_streams: u32,
     /// Largest request body in bytes (413 beyond); `None` for no limit.
+    /// Default: [`DEFAULT_REQUEST_MAX_BODY_SIZE`].
     pub request_max_body_size: Option<u64>,
     /// Largest request head in bytes (431 beyond).
     pub max_header_size: usize,
@@ -37,7 +40,7 @@ impl Default for Limits {
         Self {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
-            request_max_body_size: None,
+            request_max_body_size: Some(DEFAULT_REQUEST_MAX_BODY_SIZE),
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
             upstream_max_idle: DEFAULT_UPSTREAM_MAX_IDLE,
