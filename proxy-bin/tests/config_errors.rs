@@ -123,6 +123,30 @@ fn bad_files_are_refused_with_file_key_and_reason() {
             ": listen_port_tls: no app has a certificate: set tls_cert_path and tls_cert_key_path in an app's tls",
         ),
         ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
+        (
+            format!("listen_port = 8080\nlisten_address_v4 = [\"0.0.0.0\", \"127.0.0.1\"]\n{APP}"),
+            ": listen_address_v4: the unspecified address (0.0.0.0 or ::) already covers every address: list it alone",
+        ),
+        (
+            format!("listen_port = 8080\nlisten_address_v4 = \"::1\"\n{APP}"),
+            ": listen_address_v4: \"::1\" is not an address of this family",
+        ),
+        (
+            format!("listen_port = 8080\nlisten_ipv6 = false\nlisten_address_v6 = \"[::1]\"\n{APP}"),
+            ": listen_ipv6: false, while listen_address_v6 names addresses to listen on",
+        ),
+        (
+            format!("listen_port = 8080\npublic_https_port = 443\n{APP}"),
+            ": public_https_port: is the TLS port clients see (in redirections and Alt-Svc): set listen_port_tls",
+        ),
+        (
+            format!("listen_port = 8080\npublic_https_port = 443\nhttps_redirection_port = 8443\n{APP}"),
+            ": https_redirection_port: 8443 differs from public_https_port = 443: keep one of the two",
+        ),
+        (
+            format!("listen_port_tls = 8443\n{}", APP.replace("[apps.site]", "[apps.site]\ntls = { https_redirection = true }")),
+            ": apps.site.tls.https_redirection: needs both listen_port and listen_port_tls",
+        ),
     ];
     for (config, want) in cases {
         let (code, stdout, stderr, path) = check(config);
@@ -153,6 +177,8 @@ fn a_missing_file_is_named() {
 fn rpxy_spellings_load() {
     let (code, stdout, stderr, _) = check(
         r#"listen_port = 8080
+listen_address_v4 = ['127.0.0.1', '127.0.0.1']
+request_max_body_size = "256m"
 max_clients = 100
 max_concurrent_streams = 50
 tcp_listen_backlog = 128

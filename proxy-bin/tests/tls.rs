@@ -383,3 +383,34 @@ fn a_revocation_list_past_its_next_update_is_a_warning() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_apps_redirect_by_default_to_the_public_port() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    ca.server(&["a.test"]).write(certs.path(), "a");
+    let origin = Origin::start("o").await;
+    let config = tls_config(certs.path(), origin.addr, "")
+        .replace(
+            "listen_port_tls = 0\n",
+            "listen_port_tls = 0\npublic_https_port = 8443\n",
+        )
+        .replace("[apps.a]", "[http3]\n[apps.a]");
+    let proxy = Portcullis::start(&config);
+    // rpxy's default with both ports: cleartext requests are redirected.
+    let answer = get(proxy.addr, "a.test", "/x?y=1").await;
+    assert_eq!(answer.status, 301);
+    assert_eq!(answer.header("location"), Some("https://a.test:8443/x?y=1"));
+    assert_eq!(origin.hits(), 0);
+    // HTTP/3 is advertised at the public port too.
+    let stream = tls_connect(
+        proxy.tls_addr(),
+        "a.test",
+        client_config(&[&ca.der], None, &[]),
+    )
+    .await
+    .unwrap();
+    let answer = H1::over(stream).await.send(https_get("a.test")).await;
+    assert_eq!(answer.text(), "o");
+    assert_eq!(answer.header("alt-svc"), Some("h3=\":8443\"; ma=3600"));
+}

@@ -70,7 +70,7 @@ async fn serve(
         {
             let port = server_tls
                 .settings
-                .redirect_port
+                .public_port
                 .or_else(|| shared.bound_tls_port());
             return Ok(tls::redirect(&parts, host, port));
         }

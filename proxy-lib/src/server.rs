@@ -180,8 +180,10 @@ impl Proxy {
             }
             self.quic.push(listener);
         }
+        let public = config.tls.as_ref().and_then(|tls| tls.settings.public_port);
         let advertised = self.quic.first().zip(max_age).and_then(|(quic, age)| {
-            http::HeaderValue::try_from(format!("h3=\":{}\"; ma={age}", quic.local.port())).ok()
+            let port = public.unwrap_or(quic.local.port());
+            http::HeaderValue::try_from(format!("h3=\":{port}\"; ma={age}")).ok()
         });
         self.shared.alt_svc.store(advertised.map(Arc::new));
         Ok(())

@@ -268,7 +268,7 @@ async fn cleartext_requests_are_redirected_to_https() {
     // An explicit public port; 443 is left out of the URL.
     let mut builder = two_apps(&pki, &a, &w, redirect.clone());
     let mut settings = pki.settings();
-    settings.redirect_port(443);
+    settings.public_port(443);
     builder.tls(settings);
     proxy.reload(builder.build().unwrap());
     eventually("redirect without port", || async {

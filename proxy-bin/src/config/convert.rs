@@ -12,7 +12,7 @@ use proxy_lib::config::{
 };
 
 use crate::config::raw::{
-    RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
+    OneOrMany, RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
 };
 use crate::config::{ConfigError, Loaded, LogSettings, h3, tls, upstream_tls};
 
@@ -103,11 +103,18 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
         .as_ref()
         .and_then(|e| e.ignore_sni_consistency)
         .unwrap_or(false);
+    let facts = FileFacts {
+        base,
+        ignore_sni,
+        both_ports: raw.listen_port.is_some() && raw.listen_port_tls.is_some(),
+    };
+    let public_port = public_https_port(&raw)?;
+    let public_port_key = public_port_key(&raw);
     let mut certs = Vec::new();
     let mut watched: Vec<Arc<dyn Reload>> = Vec::new();
     for (name, app) in raw.apps {
         let is_default = raw.default_application.as_deref() == Some(name.as_str());
-        let (app, files) = convert_app(&name, app, is_default, ignore_sni, base, &mut warnings)?;
+        let (app, files) = convert_app(&name, app, is_default, &facts, &mut warnings)?;
         if let Some(cert) = files.cert {
             certs.push((format!("apps.{name}.tls"), cert));
         }
@@ -124,13 +131,8 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port))
                 .collect();
-            let (mut settings, source) = tls::settings(
-                certs,
-                listen,
-                raw.https_redirection_port,
-                sessions,
-                &mut warnings,
-            )?;
+            let (mut settings, source) =
+                tls::settings(certs, listen, public_port, sessions, &mut warnings)?;
             if let Some((_, http3)) = &http3 {
                 settings.http3(http3.clone());
             }
@@ -157,10 +159,10 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
             "HTTP/3 is served beside TLS: set listen_port_tls and an app's certificate",
         ));
     }
-    if raw.https_redirection_port.is_some() && raw.listen_port_tls.is_none() {
+    if let (Some(key), None) = (public_port_key, raw.listen_port_tls) {
         return Err(ConfigError::at(
-            "https_redirection_port",
-            "applies to redirections to the TLS port: set listen_port_tls",
+            key,
+            "is the TLS port clients see (in redirections and Alt-Svc): set listen_port_tls",
         ));
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
@@ -189,21 +191,86 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
 }
 
 /// The addresses to listen on, IPv4 and, when asked, IPv6.
+/// The addresses to listen on: `listen_address_v4` (one or a list, by
+/// default 0.0.0.0), and `listen_address_v6` (one or a list, `[::]`-style
+/// brackets allowed), or `[::]` when only `listen_ipv6 = true` is set.
 fn listen_addresses(raw: &RawConfig) -> Result<Vec<IpAddr>> {
-    let mut addresses = vec![IpAddr::V4(
-        raw.listen_address_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-    )];
-    if raw.listen_ipv6.unwrap_or(false) {
-        addresses.push(IpAddr::V6(
-            raw.listen_address_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-        ));
-    } else if raw.listen_address_v6.is_some() {
+    let v4 = addresses(raw.listen_address_v4.clone(), "listen_address_v4", |text| {
+        text.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+    })?;
+    let mut addresses = if v4.is_empty() {
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
+    } else {
+        v4
+    };
+    let v6 = addresses_v6(raw)?;
+    addresses.extend(v6);
+    Ok(addresses)
+}
+
+fn addresses_v6(raw: &RawConfig) -> Result<Vec<IpAddr>> {
+    let v6 = addresses(raw.listen_address_v6.clone(), "listen_address_v6", |text| {
+        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+        bare.unwrap_or(text)
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(IpAddr::V6)
+    })?;
+    match (v6.is_empty(), raw.listen_ipv6) {
+        (true, Some(true)) => Ok(vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]),
+        (false, Some(false)) => Err(ConfigError::at(
+            "listen_ipv6",
+            "false, while listen_address_v6 names addresses to listen on",
+        )),
+        _ => Ok(v6),
+    }
+}
+
+/// The addresses of `key`, without duplicates; the unspecified address
+/// only alone (it already covers every other).
+fn addresses(
+    value: Option<OneOrMany>,
+    key: &str,
+    parse: impl Fn(&str) -> Option<IpAddr>,
+) -> Result<Vec<IpAddr>> {
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for text in value.map(OneOrMany::into_vec).unwrap_or_default() {
+        let address = parse(text.trim()).ok_or_else(|| {
+            ConfigError::at(key, format!("{text:?} is not an address of this family"))
+        })?;
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    if addresses.len() > 1 && addresses.iter().any(IpAddr::is_unspecified) {
         return Err(ConfigError::at(
-            "listen_address_v6",
-            "set listen_ipv6 = true to listen on IPv6",
+            key,
+            "the unspecified address (0.0.0.0 or ::) already covers every address: list it alone",
         ));
     }
     Ok(addresses)
+}
+
+/// `public_https_port` (rpxy 0.13) or `https_redirection_port` (ours from
+/// before); both only if they agree.
+fn public_https_port(raw: &RawConfig) -> Result<Option<u16>> {
+    match (raw.public_https_port, raw.https_redirection_port) {
+        (Some(public), Some(old)) if public != old => Err(ConfigError::at(
+            "https_redirection_port",
+            format!("{old} differs from public_https_port = {public}: keep one of the two"),
+        )),
+        (public, old) => Ok(public.or(old)),
+    }
+}
+
+fn public_port_key(raw: &RawConfig) -> Option<&'static str> {
+    if raw.public_https_port.is_some() {
+        Some("public_https_port")
+    } else if raw.https_redirection_port.is_some() {
+        Some("https_redirection_port")
+    } else {
+        None
+    }
 }
 
 fn check_experimental(experimental: &RawExperimental) -> Result<()> {
@@ -291,14 +358,24 @@ fn timeouts(raw: &RawConfig) -> Timeouts {
     timeouts
 }
 
+/// What the whole file says that each app's conversion needs.
+struct FileFacts<'a> {
+    /// The directory relative paths start from.
+    base: &'a Path,
+    /// `experimental.ignore_sni_consistency`.
+    ignore_sni: bool,
+    /// Both `listen_port` and `listen_port_tls` are set.
+    both_ports: bool,
+}
+
 fn convert_app(
     name: &str,
     raw: RawApp,
     is_default: bool,
-    ignore_sni: bool,
-    base: &Path,
+    facts: &FileFacts<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<(App, tls::AppFiles)> {
+    let base = facts.base;
     let key = format!("apps.{name}");
     let mut app = App::new(name);
     let server_names = raw.server_name.map(|n| n.into_vec()).unwrap_or_default();
@@ -315,7 +392,8 @@ fn convert_app(
             server_names: &server_names,
             is_default,
             base,
-            ignore_sni,
+            ignore_sni: facts.ignore_sni,
+            both_ports: facts.both_ports,
         };
         let parts = tls::app_tls(raw_tls, &cx, warnings)?;
         app.tls(parts.tls);

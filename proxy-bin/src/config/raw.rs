@@ -2,7 +2,6 @@
 //! rpxy lacks. Every struct refuses unknown keys.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Deserialize;
 
@@ -13,9 +12,11 @@ use crate::config::units::{BodyLimit, ByteSize, ConfigDuration};
 pub struct RawConfig {
     pub listen_port: Option<u16>,
     pub listen_port_tls: Option<u16>,
+    /// rpxy 0.13's name; `https_redirection_port` is ours from before.
+    pub public_https_port: Option<u16>,
     pub https_redirection_port: Option<u16>,
-    pub listen_address_v4: Option<Ipv4Addr>,
-    pub listen_address_v6: Option<Ipv6Addr>,
+    pub listen_address_v4: Option<OneOrMany>,
+    pub listen_address_v6: Option<OneOrMany>,
     pub listen_ipv6: Option<bool>,
     pub tcp_listen_backlog: Option<u32>,
     pub max_concurrent_streams: Option<u32>,

@@ -52,6 +52,8 @@ pub struct AppContext<'a> {
     pub base: &'a Path,
     /// `experimental.ignore_sni_consistency`, rpxy's global opt-out.
     pub ignore_sni: bool,
+    /// Both `listen_port` and `listen_port_tls` are set.
+    pub both_ports: bool,
 }
 
 pub fn app_tls(
@@ -67,7 +69,19 @@ pub fn app_tls(
         ));
     }
     let mut tls = AppTls::new();
-    tls.https_redirection(raw.https_redirection.unwrap_or(false));
+    // rpxy's rule: with both ports, TLS apps redirect cleartext requests
+    // unless they say otherwise; with one, there is nothing to choose.
+    let redirect = match (raw.https_redirection, cx.both_ports) {
+        (Some(on), true) => on,
+        (None, both) => both,
+        (Some(_), false) => {
+            return Err(ConfigError::at(
+                format!("{key}.https_redirection"),
+                "needs both listen_port and listen_port_tls",
+            ));
+        }
+    };
+    tls.https_redirection(redirect);
     tls.sni_host_check(raw.sni_host_check.unwrap_or(!cx.ignore_sni));
     if raw.early_data == Some(true) {
         tls.early_data(true);
@@ -245,7 +259,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn settings(
     certs: Vec<(String, CertFiles)>,
     listen: Vec<std::net::SocketAddr>,
-    redirect_port: Option<u16>,
+    public_port: Option<u16>,
     sessions: &Sessions,
     warnings: &mut Vec<String>,
 ) -> Result<(TlsSettings, Arc<FileSource>)> {
@@ -279,8 +293,8 @@ pub fn settings(
     for addr in listen {
         settings.listen(addr);
     }
-    if let Some(port) = redirect_port {
-        settings.redirect_port(port);
+    if let Some(port) = public_port {
+        settings.public_port(port);
     }
     Ok((settings, source))
 }

@@ -28,7 +28,7 @@ pub struct TlsSettings {
     pub(crate) certs: Arc<SniResolver>,
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
-    pub(crate) redirect_port: Option<u16>,
+    pub(crate) public_port: Option<u16>,
     pub(crate) http3: Option<Http3>,
 }
 
@@ -42,7 +42,7 @@ impl TlsSettings {
             certs,
             provider: Arc::new(proxy_certs::hardened(provider)),
             sessions: ServerSessionMemoryCache::new(DEFAULT_SESSION_CACHE),
-            redirect_port: None,
+            public_port: None,
             http3: None,
         }
     }
@@ -71,10 +71,12 @@ impl TlsSettings {
         self
     }
 
-    /// The port put in HTTPS redirections (omitted when 443). Default: the
-    /// port the first TLS listener is bound to.
-    pub fn redirect_port(&mut self, port: u16) -> &mut Self {
-        self.redirect_port = Some(port);
+    /// The port clients reach the TLS listeners at, when it is not the one
+    /// bound (behind a load balancer, NAT or a container's port mapping):
+    /// written in HTTPS redirections (omitted when 443) and in HTTP/3's
+    /// `Alt-Svc`. Default: the port the first TLS listener is bound to.
+    pub fn public_port(&mut self, port: u16) -> &mut Self {
+        self.public_port = Some(port);
         self
     }
 
