@@ -124,6 +124,10 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
         (
+            format!("listen_port = 8080\nsticky_cookie_secret = \"c2hvcnQ\"\n{APP}"),
+            ": sticky_cookie_secret: must be 32 bytes as unpadded base64url",
+        ),
+        (
             format!("listen_port = 8080\nlisten_address_v4 = [\"0.0.0.0\", \"127.0.0.1\"]\n{APP}"),
             ": listen_address_v4: the unspecified address (0.0.0.0 or ::) already covers every address: list it alone",
         ),
@@ -179,6 +183,8 @@ fn rpxy_spellings_load() {
         r#"listen_port = 8080
 listen_address_v4 = ['127.0.0.1', '127.0.0.1']
 request_max_body_size = "256m"
+redact_query_in_access_log = true
+sticky_cookie_secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 max_clients = 100
 max_concurrent_streams = 50
 tcp_listen_backlog = 128

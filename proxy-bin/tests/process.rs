@@ -270,3 +270,46 @@ async fn the_first_line_names_the_version_the_file_and_the_apps() {
         proxy.stderr_lines()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_can_be_kept_out_of_the_access_log() {
+    let origin = Origin::start("o").await;
+    let config = forwarding(origin.addr, "redact_query_in_access_log = true");
+    let proxy = Portcullis::start(&config);
+    let answer = get(proxy.addr, "a.test", "/reset?token=s3cret&flag").await;
+    assert_eq!(answer.text(), "o");
+    let line = proxy.wait_for_stdout("/reset", WAIT).unwrap();
+    assert!(
+        line.contains("\"GET /reset?token=<redacted>&<redacted> HTTP/1.1\" 200"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret"), "{line}");
+    // The origin still gets the query.
+    assert_eq!(origin.seen()[0].uri, "/reset?token=s3cret&flag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpxys_sticky_cookie_secret_is_shared_by_a_fleet() {
+    let origin = Origin::start("o").await;
+    let sticky = |secret: &str| {
+        forwarding(origin.addr, &format!("sticky_cookie_secret = \"{secret}\""))
+            .replace("}] }]", "}], load_balance = \"sticky\" }]")
+    };
+    let shared = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    let other = "HwAeHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE";
+    let mut cookies = Vec::new();
+    for secret in [shared, shared, other] {
+        let proxy = Portcullis::start(&sticky(secret));
+        let answer = get(proxy.addr, "a.test", "/").await;
+        let cookie = answer
+            .header("set-cookie")
+            .expect("a sticky cookie")
+            .to_owned();
+        cookies.push(cookie.split(';').next().unwrap().to_owned());
+    }
+    assert_eq!(
+        cookies[0], cookies[1],
+        "one secret, one cookie on every node"
+    );
+    assert_ne!(cookies[0], cookies[2]);
+}

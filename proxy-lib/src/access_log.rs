@@ -1,6 +1,7 @@
 //! The access log: one `tracing` event per request, written when its
 //! response has been sent (or abandoned).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use tracing::Level;
@@ -34,6 +35,12 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("-");
     let path = exchange.uri.path_and_query().map_or("-", |p| p.as_str());
+    let path = if exchange.redact_query {
+        redacted(path)
+    } else {
+        Cow::Borrowed(path)
+    };
+    let path = &*path;
     tracing::info!(
         target: ACCESS_LOG_TARGET,
         client = %exchange.client.ip(),
@@ -60,6 +67,39 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
     );
 }
 
+/// The placeholder of a redacted query value.
+const REDACTED: &str = "<redacted>";
+
+/// `path?query` with each query value replaced by [`REDACTED`] (keys kept;
+/// a segment without `=` is all value; empty segments stay empty), for
+/// queries that carry tokens or personal data.
+fn redacted(path_and_query: &str) -> Cow<'_, str> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return Cow::Borrowed(path_and_query);
+    };
+    if query.is_empty() {
+        return Cow::Borrowed(path_and_query);
+    }
+    let mut out = String::with_capacity(path_and_query.len() + 16);
+    out.push_str(path);
+    out.push('?');
+    for (i, segment) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match segment.split_once('=') {
+            Some((key, _)) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            None if segment.is_empty() => {}
+            None => out.push_str(REDACTED),
+        }
+    }
+    Cow::Owned(out)
+}
+
 struct UpstreamName<'a>(Option<&'a Endpoint>);
 
 impl fmt::Display for UpstreamName<'_> {
@@ -68,5 +108,29 @@ impl fmt::Display for UpstreamName<'_> {
             Some(endpoint) => fmt::Display::fmt(&endpoint.upstream, f),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_redacted_keys_and_paths_kept() {
+        let cases = [
+            ("/plain", "/plain"),
+            ("/p?", "/p?"),
+            (
+                "/reset?token=abc&email=a@b.c",
+                "/reset?token=<redacted>&email=<redacted>",
+            ),
+            ("/p?a=&a=2&flag", "/p?a=<redacted>&a=<redacted>&<redacted>"),
+            ("/p?&a=1&&", "/p?&a=<redacted>&&"),
+            ("/p?k=v=w", "/p?k=<redacted>"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redacted(input), want, "{input}");
+        }
+        assert!(matches!(redacted("/plain?"), Cow::Borrowed(_)));
     }
 }

@@ -52,6 +52,7 @@ pub struct ProxyConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) sticky_cookie: StickyCookie,
     pub(crate) tls: Option<ServerTls>,
+    pub(crate) redact_query_in_access_log: bool,
 }
 
 impl ProxyConfig {
@@ -97,6 +98,7 @@ pub struct ProxyConfigBuilder {
     timeouts: Timeouts,
     sticky_cookie: StickyCookie,
     tls: Option<TlsSettings>,
+    redact_query_in_access_log: bool,
 }
 
 impl ProxyConfigBuilder {
@@ -165,6 +167,14 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Replaces each query value in the access log's `path` with
+    /// `<redacted>` (keys kept), for URLs that carry tokens or personal
+    /// data. Default: off.
+    pub fn redact_query_in_access_log(&mut self, on: bool) -> &mut Self {
+        self.redact_query_in_access_log = on;
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -221,6 +231,7 @@ impl ProxyConfigBuilder {
             timeouts: self.timeouts.clone(),
             sticky_cookie: self.sticky_cookie.clone(),
             tls,
+            redact_query_in_access_log: self.redact_query_in_access_log,
         })
     }
 

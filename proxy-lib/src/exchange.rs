@@ -29,6 +29,8 @@ pub(crate) struct Exchange {
     pub(crate) tls: Option<Arc<TlsInfo>>,
     /// What the upstream connection's TLS negotiated, when logged.
     pub(crate) upstream_tls: Option<Arc<UpstreamTlsInfo>>,
+    /// Query values are left out of the access log.
+    pub(crate) redact_query: bool,
 }
 
 impl Exchange {
@@ -56,6 +58,7 @@ impl Exchange {
             in_flight,
             tls: started.and(conn.tls.clone()),
             upstream_tls: None,
+            redact_query: false,
         }
     }
 

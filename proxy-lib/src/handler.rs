@@ -32,6 +32,7 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
+    exchange.redact_query = snapshot.config.redact_query_in_access_log;
     let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange, &shared.log_limits));
     if ctx.tls.as_ref().is_some_and(|tls| tls.alpn != "h3")

@@ -65,26 +65,9 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
         builder.listen_backlog(backlog);
     }
     builder.limits(limits(&raw)?);
+    builder.redact_query_in_access_log(raw.redact_query_in_access_log.unwrap_or(false));
     builder.timeouts(timeouts(&raw));
-    if let Some(sticky) = &raw.sticky_cookie {
-        let name = sticky
-            .name
-            .as_deref()
-            .unwrap_or(proxy_lib::config::DEFAULT_STICKY_COOKIE_NAME);
-        let mut cookie =
-            StickyCookie::new(name).map_err(|e| ConfigError::at("sticky_cookie.name", e))?;
-        if let Some(secret) = &sticky.secret {
-            if secret.len() < 16 {
-                return Err(ConfigError::at(
-                    "sticky_cookie.secret",
-                    "use at least 16 characters",
-                ));
-            }
-            cookie.secret(secret.as_bytes());
-        }
-        cookie.max_age(sticky.max_age.map(|d| d.0));
-        builder.sticky_cookie(cookie);
-    }
+    builder.sticky_cookie(sticky_cookie(&raw)?);
 
     if raw.apps.is_empty() {
         return Err(ConfigError::at("apps", "at least one app is required"));
@@ -249,6 +232,53 @@ fn addresses(
         ));
     }
     Ok(addresses)
+}
+
+/// `[sticky_cookie]` (ours) and rpxy's `sticky_cookie_secret`.
+fn sticky_cookie(raw: &RawConfig) -> Result<StickyCookie> {
+    let sticky = raw.sticky_cookie.as_ref();
+    let name = sticky
+        .and_then(|s| s.name.as_deref())
+        .unwrap_or(proxy_lib::config::DEFAULT_STICKY_COOKIE_NAME);
+    let mut cookie =
+        StickyCookie::new(name).map_err(|e| ConfigError::at("sticky_cookie.name", e))?;
+    match (
+        sticky.and_then(|s| s.secret.as_ref()),
+        &raw.sticky_cookie_secret,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at(
+                "sticky_cookie_secret",
+                "sticky_cookie.secret is set too: keep one of the two",
+            ));
+        }
+        (Some(secret), None) => {
+            if secret.len() < 16 {
+                return Err(ConfigError::at(
+                    "sticky_cookie.secret",
+                    "use at least 16 characters",
+                ));
+            }
+            cookie.secret(secret.as_bytes());
+        }
+        (None, Some(encoded)) => {
+            use base64::Engine as _;
+            let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded.trim())
+                .ok()
+                .filter(|key| key.len() == 32)
+                .ok_or_else(|| {
+                    ConfigError::at(
+                        "sticky_cookie_secret",
+                        "must be 32 bytes as unpadded base64url (openssl rand -base64 32 | tr '+/' '-_' | tr -d '=\\n')",
+                    )
+                })?;
+            cookie.secret(&key);
+        }
+        (None, None) => {}
+    }
+    cookie.max_age(sticky.and_then(|s| s.max_age).map(|d| d.0));
+    Ok(cookie)
 }
 
 /// `public_https_port` (rpxy 0.13) or `https_redirection_port` (ours from

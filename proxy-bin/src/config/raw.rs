@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub max_request_headers: Option<usize>,
     pub upstream_keepalive: Option<usize>,
     pub worker_threads: Option<usize>,
+    pub redact_query_in_access_log: Option<bool>,
+    /// rpxy 0.13's: 32 bytes, unpadded base64url.
+    pub sticky_cookie_secret: Option<String>,
     #[serde(default)]
     pub apps: BTreeMap<String, RawApp>,
     pub timeouts: Option<RawTimeouts>,
