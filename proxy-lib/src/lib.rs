@@ -53,6 +53,7 @@
 //! everything else is internal.
 
 mod access_log;
+mod admission;
 mod body;
 mod client_auth;
 mod clock;

@@ -15,7 +15,7 @@ pub(crate) const LINES_PER_SECOND: u64 = 10;
 /// The budgets of the engine's client-triggered lines.
 #[derive(Debug, Default)]
 pub(crate) struct LogLimits {
-    /// "max_clients reached" (TCP and QUIC).
+    /// "connection limit reached" (TCP and QUIC).
     pub(crate) clients_full: LogLimit,
     /// "HTTP/3 max_concurrent_connections reached".
     pub(crate) quic_full: LogLimit,

@@ -1,15 +1,16 @@
 //! State shared by every connection: the current configuration snapshot
 //! (swapped whole on reload), the upstream endpoints that outlive snapshots,
-//! the client-connection count, and the shutdown signals.
+//! the client-connection counts, and the shutdown signals.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
 use crate::routing::Router;
@@ -27,7 +28,7 @@ pub(crate) struct Snapshot {
 pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     registry: EndpointRegistry,
-    clients: AtomicUsize,
+    pub(crate) admission: Admission,
     /// Cancelled when the proxy starts draining: connections finish what
     /// they serve and close.
     pub(crate) draining: CancellationToken,
@@ -46,10 +47,6 @@ pub(crate) struct Shared {
     pub(crate) log_limits: LogLimits,
 }
 
-/// A client connection counted against `max_clients`.
-#[derive(Debug)]
-pub(crate) struct ClientSlot(Arc<Shared>);
-
 impl Shared {
     pub(crate) fn new(config: Arc<ProxyConfig>) -> Arc<Self> {
         let registry = EndpointRegistry::default();
@@ -57,7 +54,7 @@ impl Shared {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
-            clients: AtomicUsize::new(0),
+            admission: Admission::default(),
             draining: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -84,27 +81,11 @@ impl Shared {
     pub(crate) fn bound_tls_port(&self) -> Option<u16> {
         Some(self.tls_port.load(Ordering::Relaxed)).filter(|&port| port != 0)
     }
-
-    /// Counts a new client connection, or `None` at `max_clients`.
-    pub(crate) fn admit(self: &Arc<Self>) -> Option<ClientSlot> {
-        let limit = self.snapshot.load().config.limits.max_clients;
-        if self.clients.fetch_add(1, Ordering::AcqRel) >= limit {
-            self.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ClientSlot(self.clone()))
-    }
 }
 
 impl Snapshot {
     fn new(config: Arc<ProxyConfig>, registry: &EndpointRegistry) -> Self {
         let router = Router::new(&config, registry);
         Self { config, router }
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::AcqRel);
     }
 }

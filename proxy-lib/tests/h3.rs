@@ -387,3 +387,43 @@ async fn connections_beyond_the_limit_are_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn quic_connections_count_against_the_per_address_limit() {
+    let s = setup(Http3::new()).await;
+    let origin = Origin::start("origin").await;
+    let mut limits = proxy_lib::config::Limits::default();
+    limits.max_clients_per_ip = Some(1);
+    let config = {
+        let mut config = config();
+        config
+            .app(app(
+                "a",
+                &["a.test"],
+                vec![route(None, None, to(&[&origin]))],
+            ))
+            .unwrap();
+        let mut tls = tls_on_localhost(s.certs.clone());
+        tls.http3(Http3::new());
+        config.tls(tls).limits(limits);
+        config.build().unwrap()
+    };
+    let proxy = TestProxy::start(config).await;
+    let quic = proxy.quic_addr.unwrap();
+    let mut first = H3::connect(quic, "a.test", &[&s.ca.der]).await;
+    assert_eq!(first.get("a.test", "/").await.status, 200);
+    assert!(
+        H3::try_connect(quic, "a.test", &[&s.ca.der]).await.is_err(),
+        "a second connection from the address is refused"
+    );
+    // A TCP connection from it too: 503.
+    let (answer, _) = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    assert_eq!(status_of(&answer), Some(503), "{answer}");
+    first.conn.close(0u32.into(), b"done");
+    let der = s.ca.der.clone();
+    eventually("the address is admitted again", || {
+        let der = der.clone();
+        async move { H3::try_connect(quic, "a.test", &[&der]).await.is_ok() }
+    })
+    .await;
+}

@@ -19,6 +19,45 @@ fn limited(origin: &Origin, limits: Limits) -> proxy_lib::ProxyConfig {
     one_app(to(&[origin])).limits(limits).build().unwrap()
 }
 
+/// A connection to `addr` from `source` (another loopback address).
+async fn connect_from(source: &str, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_clients_per_ip = Some(2);
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut h1 = H1::over(connect_from("127.0.0.1", proxy.addr).await).await;
+        assert_eq!(h1.get("a.test", "/").await.status, 200);
+        held.push(h1);
+    }
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let (answer, closed) = raw(proxy.addr, request).await;
+    assert_eq!(status_of(&answer), Some(503), "{answer}");
+    assert!(closed);
+    // Another address is served.
+    let mut other = connect_from("127.0.0.2", proxy.addr).await;
+    other.write_all(request).await.unwrap();
+    let (answer, _) = read_until_close(&mut other, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    // And the first address again once one of its connections closes.
+    held.pop();
+    let addr = proxy.addr;
+    eventually(
+        "a closed connection gives its address's slot back",
+        || async move { status_of(&raw(addr, request).await.0) == Some(200) },
+    )
+    .await;
+    assert_eq!(origin.hits(), 4);
+}
+
 #[tokio::test]
 async fn connections_past_max_clients_get_503_and_are_closed() {
     let origin = Origin::start("o").await;

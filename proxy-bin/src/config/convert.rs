@@ -333,6 +333,8 @@ fn limits(raw: &RawConfig) -> Result<Limits> {
         }
         limits.max_clients = max;
     }
+    // rpxy's meaning: 0 turns it off.
+    limits.max_clients_per_ip = raw.max_clients_per_ip.filter(|&max| max > 0);
     if let Some(max) = raw.max_concurrent_streams {
         if max == 0 {
             return Err(ConfigError::at(

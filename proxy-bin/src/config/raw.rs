@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub tcp_listen_backlog: Option<u32>,
     pub max_concurrent_streams: Option<u32>,
     pub max_clients: Option<usize>,
+    pub max_clients_per_ip: Option<usize>,
     #[serde(alias = "default_app")]
     pub default_application: Option<String>,
     pub request_max_body_size: Option<BodyLimit>,

@@ -22,6 +22,10 @@ pub struct Limits {
     /// Client connections served at once, over all listeners; one more is
     /// answered 503 and closed.
     pub max_clients: usize,
+    /// Client connections from one address at once (TCP, TLS and QUIC
+    /// together); one more is refused like one over `max_clients`. The
+    /// address is the immediate peer's. `None` (the default): no limit.
+    pub max_clients_per_ip: Option<usize>,
     /// Concurrent streams per HTTP/2 client connection.
     pub max_concurrent_streams: u32,
     /// Largest request body in bytes (413 beyond); `None` for no limit.
@@ -39,6 +43,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_clients_per_ip: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             request_max_body_size: Some(DEFAULT_REQUEST_MAX_BODY_SIZE),
             max_header_size: DEFAULT_MAX_HEADER_SIZE,

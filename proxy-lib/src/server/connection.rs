@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::admission::ClientSlot;
 use crate::body::{ClientBody, ResponseBody};
 use crate::clock::{self, now_ms};
 use crate::config::{Limits, ProxyConfig};
@@ -26,7 +27,7 @@ use crate::server::activity::{ConnActivity, Verdict};
 use crate::server::h1::{self, Idle, Outcome};
 use crate::server::parking::Parked;
 use crate::server::tls::{self, TlsInfo};
-use crate::state::{ClientSlot, Shared};
+use crate::state::Shared;
 use crate::stream::Stream;
 use crate::timer::TimerSlot;
 

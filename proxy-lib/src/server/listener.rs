@@ -55,15 +55,16 @@ pub(crate) async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(peer = %peer, error = %e, "TCP_NODELAY failed");
         }
-        match shared.admit() {
-            Some(slot) => {
+        match shared.admit(peer.ip()) {
+            Ok(slot) => {
                 shared
                     .tasks
                     .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
             }
-            None => {
+            Err(refused) => {
                 if let Some(suppressed) = shared.log_limits.clients_full.admit() {
-                    warn!(peer = %peer, tls, suppressed, "max_clients reached; refusing connections");
+                    let limit = refused.limit();
+                    warn!(peer = %peer, tls, limit, suppressed, "connection limit reached; refusing connections");
                 }
                 if tls {
                     // No HTTP answer can be read before a handshake.

@@ -18,12 +18,13 @@ use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::admission::ClientSlot;
 use crate::body::{ClientBody, H3RequestBody, ResponseBody};
 use crate::client_auth::PeerChain;
 use crate::handler;
 use crate::server::connection::ConnCtx;
 use crate::server::tls::TlsInfo;
-use crate::state::{ClientSlot, Shared};
+use crate::state::Shared;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type SendStream = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
@@ -69,12 +70,16 @@ pub(crate) async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        let Some(slot) = shared.admit() else {
-            if let Some(suppressed) = shared.log_limits.clients_full.admit() {
-                warn!(peer = %incoming.remote_address(), suppressed, "max_clients reached; refusing QUIC connections");
+        let slot = match shared.admit(incoming.remote_address().ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                if let Some(suppressed) = shared.log_limits.clients_full.admit() {
+                    let limit = refused.limit();
+                    warn!(peer = %incoming.remote_address(), limit, suppressed, "connection limit reached; refusing QUIC connections");
+                }
+                incoming.refuse();
+                continue;
             }
-            incoming.refuse();
-            continue;
         };
         open.fetch_add(1, Ordering::AcqRel);
         let counted = Counted(open.clone());
