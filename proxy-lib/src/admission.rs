@@ -112,9 +112,11 @@ mod tests {
     #[test]
     fn one_address_cannot_take_every_slot() {
         let admission = Admission::default();
-        let mut limits = Limits::default();
-        limits.max_clients = 4;
-        limits.max_clients_per_ip = Some(2);
+        let mut limits = Limits {
+            max_clients: 4,
+            max_clients_per_ip: Some(2),
+            ..Limits::default()
+        };
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(admission.admit(a, &limits), Ok(Some(a)));
