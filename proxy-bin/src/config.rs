@@ -6,7 +6,9 @@
 
 mod convert;
 mod h3;
+mod listen;
 mod raw;
+mod route;
 mod tls;
 mod units;
 mod upstream_tls;

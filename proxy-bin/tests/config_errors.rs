@@ -124,6 +124,14 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
         (
+            format!("listen_port = 8080\nrequest_buffer_dir = \"/nonexistent/dir\"\n{APP}"),
+            ": request_buffer_dir: /nonexistent/dir: No such file or directory",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ static_files = { root = \".\" }, request_buffering = false }]\n".into(),
+            ": apps.site.reverse_proxy[0]: load_balance, upstream_options and request_buffering apply to upstreams, not to static_files",
+        ),
+        (
             format!("listen_port = 8080\nsticky_cookie_secret = \"c2hvcnQ\"\n{APP}"),
             ": sticky_cookie_secret: must be 32 bytes as unpadded base64url",
         ),

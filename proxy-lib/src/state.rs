@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
 use crate::routing::Router;
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) alt_svc: ArcSwapOption<HeaderValue>,
     /// Budgets of the log lines clients can trigger.
     pub(crate) log_limits: LogLimits,
+    /// Bytes of buffered request bodies on disk.
+    pub(crate) buffered_on_disk: DiskBudget,
 }
 
 impl Shared {
@@ -62,6 +65,7 @@ impl Shared {
             tls_port: AtomicU16::new(0),
             alt_svc: ArcSwapOption::empty(),
             log_limits: LogLimits::default(),
+            buffered_on_disk: DiskBudget::default(),
         })
     }
 

@@ -27,6 +27,7 @@ pub(crate) struct UpstreamSet {
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
+    pub(crate) request_buffering: bool,
     next: AtomicUsize,
 }
 
@@ -43,6 +44,7 @@ impl UpstreamSet {
             protocol: group.protocol,
             forwarded_header: group.forwarded_header,
             upgrade_insecure_requests: group.upgrade_insecure_requests,
+            request_buffering: group.request_buffering,
             next: AtomicUsize::new(0),
         }
     }

@@ -70,12 +70,14 @@ async fn read_request(stream: &mut TcpStream) -> bool {
 }
 
 async fn proxy_to(addr: SocketAddr) -> TestProxy {
-    let config = one_app(RouteTarget::Upstreams(group(
-        &[addr.to_string()],
-        LoadBalance::None,
-    )))
-    .build()
-    .unwrap();
+    proxy_buffering(addr, true).await
+}
+
+/// A proxy to `addr` whose route buffers request bodies, or streams them.
+async fn proxy_buffering(addr: SocketAddr, buffering: bool) -> TestProxy {
+    let mut upstreams = group(&[addr.to_string()], LoadBalance::None);
+    upstreams.request_buffering(buffering);
+    let config = one_app(RouteTarget::Upstreams(upstreams)).build().unwrap();
     TestProxy::start(config).await
 }
 
@@ -208,7 +210,8 @@ async fn a_length_beside_chunked_is_ignored_and_the_connection_not_reused() {
 
 #[tokio::test]
 async fn large_streamed_request_bodies_are_sent_chunked() {
-    // A chunked request body larger than the proxy gathers goes on chunked.
+    // Streaming: a chunked request body larger than the proxy gathers goes
+    // on chunked.
     let addr = accept_each(|mut stream| async move {
         let mut data = Vec::new();
         let mut buf = [0u8; 16 * 1024];
@@ -229,7 +232,7 @@ async fn large_streamed_request_bodies_are_sent_chunked() {
         let _ = stream.write_all(reply.as_bytes()).await;
     })
     .await;
-    let proxy = proxy_to(addr).await;
+    let proxy = proxy_buffering(addr, false).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
         for _ in 0..10 {
@@ -425,4 +428,214 @@ async fn an_early_answer_to_an_upload_reaches_http3_clients_at_once() {
         .unwrap()
         .status();
     assert_eq!(status, 413);
+}
+
+/// What an origin saw: connections, and request heads.
+#[derive(Clone, Default)]
+struct Seen {
+    conns: Arc<AtomicUsize>,
+    heads: Arc<AtomicUsize>,
+}
+
+impl Seen {
+    fn conns(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+}
+
+/// An origin that counts its connections and request heads, and answers
+/// each request with the length of its body (`Content-Length` bodies).
+async fn counting_origin() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let counts = seen.clone();
+    let addr = accept_each(move |mut stream| {
+        let seen = counts.clone();
+        async move {
+            seen.conns.fetch_add(1, Ordering::SeqCst);
+            loop {
+                let Some((head, mut body)) = read_head(&mut stream).await else {
+                    return;
+                };
+                seen.heads.fetch_add(1, Ordering::SeqCst);
+                let length = content_length(&head);
+                let mut buf = [0u8; 16 * 1024];
+                while body.len() < length {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = length.to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+/// Reads a head (lower-cased) and whatever followed it.
+async fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            return Some((head, data[end + 4..].to_vec()));
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts an upload of `total` bytes to `proxy`, sending the head and the
+/// first `first` bytes.
+async fn start_upload(proxy: SocketAddr, total: usize, first: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let head = format!("POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {total}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'x'; first]).await.unwrap();
+    stream
+}
+
+/// Sends the rest of an upload and reads the answer: its status and body
+/// (the origin's count).
+async fn finish_upload(mut stream: TcpStream, rest: usize) -> (u16, String) {
+    stream.write_all(&vec![b'x'; rest]).await.unwrap();
+    let read = async {
+        let (head, mut body) = read_head(&mut stream).await.expect("an answer");
+        let length = content_length(&head);
+        let mut buf = [0u8; 1024];
+        while body.len() < length {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+            }
+        }
+        (
+            status_of(&head).unwrap_or(0),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("answered in time")
+}
+
+#[tokio::test]
+async fn slow_uploads_hold_no_upstream_connection_until_they_are_complete() {
+    let (origin, seen) = counting_origin().await;
+    let proxy = proxy_to(origin).await;
+    let total = 100_000; // past the memory part: a temporary file each
+    let mut uploads = Vec::new();
+    for _ in 0..200 {
+        uploads.push(start_upload(proxy.addr, total, 1000).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.conns(), 0, "no upstream connection yet");
+    let finished: Vec<_> = uploads
+        .into_iter()
+        .map(|stream| tokio::spawn(finish_upload(stream, total - 1000)))
+        .collect();
+    for answer in finished {
+        assert_eq!(answer.await.unwrap(), (200, "100000".to_owned()));
+    }
+    assert_eq!(seen.heads(), 200);
+}
+
+#[tokio::test]
+async fn a_streaming_route_forwards_as_the_body_arrives() {
+    let (origin, seen) = counting_origin().await;
+    let proxy = proxy_buffering(origin, false).await;
+    let upload = start_upload(proxy.addr, 100_000, 1000).await;
+    let heads = seen.clone();
+    eventually("the request goes upstream before its body ends", || {
+        let heads = heads.clone();
+        async move { heads.heads() == 1 }
+    })
+    .await;
+    assert_eq!(finish_upload(upload, 99_000).await, (200, "100000".into()));
+}
+
+#[tokio::test]
+async fn past_the_disk_budget_a_buffered_body_streams_the_rest() {
+    let (origin, seen) = counting_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut limits = proxy_lib::config::Limits::default();
+    limits.request_buffer_memory = 1024;
+    limits.request_buffer_disk = 50_000;
+    limits.request_buffer_dir = Some(dir.path().to_path_buf());
+    let config = one_app(RouteTarget::Upstreams(group(
+        &[origin.to_string()],
+        LoadBalance::None,
+    )))
+    .limits(limits)
+    .build()
+    .unwrap();
+    let proxy = TestProxy::start(config).await;
+
+    // Within the budget: buffered, in a file nobody can see.
+    let upload = start_upload(proxy.addr, 40_000, 20_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen.heads(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "unlinked"
+    );
+    assert_eq!(finish_upload(upload, 20_000).await, (200, "40000".into()));
+
+    // Past it: the part that fits goes first, the rest streams.
+    let upload = start_upload(proxy.addr, 200_000, 100_000).await;
+    let heads = seen.clone();
+    eventually("the request goes upstream before its body ends", || {
+        let heads = heads.clone();
+        async move { heads.heads() == 2 }
+    })
+    .await;
+    assert_eq!(finish_upload(upload, 100_000).await, (200, "200000".into()));
+
+    // The budget was given back: a body within it is buffered again.
+    let upload = start_upload(proxy.addr, 40_000, 20_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(seen.heads(), 2, "buffered, not streamed");
+    assert_eq!(finish_upload(upload, 20_000).await, (200, "40000".into()));
+}
+
+#[tokio::test]
+async fn a_stalled_buffered_upload_is_408_and_reaches_nobody() {
+    let (origin, seen) = counting_origin().await;
+    let mut timeouts = proxy_lib::config::Timeouts::default();
+    timeouts.client_body = Duration::from_millis(300);
+    let config = one_app(RouteTarget::Upstreams(group(
+        &[origin.to_string()],
+        LoadBalance::None,
+    )))
+    .timeouts(timeouts)
+    .build()
+    .unwrap();
+    let proxy = TestProxy::start(config).await;
+    let mut upload = start_upload(proxy.addr, 100_000, 1000).await;
+    let (answer, _) = read_until_close(&mut upload, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), Some(408), "{answer}");
+    assert_eq!(seen.conns(), 0);
 }

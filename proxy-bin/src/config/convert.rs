@@ -1,20 +1,15 @@
 //! Raw config → the engine's runtime types, refusing impossible
 //! combinations and features this version does not have yet, each at its key.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use proxy_certs::Reload;
-use proxy_lib::config::{
-    App, HostHeader, Limits, LoadBalance, PathPrefix, ProxyConfig, ReplacePath, Route, RouteTarget,
-    ServerName, StaticFiles, StickyCookie, Timeouts, UpstreamGroup, UpstreamProtocol,
-};
+use proxy_lib::config::{App, Limits, ProxyConfig, ServerName, StickyCookie, Timeouts};
 
-use crate::config::raw::{
-    OneOrMany, RawApp, RawConfig, RawExperimental, RawLoadBalance, RawRoute, RawUpstreamOption,
-};
-use crate::config::{ConfigError, Loaded, LogSettings, h3, tls, upstream_tls};
+use crate::config::raw::{RawApp, RawConfig, RawExperimental};
+use crate::config::{ConfigError, Loaded, LogSettings, h3, listen, route, tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -55,7 +50,7 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
         }
     }
     let mut builder = ProxyConfig::builder();
-    let addresses = listen_addresses(&raw)?;
+    let addresses = listen::listen_addresses(&raw)?;
     if let Some(port) = raw.listen_port {
         for &ip in &addresses {
             builder.listen(SocketAddr::new(ip, port));
@@ -64,7 +59,7 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
     if let Some(backlog) = raw.tcp_listen_backlog {
         builder.listen_backlog(backlog);
     }
-    builder.limits(limits(&raw)?);
+    builder.limits(limits(&raw, base)?);
     builder.redact_query_in_access_log(raw.redact_query_in_access_log.unwrap_or(false));
     builder.timeouts(timeouts(&raw));
     builder.sticky_cookie(sticky_cookie(&raw)?);
@@ -173,65 +168,15 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
     })
 }
 
-/// The addresses to listen on, IPv4 and, when asked, IPv6.
-/// The addresses to listen on: `listen_address_v4` (one or a list, by
-/// default 0.0.0.0), and `listen_address_v6` (one or a list, `[::]`-style
-/// brackets allowed), or `[::]` when only `listen_ipv6 = true` is set.
-fn listen_addresses(raw: &RawConfig) -> Result<Vec<IpAddr>> {
-    let v4 = addresses(raw.listen_address_v4.clone(), "listen_address_v4", |text| {
-        text.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
-    })?;
-    let mut addresses = if v4.is_empty() {
-        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]
-    } else {
-        v4
-    };
-    let v6 = addresses_v6(raw)?;
-    addresses.extend(v6);
-    Ok(addresses)
-}
-
-fn addresses_v6(raw: &RawConfig) -> Result<Vec<IpAddr>> {
-    let v6 = addresses(raw.listen_address_v6.clone(), "listen_address_v6", |text| {
-        let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
-        bare.unwrap_or(text)
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(IpAddr::V6)
-    })?;
-    match (v6.is_empty(), raw.listen_ipv6) {
-        (true, Some(true)) => Ok(vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]),
-        (false, Some(false)) => Err(ConfigError::at(
-            "listen_ipv6",
-            "false, while listen_address_v6 names addresses to listen on",
-        )),
-        _ => Ok(v6),
-    }
-}
-
-/// The addresses of `key`, without duplicates; the unspecified address
-/// only alone (it already covers every other).
-fn addresses(
-    value: Option<OneOrMany>,
-    key: &str,
-    parse: impl Fn(&str) -> Option<IpAddr>,
-) -> Result<Vec<IpAddr>> {
-    let mut addresses: Vec<IpAddr> = Vec::new();
-    for text in value.map(OneOrMany::into_vec).unwrap_or_default() {
-        let address = parse(text.trim()).ok_or_else(|| {
-            ConfigError::at(key, format!("{text:?} is not an address of this family"))
-        })?;
-        if !addresses.contains(&address) {
-            addresses.push(address);
-        }
-    }
-    if addresses.len() > 1 && addresses.iter().any(IpAddr::is_unspecified) {
-        return Err(ConfigError::at(
-            key,
-            "the unspecified address (0.0.0.0 or ::) already covers every address: list it alone",
-        ));
-    }
-    Ok(addresses)
+/// Whether request bodies can be buffered in `dir`: a file is created there
+/// and removed.
+fn writable_dir(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".portcullis-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// `[sticky_cookie]` (ours) and rpxy's `sticky_cookie_secret`.
@@ -325,8 +270,15 @@ fn check_experimental(experimental: &RawExperimental) -> Result<()> {
     Ok(())
 }
 
-fn limits(raw: &RawConfig) -> Result<Limits> {
+fn limits(raw: &RawConfig, base: &Path) -> Result<Limits> {
     let mut limits = Limits::default();
+    if let Some(dir) = &raw.request_buffer_dir {
+        let dir = base.join(dir);
+        writable_dir(&dir).map_err(|e| {
+            ConfigError::at("request_buffer_dir", format!("{}: {e}", dir.display()))
+        })?;
+        limits.request_buffer_dir = Some(dir);
+    }
     if let Some(max) = raw.max_clients {
         if max == 0 {
             return Err(ConfigError::at("max_clients", "must be at least 1"));
@@ -346,6 +298,13 @@ fn limits(raw: &RawConfig) -> Result<Limits> {
     }
     if let Some(limit) = raw.request_max_body_size {
         limits.request_max_body_size = limit.0;
+    }
+    if let Some(size) = raw.request_buffer_memory {
+        limits.request_buffer_memory = usize::try_from(size.0)
+            .map_err(|_| ConfigError::at("request_buffer_memory", "too large"))?;
+    }
+    if let Some(size) = raw.request_buffer_disk {
+        limits.request_buffer_disk = size.0;
     }
     if let Some(size) = raw.max_request_header_size {
         limits.max_header_size = usize::try_from(size.0)
@@ -444,128 +403,9 @@ fn convert_app(
     }
     for (index, route) in raw.reverse_proxy.into_iter().enumerate() {
         let key = format!("{key}.reverse_proxy[{index}]");
-        let route = convert_route(&key, route, base, warnings)?;
+        let route = route::convert_route(&key, route, base, warnings)?;
         app.route(route)
             .map_err(|e| ConfigError::at(format!("{key}.path"), e))?;
     }
     Ok((app, files))
-}
-
-fn convert_route(
-    key: &str,
-    raw: RawRoute,
-    base: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<Route> {
-    let target = match (raw.upstream, raw.static_files) {
-        (Some(upstreams), None) => {
-            let options = raw.upstream_options.unwrap_or_default();
-            let cx = GroupContext {
-                load_balance: raw.load_balance,
-                options: &options,
-                base,
-            };
-            RouteTarget::Upstreams(upstream_group(key, upstreams, &cx, warnings)?)
-        }
-        (None, Some(files)) => {
-            if raw.load_balance.is_some() || raw.upstream_options.is_some() {
-                return Err(ConfigError::at(
-                    key,
-                    "load_balance and upstream_options apply to upstreams, not to static_files",
-                ));
-            }
-            let root = base.join(&files.root);
-            let mut files_target = StaticFiles::new(&root)
-                .map_err(|e| ConfigError::at(format!("{key}.static_files.root"), e))?;
-            if let Some(index) = &files.index {
-                files_target
-                    .index(index)
-                    .map_err(|e| ConfigError::at(format!("{key}.static_files.index"), e))?;
-            }
-            RouteTarget::Files(files_target)
-        }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::at(
-                key,
-                "a route has either upstream or static_files, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::at(
-                key,
-                "a route needs upstream or static_files",
-            ));
-        }
-    };
-    let mut route = Route::new(target);
-    if let Some(path) = &raw.path {
-        route.path(PathPrefix::parse(path).map_err(|e| ConfigError::at(format!("{key}.path"), e))?);
-    }
-    if let Some(replace) = &raw.replace_path {
-        let replace = ReplacePath::parse(replace)
-            .map_err(|e| ConfigError::at(format!("{key}.replace_path"), e))?;
-        route.replace_path(replace);
-    }
-    Ok(route)
-}
-
-struct GroupContext<'a> {
-    load_balance: Option<RawLoadBalance>,
-    options: &'a [RawUpstreamOption],
-    base: &'a Path,
-}
-
-fn upstream_group(
-    key: &str,
-    raw: Vec<crate::config::raw::RawUpstream>,
-    cx: &GroupContext<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<UpstreamGroup> {
-    let options = cx.options;
-    if raw.is_empty() {
-        return Err(ConfigError::at(
-            format!("{key}.upstream"),
-            "needs at least one upstream",
-        ));
-    }
-    let has = |option| options.contains(&option);
-    let forced = if has(RawUpstreamOption::ForceHttp2Upstream) {
-        Some(UpstreamProtocol::Http2)
-    } else if has(RawUpstreamOption::ForceHttp11Upstream) {
-        Some(UpstreamProtocol::Http1)
-    } else {
-        None
-    };
-    let mut upstreams = Vec::with_capacity(raw.len());
-    for (index, upstream) in raw.iter().enumerate() {
-        let key = format!("{key}.upstream[{index}]");
-        upstreams.push(upstream_tls::upstream(
-            &key, upstream, forced, cx.base, warnings,
-        )?);
-    }
-    let mut group =
-        UpstreamGroup::new(upstreams).map_err(|e| ConfigError::at(format!("{key}.upstream"), e))?;
-    group.load_balance(match cx.load_balance.unwrap_or(RawLoadBalance::None) {
-        RawLoadBalance::None => LoadBalance::None,
-        RawLoadBalance::RoundRobin => LoadBalance::RoundRobin,
-        RawLoadBalance::Random => LoadBalance::Random,
-        RawLoadBalance::Sticky => LoadBalance::Sticky,
-        RawLoadBalance::PrimaryBackup => LoadBalance::PrimaryBackup,
-    });
-    if has(RawUpstreamOption::ForceHttp11Upstream) && has(RawUpstreamOption::ForceHttp2Upstream) {
-        return Err(ConfigError::at(
-            format!("{key}.upstream_options"),
-            "force_http11_upstream and force_http2_upstream exclude each other",
-        ));
-    }
-    if has(RawUpstreamOption::ForceHttp2Upstream) {
-        group.protocol(UpstreamProtocol::Http2);
-    }
-    // As in rpxy, keep_original_host wins over set_upstream_host.
-    if has(RawUpstreamOption::SetUpstreamHost) && !has(RawUpstreamOption::KeepOriginalHost) {
-        group.host_header(HostHeader::Upstream);
-    }
-    group.forwarded_header(has(RawUpstreamOption::ForwardedHeader));
-    group.upgrade_insecure_requests(has(RawUpstreamOption::UpgradeInsecureRequests));
-    Ok(group)
 }

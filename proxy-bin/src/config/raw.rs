@@ -26,6 +26,9 @@ pub struct RawConfig {
     pub default_application: Option<String>,
     pub request_max_body_size: Option<BodyLimit>,
     pub max_request_header_size: Option<ByteSize>,
+    pub request_buffer_memory: Option<ByteSize>,
+    pub request_buffer_disk: Option<ByteSize>,
+    pub request_buffer_dir: Option<String>,
     pub max_request_headers: Option<usize>,
     pub upstream_keepalive: Option<usize>,
     pub worker_threads: Option<usize>,
@@ -92,6 +95,8 @@ pub struct RawRoute {
     pub upstream: Option<Vec<RawUpstream>>,
     pub load_balance: Option<RawLoadBalance>,
     pub upstream_options: Option<Vec<RawUpstreamOption>>,
+    /// Ours: read request bodies whole before going upstream (default).
+    pub request_buffering: Option<bool>,
     pub static_files: Option<RawStaticFiles>,
 }
 

@@ -1,7 +1,8 @@
 //! The body of a request on its way upstream.
 //!
-//! A client body is streamed, never gathered whole, except for a bounded
-//! prefetch of HTTP/1 chunked bodies (see [`prefetch`]). While streaming, the
+//! A client body is streamed as it arrives, or read whole first where the
+//! route buffers requests (see `buffered.rs`), or (streaming) after a
+//! bounded prefetch of HTTP/1 chunked bodies (see [`prefetch`]). While streaming, the
 //! body enforces the size limit and the between-reads timeout, and records
 //! why it failed so the handler can answer 400/408/413 instead of 502.
 
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::ClientBody;
+use crate::body::buffered::Buffered;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
 /// Bytes of an HTTP/1 chunked body read before the request goes upstream.
@@ -33,6 +35,7 @@ enum Kind {
     Empty,
     Frames(VecDeque<Frame<Bytes>>, u64),
     Stream(Box<Streaming>),
+    Buffered(Box<Buffered>),
 }
 
 #[derive(Debug)]
@@ -99,8 +102,14 @@ impl RequestBody {
     pub(crate) fn gathered_len(&self) -> Option<u64> {
         match &self.0 {
             Kind::Frames(_, len) => Some(*len),
+            Kind::Buffered(buffered) => buffered.len,
             _ => None,
         }
+    }
+
+    /// A body read (at least in part) before forwarding.
+    pub(crate) fn buffered(body: Buffered) -> Self {
+        Self(Kind::Buffered(Box::new(body)))
     }
 
     /// Streams `inner`, enforcing `limit` and the `idle` gap between reads,
@@ -190,6 +199,7 @@ impl Body for RequestBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Frames(frames, _) => Poll::Ready(frames.pop_front().map(Ok)),
             Kind::Stream(s) => s.poll_inner(cx),
+            Kind::Buffered(b) => b.poll_frame(cx),
         }
     }
 
@@ -198,6 +208,7 @@ impl Body for RequestBody {
             Kind::Empty => true,
             Kind::Frames(frames, _) => frames.is_empty(),
             Kind::Stream(s) => s.head.is_empty() && s.inner.is_end_stream(),
+            Kind::Buffered(b) => b.is_end_stream(),
         }
     }
 
@@ -207,6 +218,7 @@ impl Body for RequestBody {
             Kind::Frames(_, len) => SizeHint::with_exact(*len),
             Kind::Stream(s) if s.head.is_empty() => s.inner.size_hint(),
             Kind::Stream(_) => SizeHint::default(),
+            Kind::Buffered(b) => b.len.map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }
 }

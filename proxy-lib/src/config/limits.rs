@@ -6,6 +6,10 @@ use std::time::Duration;
 pub const DEFAULT_MAX_CLIENTS: usize = 512;
 /// Default for [`Limits::request_max_body_size`]: 256 MiB, as rpxy.
 pub const DEFAULT_REQUEST_MAX_BODY_SIZE: u64 = 256 << 20;
+/// Default for [`Limits::request_buffer_memory`].
+pub const DEFAULT_REQUEST_BUFFER_MEMORY: usize = 64 * 1024;
+/// Default for [`Limits::request_buffer_disk`].
+pub const DEFAULT_REQUEST_BUFFER_DISK: u64 = 1 << 30;
 /// Default for [`Limits::max_concurrent_streams`] (per HTTP/2 connection).
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Default for [`Limits::max_header_size`]: request line plus headers.
@@ -31,6 +35,17 @@ pub struct Limits {
     /// Largest request body in bytes (413 beyond); `None` for no limit.
     /// Default: [`DEFAULT_REQUEST_MAX_BODY_SIZE`].
     pub request_max_body_size: Option<u64>,
+    /// Bytes of a buffered request body kept in memory; the rest goes to a
+    /// temporary file. Default: [`DEFAULT_REQUEST_BUFFER_MEMORY`].
+    pub request_buffer_memory: usize,
+    /// Bytes of buffered request bodies on disk at once, all requests
+    /// together; a body that would pass it streams the rest of itself
+    /// upstream instead. Default: [`DEFAULT_REQUEST_BUFFER_DISK`].
+    pub request_buffer_disk: u64,
+    /// Where buffered request bodies are written: files unlinked as soon
+    /// as they are created, so nothing is left behind. `None` (the
+    /// default): the system's temporary directory.
+    pub request_buffer_dir: Option<std::path::PathBuf>,
     /// Largest request head in bytes (431 beyond).
     pub max_header_size: usize,
     /// Most header fields in a request (431 beyond).
@@ -46,6 +61,9 @@ impl Default for Limits {
             max_clients_per_ip: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             request_max_body_size: Some(DEFAULT_REQUEST_MAX_BODY_SIZE),
+            request_buffer_memory: DEFAULT_REQUEST_BUFFER_MEMORY,
+            request_buffer_disk: DEFAULT_REQUEST_BUFFER_DISK,
+            request_buffer_dir: None,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
             upstream_max_idle: DEFAULT_UPSTREAM_MAX_IDLE,

@@ -183,6 +183,7 @@ pub struct UpstreamGroup {
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
+    pub(crate) request_buffering: bool,
 }
 
 impl UpstreamGroup {
@@ -199,6 +200,7 @@ impl UpstreamGroup {
             protocol: UpstreamProtocol::default(),
             forwarded_header: false,
             upgrade_insecure_requests: false,
+            request_buffering: true,
         })
     }
 
@@ -230,6 +232,17 @@ impl UpstreamGroup {
     /// Adds `Upgrade-Insecure-Requests: 1` to upstream requests. Default: off.
     pub fn upgrade_insecure_requests(&mut self, on: bool) -> &mut Self {
         self.upgrade_insecure_requests = on;
+        self
+    }
+
+    /// Reads a request body whole (in memory up to
+    /// [`Limits::request_buffer_memory`](super::Limits::request_buffer_memory),
+    /// then in a temporary file) before anything goes upstream, so that a
+    /// slow upload holds no upstream connection, as nginx's
+    /// `proxy_request_buffering`; off streams bodies as they arrive (for
+    /// gRPC and other streaming requests). Default: on.
+    pub fn request_buffering(&mut self, on: bool) -> &mut Self {
+        self.request_buffering = on;
         self
     }
 

@@ -9,7 +9,9 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use tracing::warn;
 
-use crate::body::{BodyState, ClientBody, RequestBody, ResponseBody, prefetch};
+use crate::body::{
+    BodyState, BufferPolicy, ClientBody, RequestBody, ResponseBody, buffer, prefetch,
+};
 use crate::clock::{millis, now_ms};
 use crate::config::{HostHeader, LoadBalance, ProxyConfig, UpstreamProtocol};
 use crate::error::{Error, ErrorKind, Result};
@@ -132,6 +134,18 @@ impl Forward<'_> {
         }
         let limit = self.body_limit(parts);
         let idle = self.config.timeouts.client_body;
+        if self.set.request_buffering {
+            let limits = &self.config.limits;
+            let policy = BufferPolicy {
+                limit,
+                idle,
+                memory: limits.request_buffer_memory,
+                dir: limits.request_buffer_dir.as_deref(),
+                disk: &self.shared.buffered_on_disk,
+                disk_max: limits.request_buffer_disk,
+            };
+            return buffer(body, &policy).await;
+        }
         if parts.version <= Version::HTTP_11
             && parts.headers.contains_key(header::TRANSFER_ENCODING)
         {
