@@ -8,6 +8,7 @@
 
 mod config;
 mod logging;
+mod open_files;
 mod serve;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
     // The process-wide default, for any rustls user that asks for one; the
     // TLS settings are built on the same provider explicitly.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Before the config: the default max_clients follows from the limit.
+    let raised = open_files::raise_limit();
     let sessions = config::sessions();
     let loaded = match config::load(&cli.config, &sessions) {
         Ok(loaded) => loaded,
@@ -75,6 +78,13 @@ fn main() -> ExitCode {
         config = %cli.config.display(),
         apps = loaded.proxy.apps().len(),
         "portcullis starting"
+    );
+    if let Some((before, after)) = raised {
+        info!(before, after, "open files limit raised to the hard limit");
+    }
+    info!(
+        max_clients = loaded.proxy.limits().max_clients,
+        "client connections at most"
     );
     for warning in &loaded.warnings {
         warn!("{warning}");

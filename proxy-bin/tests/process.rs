@@ -313,3 +313,30 @@ async fn rpxys_sticky_cookie_secret_is_shared_by_a_fleet() {
     );
     assert_ne!(cookies[0], cookies[2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_clients_follows_the_open_files_limit_by_default() {
+    let proxy = Portcullis::start(&forwarding(dead_port().await, ""));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
+    let (soft, hard) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields[3].to_owned(), fields[4].to_owned())
+        })
+        .unwrap();
+    assert_eq!(soft, hard, "the soft limit was raised to the hard one");
+    let soft: u64 = soft.parse().unwrap_or(1 << 20).min(1 << 20);
+    let expected = ((soft - 64) / 2).clamp(64, 1 << 20);
+    let line = proxy
+        .wait_for_stderr("client connections at most", WAIT)
+        .unwrap();
+    assert!(line.contains(&format!("max_clients={expected}")), "{line}");
+    // A configured value wins.
+    let proxy = Portcullis::start(&forwarding(dead_port().await, "max_clients = 7"));
+    let line = proxy
+        .wait_for_stderr("client connections at most", WAIT)
+        .unwrap();
+    assert!(line.contains("max_clients=7"), "{line}");
+}

@@ -68,6 +68,11 @@ impl Admission {
         Ok(Some(ip))
     }
 
+    /// Connections held now.
+    fn clients(&self) -> usize {
+        self.clients.load(Ordering::Acquire)
+    }
+
     fn release(&self, ip: Option<IpAddr>) {
         self.clients.fetch_sub(1, Ordering::AcqRel);
         if let Some(ip) = ip {
@@ -88,10 +93,25 @@ impl Admission {
 
 impl Shared {
     /// Counts a new client connection from `ip`, or says which limit
-    /// refuses it.
+    /// refuses it. At `max_clients`, the connection idle the longest is
+    /// closed to make room (see `pressure.rs`).
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ClientSlot, Refused> {
         let snapshot = self.snapshot();
-        let ip = self.admission.admit(ip, &snapshot.config.limits)?;
+        let limits = &snapshot.config.limits;
+        let admitted = match self.admission.admit(ip, limits) {
+            Err(Refused::Full) => {
+                self.pressure.raise();
+                if self.lot.evict_oldest() {
+                    self.admission.admit(ip, limits)
+                } else {
+                    Err(Refused::Full)
+                }
+            }
+            other => other,
+        };
+        let ip = admitted?;
+        self.pressure
+            .observe(self.admission.clients(), limits.max_clients);
         Ok(ClientSlot {
             shared: self.clone(),
             ip,
@@ -102,6 +122,10 @@ impl Shared {
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.shared.admission.release(self.ip);
+        let max = self.shared.snapshot().config.limits.max_clients;
+        self.shared
+            .pressure
+            .observe(self.shared.admission.clients(), max);
     }
 }
 

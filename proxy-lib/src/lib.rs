@@ -65,6 +65,7 @@ mod handler;
 mod http1;
 mod log_limit;
 mod observed;
+mod pressure;
 mod routing;
 mod server;
 mod state;

@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
+use crate::pressure::Pressure;
 use crate::routing::Router;
 use crate::server::Lot;
 use crate::upstream::EndpointRegistry;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) log_limits: LogLimits,
     /// Bytes of buffered request bodies on disk.
     pub(crate) buffered_on_disk: DiskBudget,
+    /// Whether connections near `max_clients`.
+    pub(crate) pressure: Pressure,
 }
 
 impl Shared {
@@ -66,6 +69,7 @@ impl Shared {
             alt_svc: ArcSwapOption::empty(),
             log_limits: LogLimits::default(),
             buffered_on_disk: DiskBudget::default(),
+            pressure: Pressure::default(),
         })
     }
 

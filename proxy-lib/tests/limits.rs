@@ -58,6 +58,25 @@ async fn one_address_cannot_take_every_connection() {
     assert_eq!(origin.hits(), 4);
 }
 
+/// A connection that has sent part of a request head and waits.
+async fn slow_head(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Whether the proxy closed `stream` within `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 64];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
 #[tokio::test]
 async fn connections_past_max_clients_get_503_and_are_closed() {
     let origin = Origin::start("o").await;
@@ -65,10 +84,10 @@ async fn connections_past_max_clients_get_503_and_are_closed() {
     limits.max_clients = 2;
     let proxy = TestProxy::start(limited(&origin, limits)).await;
 
-    let mut first = H1::connect(proxy.addr).await;
-    let mut second = H1::connect(proxy.addr).await;
-    assert_eq!(first.get("a.test", "/").await.status, 200);
-    assert_eq!(second.get("a.test", "/").await.status, 200);
+    // Two connections in the middle of a head: nothing idle to close.
+    let first = slow_head(proxy.addr).await;
+    let _second = slow_head(proxy.addr).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     let (answer, closed) = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(status_of(&answer), Some(503), "{answer}");
@@ -77,7 +96,7 @@ async fn connections_past_max_clients_get_503_and_are_closed() {
         "{answer}"
     );
     assert!(closed);
-    assert_eq!(origin.hits(), 2);
+    assert_eq!(origin.hits(), 0);
 
     drop(first);
     // The slot frees once the proxy sees the close.
@@ -87,6 +106,67 @@ async fn connections_past_max_clients_get_503_and_are_closed() {
         status_of(&raw(addr, request).await.0) == Some(200)
     })
     .await;
+}
+
+#[tokio::test]
+async fn at_max_clients_the_longest_idle_connection_makes_room() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_clients = 3;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(stream);
+        // Parked, and idle from oldest to newest.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let (answer, _) = raw(proxy.addr, request).await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    assert!(
+        closed_within(&mut idle[0], Duration::from_secs(1)).await,
+        "the oldest went"
+    );
+    for stream in &mut idle[1..] {
+        assert!(!closed_within(stream, Duration::from_millis(100)).await);
+    }
+}
+
+#[tokio::test]
+async fn under_pressure_slow_heads_are_cut_short_and_new_clients_get_in() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_clients = 10;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        slow.push(slow_head(proxy.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let addr = proxy.addr;
+    eventually("a new client gets in", || async move {
+        status_of(&raw(addr, request).await.0) == Some(200)
+    })
+    .await;
+    // The heads got two seconds under pressure, not client_header's 30.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for stream in &mut slow {
+        assert!(closed_within(stream, Duration::from_secs(3)).await);
+    }
 }
 
 #[tokio::test]

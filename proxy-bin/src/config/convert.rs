@@ -279,12 +279,11 @@ fn limits(raw: &RawConfig, base: &Path) -> Result<Limits> {
         })?;
         limits.request_buffer_dir = Some(dir);
     }
-    if let Some(max) = raw.max_clients {
-        if max == 0 {
-            return Err(ConfigError::at("max_clients", "must be at least 1"));
-        }
-        limits.max_clients = max;
-    }
+    limits.max_clients = match raw.max_clients {
+        Some(0) => return Err(ConfigError::at("max_clients", "must be at least 1")),
+        Some(max) => max,
+        None => crate::open_files::default_max_clients(),
+    };
     // rpxy's meaning: 0 turns it off.
     limits.max_clients_per_ip = raw.max_clients_per_ip.filter(|&max| max > 0);
     if let Some(max) = raw.max_concurrent_streams {

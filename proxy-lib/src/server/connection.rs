@@ -140,7 +140,11 @@ pub(crate) async fn serve(
 /// The TLS handshake, then HTTP/2 if ALPN chose it, else HTTP/1.1.
 async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>) {
     let snapshot = shared.snapshot();
-    let Some((stream, info)) = tls::handshake(tcp, ctx.peer, &snapshot).await else {
+    // Under pressure, a handshake gets no longer than a slow head would.
+    let timeout = shared
+        .pressure
+        .header_timeout(snapshot.config.timeouts.tls_handshake);
+    let Some((stream, info)) = tls::handshake(tcp, ctx.peer, &snapshot, timeout).await else {
         return;
     };
     let config = snapshot.config.clone();

@@ -37,6 +37,7 @@ use crate::clock::{millis, now_ms};
 use crate::config::{Limits, ProxyConfig, Timeouts};
 use crate::handler;
 use crate::http1::Prefixed;
+use crate::pressure::Pressure;
 use crate::server::ConnCtx;
 use crate::server::parking::PARK_AFTER;
 use crate::state::Shared;
@@ -136,6 +137,7 @@ pub(super) async fn run(
         draining: pin!(shared.draining.cancelled()),
         idle_since: since,
         timeouts: &settings.timeouts,
+        pressure: &shared.pressure,
     };
     loop {
         let Some(side) = read.as_mut() else {
@@ -309,6 +311,8 @@ struct Waiting<'a, D> {
     draining: Pin<&'a mut D>,
     idle_since: u64,
     timeouts: &'a Timeouts,
+    /// Under pressure, a head arriving slowly gets less time.
+    pressure: &'a Pressure,
 }
 
 enum Event {
@@ -316,6 +320,8 @@ enum Event {
     Closed,
     Timer,
     Drain,
+    /// Pressure rose: the head's deadline is earlier now.
+    Pressure,
 }
 
 /// Reads until a whole head is in, the connection closes, or a timeout,
@@ -353,11 +359,22 @@ async fn next_head<D: Future<Output = ()>>(
         let idle_deadline = waiting.idle_since + millis(waiting.timeouts.client_idle);
         let park = idle_deadline.min(waiting.idle_since + millis(PARK_AFTER));
         let deadline = match head_since {
-            Some(since) => since + millis(waiting.timeouts.client_header),
+            Some(since) => {
+                since
+                    + millis(
+                        waiting
+                            .pressure
+                            .header_timeout(waiting.timeouts.client_header),
+                    )
+            }
             None if idle => park,
             None => idle_deadline,
         };
         let mut timer = waiting.timers.lend();
+        // Only a head already under way hears of pressure (polling it
+        // registers the connection with the signal).
+        let mut raised = pin!(waiting.pressure.raised());
+        let slow_head = head_since.is_some() && !waiting.pressure.is_high();
         let event = poll_fn(|cx| {
             if side.buf.capacity() == 0 {
                 match side.io.poll_read_ready(cx) {
@@ -379,11 +396,14 @@ async fn next_head<D: Future<Output = ()>>(
             if idle && waiting.draining.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Drain);
             }
+            if slow_head && raised.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Pressure);
+            }
             Poll::Pending
         })
         .await;
         match event {
-            Event::Read => {}
+            Event::Read | Event::Pressure => {}
             Event::Closed | Event::Drain => return Next::Close,
             Event::Timer if idle && head_since.is_none() && now_ms() < idle_deadline => {
                 return Next::Park;

@@ -121,6 +121,24 @@ impl Lot {
         None
     }
 
+    /// Closes the connection parked the longest (idle the longest), to make
+    /// room for a new one; false when none is parked.
+    pub(crate) fn evict_oldest(&self) -> bool {
+        let evicted = {
+            let mut state = self.lock();
+            let oldest = state
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| Some((i, slot.as_ref()?)))
+                .min_by_key(|(_, slot)| slot.parked.idle.since())
+                .map(|(i, slot)| (i, slot.generation));
+            oldest.and_then(|(i, generation)| state.remove(i, generation))
+        };
+        // Dropped outside the lock: closing it gives its client slot back.
+        evicted.is_some()
+    }
+
     /// Resumes woken connections and closes expired ones until the proxy
     /// drains, then closes every parked connection.
     pub(crate) async fn run(self: Arc<Self>, shared: Arc<Shared>) {

@@ -53,15 +53,17 @@ impl fmt::Display for TlsInfo {
     }
 }
 
-/// Runs the handshake on `tcp`; `None` when it fails or times out (the
-/// reason is logged at debug level: clients that give up are common).
+/// Runs the handshake on `tcp` within `timeout`; `None` when it fails or
+/// times out (the reason is logged at debug level: clients that give up
+/// are common).
 pub(crate) async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
     snapshot: &Snapshot,
+    timeout: std::time::Duration,
 ) -> Option<(Tls, TlsInfo)> {
     let tls = snapshot.config.tls.as_ref()?;
-    let deadline = tokio::time::Instant::now() + snapshot.config.timeouts.tls_handshake;
+    let deadline = tokio::time::Instant::now() + timeout;
     let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
     let mut start = match tokio::time::timeout_at(deadline, hello).await {
         Ok(Ok(start)) => start,
