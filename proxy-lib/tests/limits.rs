@@ -346,3 +346,56 @@ async fn bodies_are_limited_to_256_mib_by_default_and_unlimited_on_request() {
     let waited = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await;
     assert!(waited.is_err(), "answered before the body: {byte:?}");
 }
+
+#[tokio::test]
+async fn under_pressure_slow_bodies_are_cut_short_and_new_clients_get_in() {
+    let origin = Origin::start("o").await;
+    let mut limits = Limits::default();
+    limits.max_clients = 10;
+    let proxy = TestProxy::start(limited(&origin, limits)).await;
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100000\r\n\r\nxx")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // They trickle: a few bytes a second, never idle long enough for
+    // client_body's timeout.
+    let trickle = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            for stream in &mut slow {
+                let _ = stream.write_all(b"xx").await;
+            }
+        }
+        for mut stream in slow {
+            answers.push(
+                read_until_close(&mut stream, Duration::from_secs(2))
+                    .await
+                    .0,
+            );
+        }
+        answers
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let addr = proxy.addr;
+    eventually("a new client gets in", || async move {
+        status_of(&raw(addr, request).await.0) == Some(200)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for answer in trickle.await.unwrap() {
+        assert_eq!(status_of(&answer), Some(408), "{answer}");
+    }
+    assert_eq!(origin.hits(), 1, "only the newcomer reached the origin");
+}

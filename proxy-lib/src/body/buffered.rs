@@ -6,7 +6,10 @@
 //! the body goes to a temporary file, unlinked as soon as it is created.
 //! Bodies on disk share a budget ([`Limits::request_buffer_disk`]): one
 //! that would pass it stops buffering and streams the rest of itself, so a
-//! flood of uploads cannot fill the disk.
+//! flood of uploads cannot fill the disk. While connections are short
+//! (see `pressure.rs`), a body waits at most two seconds between reads and
+//! must average [`PRESSED_MIN_RATE`] bytes a second: slow-body attacks
+//! hold their client slots no longer.
 //!
 //! [`Limits::request_buffer_memory`]: crate::config::Limits::request_buffer_memory
 //! [`Limits::request_buffer_disk`]: crate::config::Limits::request_buffer_disk
@@ -25,14 +28,19 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::ClientBody;
 use crate::body::request::{BodyState, RequestBody};
 use crate::error::{BoxError, Error, ErrorKind, Result};
+use crate::pressure::{PRESSED_HEADER_TIMEOUT, Pressure};
 
 /// Bytes read from the file per frame sent upstream.
 const FILE_CHUNK: usize = 64 * 1024;
+/// Bytes a second a body must average, past its first seconds, while
+/// connections are short.
+const PRESSED_MIN_RATE: u64 = 8 * 1024;
 
 /// Where and how much a body may be buffered.
 #[derive(Debug)]
@@ -43,6 +51,8 @@ pub(crate) struct BufferPolicy<'a> {
     pub(crate) dir: Option<&'a Path>,
     pub(crate) disk: &'a DiskBudget,
     pub(crate) disk_max: u64,
+    /// Under pressure a body must keep coming: see [`Pressure`].
+    pub(crate) pressure: &'a Pressure,
 }
 
 /// Bytes of buffered bodies on disk, against a limit.
@@ -170,6 +180,7 @@ pub(crate) async fn buffer(
     let mut on_disk = 0u64;
     let mut disk = policy.disk.none();
     let mut trailers = None;
+    let started = Instant::now();
     loop {
         // What the client already sent costs no timer; a wait is bounded.
         let ready = poll_fn(|cx| match Pin::new(&mut inner).poll_frame(cx) {
@@ -179,12 +190,7 @@ pub(crate) async fn buffer(
         .await;
         let next = match ready {
             Some(next) => next,
-            None => {
-                let next = poll_fn(|cx| Pin::new(&mut inner).poll_frame(cx));
-                tokio::time::timeout(policy.idle, next)
-                    .await
-                    .map_err(|_| Error::new(ErrorKind::ClientTimeout))?
-            }
+            None => wait(&mut inner, policy).await?,
         };
         let frame = match next {
             None => break,
@@ -201,6 +207,10 @@ pub(crate) async fn buffer(
         received += data.len() as u64;
         if policy.limit.is_some_and(|limit| received > limit) {
             return Err(Error::new(ErrorKind::BodyTooLarge));
+        }
+        if too_slow(policy.pressure, started.elapsed(), received) {
+            return Err(Error::new(ErrorKind::ClientTimeout)
+                .with_context("request body too slow while connections are short"));
         }
         if file.is_none() && in_memory + data.len() <= policy.memory {
             in_memory += data.len();
@@ -227,6 +237,36 @@ pub(crate) async fn buffer(
     let len = trailers.is_none().then_some(received);
     let body = finish(memory, file, on_disk, trailers, None, len, disk).await?;
     Ok((body, None))
+}
+
+/// Waits for the next frame: up to the idle timeout, or under pressure
+/// [`PRESSED_HEADER_TIMEOUT`] (re-reckoned when pressure rises mid-wait).
+async fn wait(
+    inner: &mut ClientBody,
+    policy: &BufferPolicy<'_>,
+) -> Result<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
+    let since = Instant::now();
+    loop {
+        let raised = policy.pressure.raised();
+        let deadline = since + policy.pressure.header_timeout(policy.idle);
+        let high = policy.pressure.is_high();
+        tokio::select! {
+            next = poll_fn(|cx| Pin::new(&mut *inner).poll_frame(cx)) => return Ok(next),
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(Error::new(ErrorKind::ClientTimeout));
+            }
+            () = raised, if !high => {}
+        }
+    }
+}
+
+/// Under pressure, a body slower than [`PRESSED_MIN_RATE`] on average past
+/// its first seconds is cut: slow-body attacks (R-U-Dead-Yet) trickle a
+/// few bytes at a time.
+fn too_slow(pressure: &Pressure, elapsed: Duration, received: u64) -> bool {
+    pressure.is_high()
+        && elapsed > PRESSED_HEADER_TIMEOUT
+        && (received as f64) < PRESSED_MIN_RATE as f64 * elapsed.as_secs_f64()
 }
 
 async fn finish(

@@ -143,6 +143,7 @@ impl Forward<'_> {
                 dir: limits.request_buffer_dir.as_deref(),
                 disk: &self.shared.buffered_on_disk,
                 disk_max: limits.request_buffer_disk,
+                pressure: &self.shared.pressure,
             };
             return buffer(body, &policy).await;
         }
