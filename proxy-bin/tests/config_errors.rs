@@ -129,7 +129,19 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         (
             "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\nreverse_proxy = [{ static_files = { root = \".\" }, request_buffering = false }]\n".into(),
-            ": apps.site.reverse_proxy[0]: load_balance, upstream_options and request_buffering apply to upstreams, not to static_files",
+            ": apps.site.reverse_proxy[0]: load_balance, upstream_options, request_buffering and health_check apply to upstreams, not to static_files",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\n[[apps.site.reverse_proxy]]\nupstream = [{ location = \"x:1\" }]\n[apps.site.reverse_proxy.health_check]\ntype = \"http\"\n".into(),
+            ": apps.site.reverse_proxy[0].health_check.path: required for type = \"http\"",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\n[[apps.site.reverse_proxy]]\nupstream = [{ location = \"x:1\" }]\nhealth_check = { interval = 2, timeout = 5 }\n".into(),
+            ": apps.site.reverse_proxy[0].health_check: health check timeout 5s must be more than 0 and less than the interval 2s",
+        ),
+        (
+            "listen_port = 8080\n[apps.site]\nserver_name = \"a.test\"\n[[apps.site.reverse_proxy]]\nupstream = [{ location = \"x:1\" }]\nhealth_check = { type = \"udp\" }\n".into(),
+            ":6:25: apps.site.reverse_proxy[0].health_check.type: unknown variant `udp`, expected `tcp` or `http`",
         ),
         (
             format!("listen_port = 8080\nsticky_cookie_secret = \"c2hvcnQ\"\n{APP}"),
@@ -201,7 +213,8 @@ default_app = "site"
 server_name = "localhost"
 reverse_proxy = [
   { upstream = [{ location = "127.0.0.1:9000" }, { location = "127.0.0.1:9001" }], load_balance = "round_robin", upstream_options = ["keep_original_host", "force_http2_upstream"] },
-  { path = "/maps", replace_path = "/replacing/path1", upstream = [{ location = "127.0.0.1:9002", tls = false }], load_balance = "random", upstream_options = ["upgrade_insecure_requests", "force_http11_upstream", "set_upstream_host", "forwarded_header"] },
+  { path = "/maps", replace_path = "/replacing/path1", upstream = [{ location = "127.0.0.1:9002", tls = false }], load_balance = "random", upstream_options = ["upgrade_insecure_requests", "force_http11_upstream", "set_upstream_host", "forwarded_header"], health_check = true },
+  { path = "/api", upstream = [{ location = "127.0.0.1:9003" }], load_balance = "primary_backup", health_check = { type = "http", interval = 10, timeout = 5, unhealthy_threshold = 3, healthy_threshold = 2, path = "/healthz", expected_status = 200 } },
 ]
 [experimental]
 ignore_sni_consistency = false

@@ -6,6 +6,7 @@
 
 mod app;
 mod h3;
+mod health;
 mod limits;
 mod names;
 mod sticky;
@@ -23,6 +24,11 @@ pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
 pub use h3::{
     DEFAULT_ALT_SVC_MAX_AGE, DEFAULT_H3_IDLE_TIMEOUT, DEFAULT_H3_MAX_BIDI_STREAMS,
     DEFAULT_H3_MAX_CONNECTIONS, DEFAULT_H3_MAX_UNI_STREAMS, Http3,
+};
+pub(crate) use health::Probe;
+pub use health::{
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HEALTHY_THRESHOLD,
+    DEFAULT_UNHEALTHY_THRESHOLD, HealthCheck,
 };
 pub use limits::*;
 pub(crate) use names::check_host;

@@ -55,13 +55,14 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Arc<ProxyConfig>) -> Arc<Self> {
-        let registry = EndpointRegistry::default();
+        let draining = CancellationToken::new();
+        let registry = EndpointRegistry::new(draining.clone());
         let snapshot = Snapshot::new(config, &registry);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             admission: Admission::default(),
-            draining: CancellationToken::new(),
+            draining,
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             lot: Arc::default(),

@@ -4,6 +4,7 @@
 mod connect;
 mod endpoint;
 mod h1;
+mod health;
 mod pool;
 pub(crate) mod sticky;
 mod tls;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
 pub(crate) use h1::{H1Body, SendError, idempotent};
+use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 pub(crate) use tls::UpstreamTlsInfo;
 
@@ -28,17 +30,27 @@ pub(crate) struct UpstreamSet {
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
     pub(crate) request_buffering: bool,
+    /// Health-check verdicts by endpoint, when the route checks.
+    verdicts: Option<Vec<Arc<Verdict>>>,
     next: AtomicUsize,
 }
 
 impl UpstreamSet {
     pub(crate) fn new(group: &UpstreamGroup, registry: &EndpointRegistry) -> Self {
-        Self {
-            endpoints: group
-                .upstreams
+        let endpoints: Vec<Arc<Endpoint>> = group
+            .upstreams
+            .iter()
+            .map(|upstream| registry.get(upstream, group.protocol))
+            .collect();
+        let verdicts = group.health_check.as_ref().map(|check| {
+            endpoints
                 .iter()
-                .map(|upstream| registry.get(upstream, group.protocol))
-                .collect(),
+                .map(|endpoint| registry.verdict(endpoint, check))
+                .collect()
+        });
+        Self {
+            endpoints,
+            verdicts,
             policy: group.load_balance,
             host_header: group.host_header,
             protocol: group.protocol,
@@ -51,10 +63,13 @@ impl UpstreamSet {
 
     /// The endpoints in the order this request should try them: the chosen
     /// one first, then the others (for failover), except under
-    /// [`LoadBalance::None`] which only ever uses the first.
+    /// [`LoadBalance::None`] which only ever uses the first (with health
+    /// checks: the first healthy one). Endpoints a health check found
+    /// unhealthy are left out.
     pub(crate) fn order(&self, sticky: Option<u64>) -> Order<'_> {
         let len = self.endpoints.len();
         let (start, count) = match self.policy {
+            LoadBalance::None if self.verdicts.is_some() => (0, len),
             LoadBalance::None => (0, 1),
             LoadBalance::PrimaryBackup => (0, len),
             LoadBalance::Random => (rand::random_range(0..len), len),
@@ -70,6 +85,8 @@ impl UpstreamSet {
         };
         Order {
             endpoints: &self.endpoints,
+            verdicts: self.verdicts.as_deref(),
+            first_only: self.policy == LoadBalance::None,
             preferred,
             start,
             count,
@@ -89,6 +106,9 @@ impl UpstreamSet {
 #[derive(Debug)]
 pub(crate) struct Order<'a> {
     endpoints: &'a [Arc<Endpoint>],
+    verdicts: Option<&'a [Arc<Verdict>]>,
+    /// Only one endpoint is ever tried ([`LoadBalance::None`]).
+    first_only: bool,
     preferred: Option<usize>,
     start: usize,
     count: usize,
@@ -99,10 +119,29 @@ impl<'a> Iterator for Order<'a> {
     type Item = &'a Arc<Endpoint>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let Some(verdicts) = self.verdicts else {
+            return self.next_in_rotation().map(|(_, endpoint)| endpoint);
+        };
+        while let Some((index, endpoint)) = self.next_in_rotation() {
+            if verdicts.get(index).is_none_or(|v| v.is_healthy()) {
+                if self.first_only {
+                    self.count = 0;
+                    self.preferred = None;
+                }
+                return Some(endpoint);
+            }
+        }
+        None
+    }
+}
+
+impl<'a> Order<'a> {
+    /// The next endpoint of the rotation, with its index.
+    fn next_in_rotation(&mut self) -> Option<(usize, &'a Arc<Endpoint>)> {
         if let Some(preferred) = self.preferred {
             if self.step == 0 {
                 self.step = 1;
-                return self.endpoints.get(preferred);
+                return self.endpoints.get(preferred).map(|e| (preferred, e));
             }
             // The rotation below skips the preferred endpoint.
             loop {
@@ -113,7 +152,7 @@ impl<'a> Iterator for Order<'a> {
                 self.step += 1;
                 let index = (self.start + i) % self.endpoints.len();
                 if index != preferred {
-                    return self.endpoints.get(index);
+                    return self.endpoints.get(index).map(|e| (index, e));
                 }
             }
         }
@@ -122,7 +161,7 @@ impl<'a> Iterator for Order<'a> {
         }
         let index = (self.start + self.step) % self.endpoints.len();
         self.step += 1;
-        self.endpoints.get(index)
+        self.endpoints.get(index).map(|e| (index, e))
     }
 }
 

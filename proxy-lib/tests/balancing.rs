@@ -181,3 +181,110 @@ async fn sticky_cookie_pins_and_forgeries_are_ignored() {
     assert_ne!(answer.text(), pinned);
     assert!(answer.header("set-cookie").is_some());
 }
+
+/// An origin answering `/healthz` with 200 while `healthy`, else 503, and
+/// every other path with its name.
+async fn checked_origin(
+    name: &'static str,
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Origin {
+    let handler: Handler = std::sync::Arc::new(move |seen: Seen| {
+        let healthy = healthy.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            let (status, body) = match seen.uri.path() {
+                "/healthz" if healthy => (200, "ok"),
+                "/healthz" => (503, "down"),
+                _ => (200, name),
+            };
+            http::Response::builder()
+                .status(status)
+                .body(http_body_util::Full::new(Bytes::from(body)))
+                .unwrap()
+        })
+    });
+    Origin::with_handler(name, false, handler).await
+}
+
+fn fast_check(check: &mut proxy_lib::config::HealthCheck) {
+    check
+        .interval(std::time::Duration::from_millis(100))
+        .timeout(std::time::Duration::from_millis(80))
+        .unhealthy_threshold(2)
+        .healthy_threshold(1);
+}
+
+/// Requests (new connections each) whose answers come only from `names`.
+async fn only_from(proxy: &TestProxy, names: &[&str]) -> bool {
+    for _ in 0..6 {
+        let answer = get(proxy.addr, "a.test", "/").await;
+        if answer.status != 200 || !names.contains(&answer.text().as_str()) {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn an_http_health_check_takes_an_upstream_out_and_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let b_healthy = std::sync::Arc::new(AtomicBool::new(true));
+    let a = checked_origin("a", std::sync::Arc::new(AtomicBool::new(true))).await;
+    let b = checked_origin("b", b_healthy.clone()).await;
+    let config = || {
+        let mut group = group(&locations(&[a.clone(), b.clone()]), LoadBalance::RoundRobin);
+        let mut check = proxy_lib::config::HealthCheck::http("/healthz").unwrap();
+        fast_check(&mut check);
+        group.health_check(check).unwrap();
+        one_app(proxy_lib::config::RouteTarget::Upstreams(group))
+            .build()
+            .unwrap()
+    };
+    let proxy = TestProxy::start(config()).await;
+    let both = tally(&proxy, 4).await;
+    assert_eq!((both["a"], both["b"]), (2, 2));
+
+    b_healthy.store(false, Ordering::SeqCst);
+    let p = &proxy;
+    eventually(
+        "b is taken out",
+        || async move { only_from(p, &["a"]).await },
+    )
+    .await;
+    let probes = b
+        .seen()
+        .iter()
+        .filter(|s| s.uri.path() == "/healthz")
+        .count();
+    assert!(probes >= 2, "{probes}");
+    // An unchanged reload keeps the verdict (and the probing).
+    proxy.reload(config());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(only_from(&proxy, &["a"]).await, "still out after a reload");
+
+    b_healthy.store(true, Ordering::SeqCst);
+    eventually("b takes requests again", || async move {
+        tally(p, 4).await.get("b").copied().unwrap_or(0) == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_a_tcp_check_none_picks_the_first_healthy_upstream() {
+    let dead = dead_port().await;
+    let second = Origin::start("second").await;
+    let mut group = group(&[dead.to_string(), second.location()], LoadBalance::None);
+    let mut check = proxy_lib::config::HealthCheck::tcp();
+    fast_check(&mut check);
+    group.health_check(check).unwrap();
+    let proxy = TestProxy::start(
+        one_app(proxy_lib::config::RouteTarget::Upstreams(group))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let p = &proxy;
+    eventually("the dead first upstream is skipped", || async move {
+        only_from(p, &["second"]).await
+    })
+    .await;
+}

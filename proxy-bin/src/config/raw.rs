@@ -97,7 +97,59 @@ pub struct RawRoute {
     pub upstream_options: Option<Vec<RawUpstreamOption>>,
     /// Ours: read request bodies whole before going upstream (default).
     pub request_buffering: Option<bool>,
+    pub health_check: Option<RawHealthCheckSetting>,
     pub static_files: Option<RawStaticFiles>,
+}
+
+/// rpxy's `health_check`: `true` for a TCP check with the defaults, or a
+/// table (whose own errors name its keys).
+#[derive(Debug)]
+pub enum RawHealthCheckSetting {
+    On(bool),
+    Table(RawHealthCheck),
+}
+
+impl<'de> Deserialize<'de> for RawHealthCheckSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawHealthCheckSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a table of health check settings")
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(RawHealthCheckSetting::On(on))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Self::Value, M::Error> {
+                RawHealthCheck::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawHealthCheckSetting::Table)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<RawHealthCheckKind>,
+    pub interval: Option<ConfigDuration>,
+    pub timeout: Option<ConfigDuration>,
+    pub unhealthy_threshold: Option<u32>,
+    pub healthy_threshold: Option<u32>,
+    pub path: Option<String>,
+    pub expected_status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHealthCheckKind {
+    Tcp,
+    Http,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,11 +4,13 @@
 use std::path::Path;
 
 use proxy_lib::config::{
-    HostHeader, LoadBalance, PathPrefix, ReplacePath, Route, RouteTarget, StaticFiles,
+    HealthCheck, HostHeader, LoadBalance, PathPrefix, ReplacePath, Route, RouteTarget, StaticFiles,
     UpstreamGroup, UpstreamProtocol,
 };
 
-use crate::config::raw::{RawLoadBalance, RawRoute, RawUpstreamOption};
+use crate::config::raw::{
+    RawHealthCheckKind, RawHealthCheckSetting, RawLoadBalance, RawRoute, RawUpstreamOption,
+};
 use crate::config::{ConfigError, upstream_tls};
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -28,16 +30,24 @@ pub fn convert_route(
                 request_buffering: raw.request_buffering,
                 base,
             };
-            RouteTarget::Upstreams(upstream_group(key, upstreams, &cx, warnings)?)
+            let mut group = upstream_group(key, upstreams, &cx, warnings)?;
+            let check = raw.health_check.map(|h| health_check(key, h)).transpose()?;
+            if let Some(check) = check.flatten() {
+                group
+                    .health_check(check)
+                    .map_err(|e| ConfigError::at(format!("{key}.health_check"), e))?;
+            }
+            RouteTarget::Upstreams(group)
         }
         (None, Some(files)) => {
             if raw.load_balance.is_some()
                 || raw.upstream_options.is_some()
                 || raw.request_buffering.is_some()
+                || raw.health_check.is_some()
             {
                 return Err(ConfigError::at(
                     key,
-                    "load_balance, upstream_options and request_buffering apply to upstreams, not to static_files",
+                    "load_balance, upstream_options, request_buffering and health_check apply to upstreams, not to static_files",
                 ));
             }
             let root = base.join(&files.root);
@@ -73,6 +83,58 @@ pub fn convert_route(
         route.replace_path(replace);
     }
     Ok(route)
+}
+
+/// rpxy's `health_check` setting: none, TCP with the defaults, or as the
+/// table says.
+fn health_check(key: &str, raw: RawHealthCheckSetting) -> Result<Option<HealthCheck>> {
+    let key = format!("{key}.health_check");
+    let table = match raw {
+        RawHealthCheckSetting::On(false) => return Ok(None),
+        RawHealthCheckSetting::On(true) => return Ok(Some(HealthCheck::tcp())),
+        RawHealthCheckSetting::Table(table) => table,
+    };
+    let kind = table.kind.unwrap_or(RawHealthCheckKind::Tcp);
+    let mut check = match (kind, &table.path) {
+        (RawHealthCheckKind::Http, Some(path)) => {
+            HealthCheck::http(path).map_err(|e| ConfigError::at(format!("{key}.path"), e))?
+        }
+        (RawHealthCheckKind::Http, None) => {
+            return Err(ConfigError::at(
+                format!("{key}.path"),
+                "required for type = \"http\"",
+            ));
+        }
+        (RawHealthCheckKind::Tcp, None) => HealthCheck::tcp(),
+        (RawHealthCheckKind::Tcp, Some(_)) => {
+            return Err(ConfigError::at(
+                format!("{key}.path"),
+                "applies to type = \"http\" only",
+            ));
+        }
+    };
+    if let Some(status) = table.expected_status {
+        if kind != RawHealthCheckKind::Http {
+            return Err(ConfigError::at(
+                format!("{key}.expected_status"),
+                "applies to type = \"http\" only",
+            ));
+        }
+        check.expected_status(status);
+    }
+    if let Some(interval) = table.interval {
+        check.interval(interval.0);
+    }
+    if let Some(timeout) = table.timeout {
+        check.timeout(timeout.0);
+    }
+    if let Some(n) = table.unhealthy_threshold {
+        check.unhealthy_threshold(n);
+    }
+    if let Some(n) = table.healthy_threshold {
+        check.healthy_threshold(n);
+    }
+    Ok(Some(check))
 }
 
 struct GroupContext<'a> {

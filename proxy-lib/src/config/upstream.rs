@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
+use crate::config::HealthCheck;
 use crate::config::names::check_host;
 use crate::config::upstream_tls::{CompiledTls, UpstreamTls};
 use crate::error::{Error, Result};
@@ -184,6 +185,7 @@ pub struct UpstreamGroup {
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
     pub(crate) request_buffering: bool,
+    pub(crate) health_check: Option<HealthCheck>,
 }
 
 impl UpstreamGroup {
@@ -201,6 +203,7 @@ impl UpstreamGroup {
             forwarded_header: false,
             upgrade_insecure_requests: false,
             request_buffering: true,
+            health_check: None,
         })
     }
 
@@ -244,6 +247,16 @@ impl UpstreamGroup {
     pub fn request_buffering(&mut self, on: bool) -> &mut Self {
         self.request_buffering = on;
         self
+    }
+
+    /// Probes each upstream actively (see [`HealthCheck`]); an unhealthy
+    /// one is skipped until it recovers. Fails if the check cannot work.
+    /// Default: none (upstreams that refuse connections are still skipped
+    /// for `upstream_down`).
+    pub fn health_check(&mut self, check: HealthCheck) -> Result<&mut Self> {
+        check.validate()?;
+        self.health_check = Some(check);
+        Ok(self)
     }
 
     /// The upstreams, in configured order.

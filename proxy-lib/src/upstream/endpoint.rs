@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::clock::{millis, now_ms};
-use crate::config::{Upstream, UpstreamProtocol};
+use crate::config::{HealthCheck, Upstream, UpstreamProtocol};
+use crate::upstream::health::{self, Verdict};
 use crate::upstream::pool::Pool;
 use crate::upstream::tls::{Connector, Speaks};
 
@@ -67,13 +70,39 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 type Key = (Upstream, UpstreamProtocol);
 
-/// Endpoints by upstream and protocol, shared by the snapshots that use them.
+/// Endpoints by upstream and protocol, and their health-check verdicts by
+/// endpoint and check, shared by the snapshots that use them.
 #[derive(Debug, Default)]
 pub(crate) struct EndpointRegistry {
     endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
+    /// By the endpoint's address (it outlives its verdicts: the routes
+    /// holding a verdict hold the endpoint) and the check.
+    verdicts: Mutex<HashMap<(usize, HealthCheck), Weak<Verdict>>>,
+    /// Ends the health checks when the proxy drains.
+    stop: CancellationToken,
 }
 
 impl EndpointRegistry {
+    pub(crate) fn new(stop: CancellationToken) -> Self {
+        Self {
+            stop,
+            ..Self::default()
+        }
+    }
+
+    /// The verdict of `check` on `endpoint`, probed by a task of its own
+    /// while some route holds it.
+    pub(crate) fn verdict(&self, endpoint: &Arc<Endpoint>, check: &HealthCheck) -> Arc<Verdict> {
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (Arc::as_ptr(endpoint) as usize, check.clone());
+        if let Some(verdict) = verdicts.get(&key).and_then(Weak::upgrade) {
+            return verdict;
+        }
+        let verdict = health::start(endpoint, check, &self.stop);
+        verdicts.insert(key, Arc::downgrade(&verdict));
+        verdict
+    }
+
     pub(crate) fn get(&self, upstream: &Upstream, protocol: UpstreamProtocol) -> Arc<Endpoint> {
         let mut endpoints = self
             .endpoints
@@ -95,5 +124,8 @@ impl EndpointRegistry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
+        drop(endpoints);
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        verdicts.retain(|_, verdict| verdict.strong_count() > 0);
     }
 }
