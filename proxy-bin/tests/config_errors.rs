@@ -144,6 +144,14 @@ fn bad_files_are_refused_with_file_key_and_reason() {
             ":6:25: apps.site.reverse_proxy[0].health_check.type: unknown variant `udp`, expected `tcp` or `http`",
         ),
         (
+            format!("listen_port = 8080\ntrusted_forwarded_proxies = [\"10.0.0.0/8\", \"fastly\"]\n{APP}"),
+            ": trusted_forwarded_proxies[1]: \"fastly\": no ranges are built in for this provider (only \"cloudflare\"); list the CIDRs it publishes",
+        ),
+        (
+            format!("listen_port = 8080\ntrusted_forwarded_proxies = \"10.0.0.0/40\"\n{APP}"),
+            ": trusted_forwarded_proxies[0]: \"10.0.0.0/40\" is not an address range: the prefix length is out of range",
+        ),
+        (
             format!("listen_port = 8080\nsticky_cookie_secret = \"c2hvcnQ\"\n{APP}"),
             ": sticky_cookie_secret: must be 32 bytes as unpadded base64url",
         ),
@@ -204,6 +212,7 @@ fn rpxy_spellings_load() {
 listen_address_v4 = ['127.0.0.1', '127.0.0.1']
 request_max_body_size = "256m"
 redact_query_in_access_log = true
+trusted_forwarded_proxies = ["cloudflare", "10.0.0.0/8"]
 sticky_cookie_secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 max_clients = 100
 max_concurrent_streams = 50

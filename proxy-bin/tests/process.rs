@@ -340,3 +340,20 @@ async fn max_clients_follows_the_open_files_limit_by_default() {
         .unwrap();
     assert!(line.contains("max_clients=7"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_names_the_client_a_trusted_proxy_reports() {
+    let origin = Origin::start("o").await;
+    let config = forwarding(origin.addr, "trusted_forwarded_proxies = \"127.0.0.0/8\"");
+    let proxy = Portcullis::start(&config);
+    let mut h1 = H1::connect(proxy.addr).await;
+    let req = http::Request::builder()
+        .uri("/via-edge")
+        .header("host", "a.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(h1.send(req).await.text(), "o");
+    let line = proxy.wait_for_stdout("/via-edge", WAIT).unwrap();
+    assert!(line.starts_with("203.0.113.9 - - ["), "{line}");
+}

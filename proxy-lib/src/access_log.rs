@@ -43,7 +43,7 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
     let path = &*path;
     tracing::info!(
         target: ACCESS_LOG_TARGET,
-        client = %exchange.client.ip(),
+        client = %exchange.client_ip(),
         method = %exchange.method,
         host,
         path,

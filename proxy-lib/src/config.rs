@@ -11,6 +11,7 @@ mod limits;
 mod names;
 mod sticky;
 mod tls;
+mod trusted;
 mod upstream;
 mod upstream_tls;
 
@@ -36,6 +37,7 @@ pub use names::{PathPrefix, ReplacePath, ServerName};
 pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
 pub(crate) use tls::ServerTls;
 pub use tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
+pub use trusted::TrustedProxies;
 pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
 pub(crate) use upstream_tls::CompiledTls;
 pub use upstream_tls::{
@@ -59,6 +61,7 @@ pub struct ProxyConfig {
     pub(crate) sticky_cookie: StickyCookie,
     pub(crate) tls: Option<ServerTls>,
     pub(crate) redact_query_in_access_log: bool,
+    pub(crate) trusted_proxies: TrustedProxies,
 }
 
 impl ProxyConfig {
@@ -105,6 +108,7 @@ pub struct ProxyConfigBuilder {
     sticky_cookie: StickyCookie,
     tls: Option<TlsSettings>,
     redact_query_in_access_log: bool,
+    trusted_proxies: TrustedProxies,
 }
 
 impl ProxyConfigBuilder {
@@ -181,6 +185,16 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// The proxies in front of this one whose `X-Forwarded-For`,
+    /// `X-Forwarded-Proto` and `Forwarded` are believed: from them the
+    /// client is the nearest address in the chain that is not a trusted
+    /// proxy's (in the access log, and to the upstream); from anyone else
+    /// those headers are replaced. Default: none.
+    pub fn trusted_proxies(&mut self, trusted: TrustedProxies) -> &mut Self {
+        self.trusted_proxies = trusted;
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -238,6 +252,7 @@ impl ProxyConfigBuilder {
             sticky_cookie: self.sticky_cookie.clone(),
             tls,
             redact_query_in_access_log: self.redact_query_in_access_log,
+            trusted_proxies: self.trusted_proxies.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Uri, Version};
 
 use crate::access_log;
+use crate::handler::Reported;
 use crate::server::{ConnCtx, InFlight, TlsInfo};
 use crate::upstream::{Endpoint, UpstreamTlsInfo};
 
@@ -31,6 +32,8 @@ pub(crate) struct Exchange {
     pub(crate) upstream_tls: Option<Arc<UpstreamTlsInfo>>,
     /// Query values are left out of the access log.
     pub(crate) redact_query: bool,
+    /// What a trusted proxy in front reported of the client.
+    pub(crate) reported: Option<Reported>,
 }
 
 impl Exchange {
@@ -59,7 +62,16 @@ impl Exchange {
             tls: started.and(conn.tls.clone()),
             upstream_tls: None,
             redact_query: false,
+            reported: None,
         }
+    }
+
+    /// The client's address: the one a trusted proxy reported, else the
+    /// peer's.
+    pub(crate) fn client_ip(&self) -> std::net::IpAddr {
+        self.reported
+            .as_ref()
+            .map_or(self.client.ip(), |r| r.client)
     }
 
     /// Called once, when the response body ended (`clean`) or was dropped.

@@ -20,6 +20,7 @@ use crate::server::{ConnActivity, ConnCtx, EarlyData};
 use crate::state::{Shared, Snapshot};
 use http::{Request, Response};
 
+pub(crate) use headers::Reported;
 pub(crate) use respond::text;
 
 /// Answers one request. Never fails: errors become responses.
@@ -33,6 +34,11 @@ pub(crate) async fn handle(
     let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
     exchange.redact_query = snapshot.config.redact_query_in_access_log;
+    exchange.reported = headers::reported(
+        ctx.peer.ip(),
+        &parts.headers,
+        &snapshot.config.trusted_proxies,
+    );
     let result = serve(shared, ctx, &snapshot, parts, body, &mut exchange).await;
     let mut response = result.unwrap_or_else(|e| respond::error(&e, &exchange, &shared.log_limits));
     if ctx.tls.as_ref().is_some_and(|tls| tls.alpn != "h3")

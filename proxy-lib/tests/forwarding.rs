@@ -72,7 +72,8 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_set() {
     }
     assert_eq!(seen.headers["x-end"], "kept");
     assert_eq!(seen.headers["host"], "a.test");
-    assert_eq!(seen.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    // The client named someone else; it is not a trusted proxy.
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-host"], "a.test");
     assert!(seen.headers.get("forwarded").is_none());
@@ -295,4 +296,52 @@ fn config_for(addr: std::net::SocketAddr) -> proxy_lib::ProxyConfig {
         .default_app("a")
         .build()
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_reports_the_client_an_untrusted_one_does_not() {
+    let origin = Origin::start("o").await;
+    let mut trusted = proxy_lib::config::TrustedProxies::none();
+    trusted.add("127.0.0.0/8").unwrap();
+    let mut builder = config();
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap()
+        .trusted_proxies(trusted);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let req = http::Request::builder()
+        .uri("/p")
+        .header("host", "a.test")
+        .header("x-forwarded-for", "6.6.6.6, 1.2.3.4, 127.0.0.9")
+        .header("x-forwarded-proto", "https")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(H1::connect(proxy.addr).await.send(req).await.status, 200);
+    let seen = &origin.seen()[0];
+    assert_eq!(
+        seen.headers["x-forwarded-for"], "1.2.3.4, 127.0.0.9, 127.0.0.1",
+        "from the first untrusted address on"
+    );
+    assert_eq!(
+        seen.headers["x-forwarded-proto"], "https",
+        "the edge's view"
+    );
+
+    // Nobody trusted: the same claims are dropped.
+    let plain = TestProxy::start(single("a.test", &[&origin])).await;
+    let req = http::Request::builder()
+        .uri("/p")
+        .header("host", "a.test")
+        .header("x-forwarded-for", "1.2.3.4")
+        .header("x-forwarded-proto", "https")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(H1::connect(plain.addr).await.send(req).await.status, 200);
+    let seen = &origin.seen()[1];
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
 }

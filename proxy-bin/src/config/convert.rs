@@ -6,9 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proxy_certs::Reload;
-use proxy_lib::config::{App, Limits, ProxyConfig, ServerName, StickyCookie, Timeouts};
+use proxy_lib::config::{
+    App, Limits, ProxyConfig, ServerName, StickyCookie, Timeouts, TrustedProxies,
+};
 
-use crate::config::raw::{RawApp, RawConfig, RawExperimental};
+use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
 use crate::config::{ConfigError, Loaded, LogSettings, h3, listen, route, tls};
 
 /// Default `[log] level`.
@@ -61,6 +63,7 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
     }
     builder.limits(limits(&raw, base)?);
     builder.redact_query_in_access_log(raw.redact_query_in_access_log.unwrap_or(false));
+    builder.trusted_proxies(trusted_proxies(&raw)?);
     builder.timeouts(timeouts(&raw));
     builder.sticky_cookie(sticky_cookie(&raw)?);
 
@@ -177,6 +180,22 @@ fn writable_dir(dir: &Path) -> std::io::Result<()> {
         .create_new(true)
         .open(&probe)?;
     std::fs::remove_file(&probe)
+}
+
+/// rpxy's `trusted_forwarded_proxies`: ranges, addresses, or `cloudflare`.
+fn trusted_proxies(raw: &RawConfig) -> Result<TrustedProxies> {
+    let mut trusted = TrustedProxies::none();
+    let entries = raw
+        .trusted_forwarded_proxies
+        .clone()
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        trusted
+            .add(entry)
+            .map_err(|e| ConfigError::at(format!("trusted_forwarded_proxies[{i}]"), e))?;
+    }
+    Ok(trusted)
 }
 
 /// `[sticky_cookie]` (ours) and rpxy's `sticky_cookie_secret`.

@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub upstream_keepalive: Option<usize>,
     pub worker_threads: Option<usize>,
     pub redact_query_in_access_log: Option<bool>,
+    pub trusted_forwarded_proxies: Option<OneOrMany>,
     /// rpxy 0.13's: 32 bytes, unpadded base64url.
     pub sticky_cookie_secret: Option<String>,
     #[serde(default)]

@@ -91,8 +91,9 @@ impl Forward<'_> {
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         Forwarding {
-            client: exchange.client.ip(),
-            client_value: &self.conn.peer_ip,
+            peer: exchange.client.ip(),
+            peer_value: &self.conn.peer_ip,
+            reported: exchange.reported.as_ref(),
             proto: if self.conn.tls.is_some() {
                 "https"
             } else {

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
+use crate::config::TrustedProxies;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -83,12 +85,78 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// What trusted proxies in front of this one say about the client.
+#[derive(Debug)]
+pub(crate) struct Reported {
+    /// The nearest address in `X-Forwarded-For` that is not a trusted
+    /// proxy's (or the farthest, if all are).
+    pub(crate) client: IpAddr,
+    /// The `X-Forwarded-For` entries from that client on, as received.
+    chain: String,
+}
+
+/// What the peer, when it is a trusted proxy, reports in
+/// `X-Forwarded-For`; `None` when it is not trusted (then it is the client,
+/// and what the request says of others is ignored).
+pub(crate) fn reported(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> Option<Reported> {
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return None;
+    }
+    let entries: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    // Right to left, past trusted proxies, to the first address that is not
+    // one; an entry that is no address ends the walk (what lies left of it
+    // is unverifiable).
+    let mut client = peer;
+    let mut from = entries.len();
+    for (i, entry) in entries.iter().enumerate().rev() {
+        let Some(ip) = address(entry) else { break };
+        client = ip;
+        from = i;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    Some(Reported {
+        client,
+        chain: entries[from..].join(", "),
+    })
+}
+
+/// An `X-Forwarded-For` entry's address: bare, bracketed, or with a port.
+fn address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+}
+
 /// What the upstream is told about the original request.
 #[derive(Debug)]
 pub(crate) struct Forwarding<'a> {
-    pub(crate) client: IpAddr,
-    /// `client` as a header value, made once per connection.
-    pub(crate) client_value: &'a HeaderValue,
+    /// The peer of this connection.
+    pub(crate) peer: IpAddr,
+    /// `peer` as a header value, made once per connection.
+    pub(crate) peer_value: &'a HeaderValue,
+    /// What a trusted peer reported; none for any other peer.
+    pub(crate) reported: Option<&'a Reported>,
     pub(crate) proto: &'static str,
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) forwarded_header: bool,
@@ -99,24 +167,36 @@ pub(crate) struct Forwarding<'a> {
 }
 
 impl Forwarding<'_> {
-    /// Sets `X-Forwarded-For` (appended to what the client sent, as nginx's
-    /// `$proxy_add_x_forwarded_for`), `X-Forwarded-Proto`, `X-Forwarded-Host`
-    /// and, when asked, an RFC 7239 `Forwarded` element.
+    /// Sets `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and,
+    /// when asked, an RFC 7239 `Forwarded` element. From a trusted proxy,
+    /// the forwarding chain it reports goes on (from the client it names)
+    /// with the peer added, and its `X-Forwarded-Proto` and `Forwarded` are
+    /// kept; from anyone else they are replaced: a client cannot make the
+    /// upstream believe it is someone else. `X-Forwarded-Host` is always
+    /// the host this proxy received.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         // Room for the fields below at once, rather than a regrowth each.
         headers.reserve(4);
-        let forwarded_for = match headers.contains_key(&X_FORWARDED_FOR) {
-            false => Some(self.client_value.clone()),
-            true => self.appended_chain(headers),
+        let forwarded_for = match self.reported {
+            Some(reported) if !reported.chain.is_empty() => {
+                HeaderValue::from_str(&format!("{}, {}", reported.chain, self.peer)).ok()
+            }
+            _ => Some(self.peer_value.clone()),
         };
         if let Some(value) = forwarded_for {
             headers.insert(&X_FORWARDED_FOR, value);
         }
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        let keep_proto = self.reported.is_some() && headers.contains_key(&X_FORWARDED_PROTO);
+        if !keep_proto {
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        }
         match self.host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
         };
+        if self.reported.is_none() {
+            headers.remove(header::FORWARDED);
+        }
         if self.forwarded_header {
             self.append_forwarded(headers);
         }
@@ -131,21 +211,8 @@ impl Forwarding<'_> {
         }
     }
 
-    /// The client's `X-Forwarded-For` values, one list, with `client` added.
-    fn appended_chain(&self, headers: &HeaderMap) -> Option<HeaderValue> {
-        let mut chain = String::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(value) = value.to_str() {
-                chain.push_str(value.trim());
-                chain.push_str(", ");
-            }
-        }
-        let _ = write!(chain, "{}", self.client);
-        HeaderValue::from_str(&chain).ok()
-    }
-
     fn append_forwarded(&self, headers: &mut HeaderMap) {
-        let mut element = match self.client {
+        let mut element = match self.peer {
             IpAddr::V4(ip) => format!("for={ip}"),
             IpAddr::V6(ip) => format!("for=\"[{ip}]\""),
         };
@@ -205,30 +272,74 @@ mod tests {
         assert_eq!(headers["te"], "trailers");
     }
 
-    #[test]
-    fn forwarding_headers_chain() {
+    fn forwarding(reported: Option<&Reported>, forwarded_header: bool) -> HeaderMap {
         let mut headers = map(&[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("forwarded", "for=10.0.0.1"),
+            ("x-forwarded-for", "6.6.6.6, 10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6"),
         ]);
         let host = HeaderValue::from_static("example.com");
-        let client_value = HeaderValue::from_static("::1");
+        let peer_value = HeaderValue::from_static("10.0.0.1");
         Forwarding {
-            client: "::1".parse().unwrap(),
-            client_value: &client_value,
+            peer: "10.0.0.1".parse().unwrap(),
+            peer_value: &peer_value,
+            reported,
             proto: "http",
             host: Some(&host),
-            forwarded_header: true,
+            forwarded_header,
             upgrade_insecure_requests: false,
             client_identity: None,
         }
         .apply(&mut headers);
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_says() {
+        let headers = forwarding(None, true);
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
         assert_eq!(
             headers["forwarded"],
-            "for=10.0.0.1, for=\"[::1]\";proto=http;host=\"example.com\""
+            "for=10.0.0.1;proto=http;host=\"example.com\""
         );
+    }
+
+    #[test]
+    fn a_trusted_chain_names_the_first_untrusted_address() {
+        let mut trusted = TrustedProxies::none();
+        trusted.add("10.0.0.0/8").unwrap();
+        let incoming = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let reported = reported(peer, &incoming, &trusted).unwrap();
+        assert_eq!(reported.client, "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(reported.chain, "1.2.3.4, 10.0.0.2");
+        let headers = forwarding(Some(&reported), true);
+        assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.2, 10.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "https", "the edge's view");
+        assert_eq!(
+            headers["forwarded"],
+            "for=6.6.6.6, for=10.0.0.1;proto=http;host=\"example.com\""
+        );
+        // An untrusted peer reports nothing; a trusted one without a chain
+        // is the client itself; garbage ends the walk.
+        assert!(reported_for("8.8.8.8", "1.2.3.4", &trusted).is_none());
+        let bare = reported_for("10.0.0.1", "", &trusted).unwrap();
+        assert_eq!(bare.client, "10.0.0.1".parse::<IpAddr>().unwrap());
+        let junk = reported_for("10.0.0.1", "1.2.3.4, junk, 10.0.0.3", &trusted).unwrap();
+        assert_eq!(junk.client, "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(junk.chain, "10.0.0.3");
+        let ported = reported_for("10.0.0.1", "1.2.3.4:5555", &trusted).unwrap();
+        assert_eq!(ported.client, "1.2.3.4".parse::<IpAddr>().unwrap());
+    }
+
+    fn reported_for(peer: &str, chain: &str, trusted: &TrustedProxies) -> Option<Reported> {
+        let headers = if chain.is_empty() {
+            HeaderMap::new()
+        } else {
+            map(&[("x-forwarded-for", chain)])
+        };
+        reported(peer.parse().unwrap(), &headers, trusted)
     }
 }

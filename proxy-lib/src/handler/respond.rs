@@ -45,7 +45,7 @@ pub(crate) fn error(
 }
 
 fn log(e: &Error, exchange: &Exchange, limits: &LogLimits) {
-    let client = exchange.client.ip();
+    let client = exchange.client_ip();
     let method = &exchange.method;
     let path = exchange.uri.path();
     let upstream = exchange.upstream.as_ref().map(|e| e.upstream.to_string());
