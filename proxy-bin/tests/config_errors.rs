@@ -152,6 +152,10 @@ fn bad_files_are_refused_with_file_key_and_reason() {
             ": trusted_forwarded_proxies[0]: \"10.0.0.0/40\" is not an address range: the prefix length is out of range",
         ),
         (
+            format!("listen_port = 8080\n{APP}[experimental.tcp_recv_proxy_protocol]\ntimeout = 50\n"),
+            ": experimental.tcp_recv_proxy_protocol.trusted_proxies: the PROXY protocol needs the addresses of the proxies that send it",
+        ),
+        (
             format!("listen_port = 8080\nsticky_cookie_secret = \"c2hvcnQ\"\n{APP}"),
             ": sticky_cookie_secret: must be 32 bytes as unpadded base64url",
         ),
@@ -228,6 +232,9 @@ reverse_proxy = [
 [experimental]
 ignore_sni_consistency = false
 connection_handling_timeout = 0
+[experimental.tcp_recv_proxy_protocol]
+trusted_proxies = ["127.0.0.1/32", "10.0.0.0/8"]
+timeout = 50
 "#,
     );
     assert_eq!(code, 0, "{stderr}");

@@ -37,7 +37,7 @@ pub use names::{PathPrefix, ReplacePath, ServerName};
 pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
 pub(crate) use tls::ServerTls;
 pub use tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
-pub use trusted::TrustedProxies;
+pub use trusted::{DEFAULT_PROXY_PROTOCOL_TIMEOUT, ProxyProtocol, TrustedProxies};
 pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
 pub(crate) use upstream_tls::CompiledTls;
 pub use upstream_tls::{
@@ -62,6 +62,7 @@ pub struct ProxyConfig {
     pub(crate) tls: Option<ServerTls>,
     pub(crate) redact_query_in_access_log: bool,
     pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ProxyConfig {
@@ -109,6 +110,7 @@ pub struct ProxyConfigBuilder {
     tls: Option<TlsSettings>,
     redact_query_in_access_log: bool,
     trusted_proxies: TrustedProxies,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ProxyConfigBuilder {
@@ -195,6 +197,16 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Expects a PROXY protocol header (version 1 or 2) at the start of
+    /// every TCP connection, cleartext and TLS: the client it names stands
+    /// for the connection (in logs, forwarding headers and
+    /// `max_clients_per_ip`). Connections from outside its trusted proxies,
+    /// or without a header in time, are closed. Default: off.
+    pub fn proxy_protocol(&mut self, expected: ProxyProtocol) -> &mut Self {
+        self.proxy_protocol = Some(expected);
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -253,6 +265,7 @@ impl ProxyConfigBuilder {
             tls,
             redact_query_in_access_log: self.redact_query_in_access_log,
             trusted_proxies: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
         })
     }
 

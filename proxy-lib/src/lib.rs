@@ -66,6 +66,7 @@ mod http1;
 mod log_limit;
 mod observed;
 mod pressure;
+mod proxy_protocol;
 mod routing;
 mod server;
 mod state;

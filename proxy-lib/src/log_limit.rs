@@ -25,6 +25,8 @@ pub(crate) struct LogLimits {
     pub(crate) request_failed: LogLimit,
     /// "upstream unavailable; trying the next one".
     pub(crate) next_upstream: LogLimit,
+    /// A connection from outside the PROXY protocol's trusted proxies.
+    pub(crate) untrusted_peer: LogLimit,
 }
 
 /// The budget of one line.

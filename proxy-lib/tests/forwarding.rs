@@ -345,3 +345,125 @@ async fn a_trusted_proxy_reports_the_client_an_untrusted_one_does_not() {
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
 }
+
+fn proxied(
+    origin: &Origin,
+    from: &str,
+    limits: Option<proxy_lib::config::Limits>,
+) -> proxy_lib::ProxyConfig {
+    let mut trusted = proxy_lib::config::TrustedProxies::none();
+    trusted.add(from).unwrap();
+    let mut builder = config();
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[origin]))],
+        ))
+        .unwrap()
+        .proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap());
+    if let Some(limits) = limits {
+        builder.limits(limits);
+    }
+    builder.build().unwrap()
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+
+#[tokio::test]
+async fn a_proxy_protocol_header_names_the_client() {
+    let origin = Origin::start("o").await;
+    let proxy = TestProxy::start(proxied(&origin, "127.0.0.0/8", None)).await;
+
+    let mut v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n".to_vec();
+    v1.extend(GET);
+    assert_eq!(status_of(&raw(proxy.addr, &v1).await.0), Some(200));
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend([198, 51, 100, 9, 127, 0, 0, 1, 0x15, 0xb3, 0, 80]);
+    v2.extend(GET);
+    assert_eq!(status_of(&raw(proxy.addr, &v2).await.0), Some(200));
+    let seen = origin.seen();
+    assert_eq!(seen[0].headers["x-forwarded-for"], "203.0.113.7");
+    assert_eq!(seen[1].headers["x-forwarded-for"], "198.51.100.9");
+
+    // Without a header, or with a broken one: closed, nothing forwarded.
+    for bad in [GET.to_vec(), b"PROXY TCP4 nonsense\r\n".to_vec()] {
+        let (answer, closed) = raw(proxy.addr, &bad).await;
+        assert!(answer.is_empty() && closed, "{answer}");
+    }
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_proxy_protocol_is_taken_only_from_its_proxies() {
+    let origin = Origin::start("o").await;
+    let proxy = TestProxy::start(proxied(&origin, "10.0.0.0/8", None)).await;
+    let mut v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n".to_vec();
+    v1.extend(GET);
+    let (answer, closed) = raw(proxy.addr, &v1).await;
+    assert!(answer.is_empty() && closed, "{answer}");
+    assert_eq!(origin.hits(), 0);
+}
+
+#[tokio::test]
+async fn per_address_limits_count_the_client_the_header_names() {
+    let origin = Origin::start("o").await;
+    let mut limits = proxy_lib::config::Limits::default();
+    limits.max_clients_per_ip = Some(1);
+    let proxy = TestProxy::start(proxied(&origin, "127.0.0.0/8", Some(limits))).await;
+    // One held connection per named client; all arrive from 127.0.0.1.
+    let mut held = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let header = format!(
+            "PROXY TCP4 {client} 127.0.0.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        );
+        AsyncWriteExt::write_all(&mut stream, header.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let n = AsyncReadExt::read(&mut stream, &mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{client}");
+        held.push(stream);
+    }
+    let mut again = b"PROXY TCP4 203.0.113.1 127.0.0.1 5556 80\r\n".to_vec();
+    again.extend(GET);
+    assert_eq!(status_of(&raw(proxy.addr, &again).await.0), Some(503));
+}
+
+#[tokio::test]
+async fn a_proxy_protocol_header_precedes_the_tls_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let certs = Arc::new(proxy_certs::SniResolver::new(cert_map(
+        &ca,
+        dir.path(),
+        &["a.test"],
+    )));
+    let origin = Origin::start("o").await;
+    let mut trusted = proxy_lib::config::TrustedProxies::none();
+    trusted.add("127.0.0.1").unwrap();
+    let mut builder = config();
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap()
+        .proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap())
+        .tls(tls_on_localhost(certs));
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let mut tcp = TcpStream::connect(proxy.tls_addr.unwrap()).await.unwrap();
+    AsyncWriteExt::write_all(&mut tcp, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n")
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(&[&ca.der], None, &[]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let answer = H1::over(tls).await.get("a.test", "/").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(origin.seen()[0].headers["x-forwarded-for"], "203.0.113.7");
+}

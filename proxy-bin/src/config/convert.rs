@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use proxy_certs::Reload;
 use proxy_lib::config::{
-    App, Limits, ProxyConfig, ServerName, StickyCookie, Timeouts, TrustedProxies,
+    App, Limits, ProxyConfig, ProxyProtocol, ServerName, StickyCookie, Timeouts, TrustedProxies,
 };
 
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
@@ -64,6 +64,9 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
     builder.limits(limits(&raw, base)?);
     builder.redact_query_in_access_log(raw.redact_query_in_access_log.unwrap_or(false));
     builder.trusted_proxies(trusted_proxies(&raw)?);
+    if let Some(expected) = proxy_protocol(&raw)? {
+        builder.proxy_protocol(expected);
+    }
     builder.timeouts(timeouts(&raw));
     builder.sticky_cookie(sticky_cookie(&raw)?);
 
@@ -198,6 +201,41 @@ fn trusted_proxies(raw: &RawConfig) -> Result<TrustedProxies> {
     Ok(trusted)
 }
 
+/// `[experimental.tcp_recv_proxy_protocol]`: the PROXY protocol from the
+/// listed proxies (required), within `timeout` milliseconds.
+fn proxy_protocol(raw: &RawConfig) -> Result<Option<ProxyProtocol>> {
+    const KEY: &str = "experimental.tcp_recv_proxy_protocol";
+    let Some(table) = raw
+        .experimental
+        .as_ref()
+        .and_then(|e| e.tcp_recv_proxy_protocol.as_ref())
+    else {
+        return Ok(None);
+    };
+    let mut from = TrustedProxies::none();
+    let entries = table
+        .trusted_proxies
+        .clone()
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        from.add(entry)
+            .map_err(|e| ConfigError::at(format!("{KEY}.trusted_proxies[{i}]"), e))?;
+    }
+    let mut expected = ProxyProtocol::new(from)
+        .map_err(|e| ConfigError::at(format!("{KEY}.trusted_proxies"), e))?;
+    match table.timeout {
+        Some(0) => {
+            expected.timeout(std::time::Duration::from_secs(5));
+        }
+        Some(ms) => {
+            expected.timeout(std::time::Duration::from_millis(ms));
+        }
+        None => {}
+    }
+    Ok(Some(expected))
+}
+
 /// `[sticky_cookie]` (ours) and rpxy's `sticky_cookie_secret`.
 fn sticky_cookie(raw: &RawConfig) -> Result<StickyCookie> {
     let sticky = raw.sticky_cookie.as_ref();
@@ -271,10 +309,6 @@ fn check_experimental(experimental: &RawExperimental) -> Result<()> {
     for (key, present) in [
         ("experimental.cache", experimental.cache.is_some()),
         ("experimental.acme", experimental.acme.is_some()),
-        (
-            "experimental.tcp_recv_proxy_protocol",
-            experimental.tcp_recv_proxy_protocol.is_some(),
-        ),
     ] {
         if present {
             return Err(ConfigError::at(key, format!("this feature {NOT_YET}")));

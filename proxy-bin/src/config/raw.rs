@@ -264,5 +264,14 @@ pub struct RawExperimental {
     pub h3: Option<RawHttp3>,
     pub cache: Option<toml::Table>,
     pub acme: Option<toml::Table>,
-    pub tcp_recv_proxy_protocol: Option<toml::Table>,
+    pub tcp_recv_proxy_protocol: Option<RawProxyProtocol>,
+}
+
+/// `[experimental.tcp_recv_proxy_protocol]`, as in rpxy 0.13.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyProtocol {
+    pub trusted_proxies: Option<OneOrMany>,
+    /// Milliseconds; 0 means rpxy's fallback of 5 s.
+    pub timeout: Option<u64>,
 }

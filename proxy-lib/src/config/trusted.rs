@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -32,6 +33,40 @@ const CLOUDFLARE: [&str; 22] = [
     "2a06:98c0::/29",
     "2c0f:f248::/32",
 ];
+
+/// Default for [`ProxyProtocol::timeout`].
+pub const DEFAULT_PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The PROXY protocol received on TCP listeners: from which proxies, and
+/// how long a connection has to send its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    pub(crate) from: TrustedProxies,
+    pub(crate) timeout: Duration,
+}
+
+impl ProxyProtocol {
+    /// Headers from `from` (every connection must come from there); fails
+    /// when it is empty.
+    pub fn new(from: TrustedProxies) -> Result<Self> {
+        if from.is_empty() {
+            return Err(Error::config(
+                "the PROXY protocol needs the addresses of the proxies that send it",
+            ));
+        }
+        Ok(Self {
+            from,
+            timeout: DEFAULT_PROXY_PROTOCOL_TIMEOUT,
+        })
+    }
+
+    /// Time from accept to a complete header. Default:
+    /// [`DEFAULT_PROXY_PROTOCOL_TIMEOUT`].
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+}
 
 /// Address ranges trusted to report the client in `X-Forwarded-*` and
 /// `Forwarded`. Empty (the default): nobody is, and those headers from a

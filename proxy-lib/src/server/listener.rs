@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::error::ErrorKind;
+use crate::proxy_protocol;
 use crate::server::connection;
 use crate::state::Shared;
 
@@ -55,21 +56,48 @@ pub(crate) async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(peer = %peer, error = %e, "TCP_NODELAY failed");
         }
-        match shared.admit(peer.ip()) {
-            Ok(slot) => {
-                shared
-                    .tasks
-                    .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
-            }
-            Err(refused) => {
-                if let Some(suppressed) = shared.log_limits.clients_full.admit() {
-                    let limit = refused.limit();
-                    warn!(peer = %peer, tls, limit, suppressed, "connection limit reached; refusing connections");
-                }
-                if tls {
-                    // No HTTP answer can be read before a handshake.
+        let proxy_protocol = shared.snapshot().config.proxy_protocol.clone();
+        match proxy_protocol {
+            None => admit_and_serve(stream, tls, peer, &shared),
+            Some(expected) => {
+                if !expected.from.contains(peer.ip()) {
+                    if let Some(suppressed) = shared.log_limits.untrusted_peer.admit() {
+                        warn!(peer = %peer, suppressed, "connection from outside tcp_recv_proxy_protocol's trusted proxies; closed");
+                    }
                     continue;
                 }
+                let shared = shared.clone();
+                let tasks = shared.tasks.clone();
+                tasks.spawn(async move {
+                    let mut stream = stream;
+                    match proxy_protocol::read(&mut stream, expected.timeout).await {
+                        Ok(source) => admit_and_serve(stream, tls, source.unwrap_or(peer), &shared),
+                        Err(failure) => {
+                            debug!(peer = %peer, ?failure, "no PROXY protocol header; closed");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Counts the connection from `peer` (the client a PROXY header named, if
+/// any) and serves it, or refuses it past a connection limit.
+fn admit_and_serve(stream: TcpStream, tls: bool, peer: SocketAddr, shared: &Arc<Shared>) {
+    match shared.admit(peer.ip()) {
+        Ok(slot) => {
+            shared
+                .tasks
+                .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
+        }
+        Err(refused) => {
+            if let Some(suppressed) = shared.log_limits.clients_full.admit() {
+                let limit = refused.limit();
+                warn!(peer = %peer, tls, limit, suppressed, "connection limit reached; refusing connections");
+            }
+            if !tls {
+                // No HTTP answer can be read before a TLS handshake.
                 shared.tasks.spawn(refuse(stream));
             }
         }
