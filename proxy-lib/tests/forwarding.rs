@@ -301,17 +301,9 @@ fn config_for(addr: std::net::SocketAddr) -> proxy_lib::ProxyConfig {
 #[tokio::test]
 async fn a_trusted_proxy_reports_the_client_an_untrusted_one_does_not() {
     let origin = Origin::start("o").await;
-    let mut trusted = proxy_lib::config::TrustedProxies::none();
-    trusted.add("127.0.0.0/8").unwrap();
-    let mut builder = config();
-    builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap()
-        .trusted_proxies(trusted);
+    let trusted = trusting("127.0.0.0/8");
+    let mut builder = one_app(to(&[&origin]));
+    builder.trusted_proxies(trusted);
     let proxy = TestProxy::start(builder.build().unwrap()).await;
     let req = http::Request::builder()
         .uri("/p")
@@ -351,17 +343,9 @@ fn proxied(
     from: &str,
     limits: Option<proxy_lib::config::Limits>,
 ) -> proxy_lib::ProxyConfig {
-    let mut trusted = proxy_lib::config::TrustedProxies::none();
-    trusted.add(from).unwrap();
-    let mut builder = config();
-    builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[origin]))],
-        ))
-        .unwrap()
-        .proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap());
+    let trusted = trusting(from);
+    let mut builder = one_app(to(&[origin]));
+    builder.proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap());
     if let Some(limits) = limits {
         builder.limits(limits);
     }
@@ -441,16 +425,9 @@ async fn a_proxy_protocol_header_precedes_the_tls_handshake() {
         &["a.test"],
     )));
     let origin = Origin::start("o").await;
-    let mut trusted = proxy_lib::config::TrustedProxies::none();
-    trusted.add("127.0.0.1").unwrap();
-    let mut builder = config();
+    let trusted = trusting("127.0.0.1");
+    let mut builder = one_app(to(&[&origin]));
     builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap()
         .proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap())
         .tls(tls_on_localhost(certs));
     let proxy = TestProxy::start(builder.build().unwrap()).await;
@@ -466,4 +443,11 @@ async fn a_proxy_protocol_header_precedes_the_tls_handshake() {
     let answer = H1::over(tls).await.get("a.test", "/").await;
     assert_eq!(answer.status, 200);
     assert_eq!(origin.seen()[0].headers["x-forwarded-for"], "203.0.113.7");
+}
+
+/// Trusting one range.
+fn trusting(range: &str) -> proxy_lib::config::TrustedProxies {
+    let mut trusted = proxy_lib::config::TrustedProxies::none();
+    trusted.add(range).unwrap();
+    trusted
 }

@@ -58,14 +58,29 @@ async fn one_address_cannot_take_every_connection() {
     assert_eq!(origin.hits(), 4);
 }
 
+/// A new client is served within five seconds (retrying while refused).
+async fn a_newcomer_gets_in(addr: std::net::SocketAddr) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    eventually("a new client gets in", || async move {
+        status_of(&raw(addr, request).await.0) == Some(200)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// A connection to `addr` that has sent `bytes`.
+async fn sending(addr: std::net::SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
 /// A connection that has sent part of a request head and waits.
 async fn slow_head(addr: std::net::SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
-        .await
-        .unwrap();
-    stream
+    sending(addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n").await
 }
 
 /// Whether the proxy closed `stream` within `limit`.
@@ -116,11 +131,7 @@ async fn at_max_clients_the_longest_idle_connection_makes_room() {
     let proxy = TestProxy::start(limited(&origin, limits)).await;
     let mut idle = Vec::new();
     for _ in 0..3 {
-        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            .await
-            .unwrap();
+        let mut stream = sending(proxy.addr, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
         let mut answer = [0u8; 256];
         let n = stream.read(&mut answer).await.unwrap();
         assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
@@ -150,20 +161,8 @@ async fn under_pressure_slow_heads_are_cut_short_and_new_clients_get_in() {
     for _ in 0..10 {
         slow.push(slow_head(proxy.addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = std::time::Instant::now();
-    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
-    let addr = proxy.addr;
-    eventually("a new client gets in", || async move {
-        status_of(&raw(addr, request).await.0) == Some(200)
-    })
-    .await;
     // The heads got two seconds under pressure, not client_header's 30.
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    a_newcomer_gets_in(proxy.addr).await;
     for stream in &mut slow {
         assert!(closed_within(stream, Duration::from_secs(3)).await);
     }
@@ -355,12 +354,8 @@ async fn under_pressure_slow_bodies_are_cut_short_and_new_clients_get_in() {
     let proxy = TestProxy::start(limited(&origin, limits)).await;
     let mut slow = Vec::new();
     for _ in 0..10 {
-        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-        stream
-            .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100000\r\n\r\nxx")
-            .await
-            .unwrap();
-        slow.push(stream);
+        let head = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100000\r\n\r\nxx";
+        slow.push(sending(proxy.addr, head).await);
     }
     // They trickle: a few bytes a second, never idle long enough for
     // client_body's timeout.
@@ -381,19 +376,7 @@ async fn under_pressure_slow_bodies_are_cut_short_and_new_clients_get_in() {
         }
         answers
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = std::time::Instant::now();
-    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
-    let addr = proxy.addr;
-    eventually("a new client gets in", || async move {
-        status_of(&raw(addr, request).await.0) == Some(200)
-    })
-    .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    a_newcomer_gets_in(proxy.addr).await;
     for answer in trickle.await.unwrap() {
         assert_eq!(status_of(&answer), Some(408), "{answer}");
     }

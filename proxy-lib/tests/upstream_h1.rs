@@ -233,16 +233,7 @@ async fn large_streamed_request_bodies_are_sent_chunked() {
     })
     .await;
     let proxy = proxy_buffering(addr, false).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
-    tokio::spawn(async move {
-        for _ in 0..10 {
-            let chunk = Bytes::from(vec![b'x'; 20 * 1024]);
-            if tx.send(Ok(http_body::Frame::data(chunk))).await.is_err() {
-                return;
-            }
-        }
-    });
-    let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let body = streamed(10, 20 * 1024);
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -313,10 +304,20 @@ async fn early_413(after: AfterAnswer) -> SocketAddr {
 fn upload() -> http_body_util::StreamBody<
     impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::io::Error>>,
 > {
+    streamed(160, 64 * 1024)
+}
+
+/// `chunks` chunks of `size` bytes, produced as fast as they are taken.
+fn streamed(
+    chunks: usize,
+    size: usize,
+) -> http_body_util::StreamBody<
+    impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::io::Error>>,
+> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
-        for _ in 0..160 {
-            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        for _ in 0..chunks {
+            let chunk = Bytes::from(vec![b'x'; size]);
             if tx.send(Ok(http_body::Frame::data(chunk))).await.is_err() {
                 return;
             }
