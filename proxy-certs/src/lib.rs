@@ -23,6 +23,7 @@ mod identity;
 mod load;
 mod resolver;
 mod sessions;
+mod source;
 mod tls;
 mod upstream;
 mod verified;
@@ -35,6 +36,7 @@ pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
 pub use sessions::{SessionScope, scoped};
+pub use source::CertificateSource;
 pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_roots, system_roots, upstream_config,

@@ -42,6 +42,46 @@
 //! # }
 //! ```
 //!
+//! # Certificates from a source of your own
+//!
+//! TLS listeners take their certificates from any
+//! [`proxy_certs::CertificateSource`]: a rustls `ResolvesServerCert` that
+//! also says, before the handshake, whether it serves a name (else the
+//! client gets `unrecognized_name`). Certificate files are one source
+//! (`proxy_certs::FileSource::resolver`); a vault, a database or an ACME
+//! client is another:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use proxy_certs::CertificateSource;
+//! use proxy_lib::config::TlsSettings;
+//! use rustls::server::{ClientHello, ResolvesServerCert};
+//! use rustls::sign::CertifiedKey;
+//!
+//! #[derive(Debug)]
+//! struct Vault(Arc<CertifiedKey>);
+//!
+//! impl ResolvesServerCert for Vault {
+//!     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+//!         self.serves(hello.server_name()).then(|| self.0.clone())
+//!     }
+//! }
+//!
+//! impl CertificateSource for Vault {
+//!     fn serves(&self, name: Option<&str>) -> bool {
+//!         name.is_some_and(|name| name.ends_with(".example.com"))
+//!     }
+//! }
+//!
+//! # fn settings(key: Arc<CertifiedKey>, provider: &rustls::crypto::CryptoProvider) {
+//! let mut tls = TlsSettings::new(Arc::new(Vault(key)), provider);
+//! tls.listen("127.0.0.1:8443".parse().unwrap());
+//! # }
+//! ```
+//!
+//! `cargo run -p proxy-lib --example own_certificates` runs a complete one
+//! that issues certificates on demand.
+//!
 //! # Logging
 //!
 //! The engine emits `tracing` events and never installs a subscriber. Each

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
-use proxy_certs::{ClientAuth, SessionScope, SniResolver};
+use proxy_certs::{CertificateSource, ClientAuth, SessionScope};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
@@ -25,7 +25,7 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
     pub(crate) listen: Vec<SocketAddr>,
-    pub(crate) certs: Arc<SniResolver>,
+    pub(crate) certs: Arc<dyn CertificateSource>,
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
     pub(crate) public_port: Option<u16>,
@@ -33,10 +33,11 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Certificates chosen by `certs` (whose map may be replaced at any
-    /// time, and is read at each handshake), with the suites and groups of
-    /// `provider` narrowed by [`proxy_certs::hardened`].
-    pub fn new(certs: Arc<SniResolver>, provider: &CryptoProvider) -> Self {
+    /// Certificates from `certs` (asked at each handshake, so what it
+    /// serves may change at any time: files re-read, ACME renewals), with
+    /// the suites and groups of `provider` narrowed by
+    /// [`proxy_certs::hardened`].
+    pub fn new(certs: Arc<dyn CertificateSource>, provider: &CryptoProvider) -> Self {
         Self {
             listen: Vec::new(),
             certs,
