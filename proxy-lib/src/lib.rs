@@ -101,6 +101,9 @@ pub mod config;
 mod error;
 mod exchange;
 mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod http1;
 mod log_limit;

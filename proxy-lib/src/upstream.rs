@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
 pub(crate) use h1::{H1Body, SendError, idempotent};
+#[cfg(feature = "fuzzing")]
+pub(crate) use h1::parse_response_head;
 use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 pub(crate) use tls::UpstreamTlsInfo;

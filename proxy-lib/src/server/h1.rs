@@ -28,6 +28,8 @@ use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
 pub(crate) use body::H1RequestBody;
+#[cfg(feature = "fuzzing")]
+pub(crate) use head::fuzz as parse_request_head;
 
 use self::body::{ReadSide, Returned};
 use self::head::{Head, Refusal};

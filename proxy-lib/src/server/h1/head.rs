@@ -60,6 +60,15 @@ struct Line {
     minor: u8,
 }
 
+/// [`parse`] for the fuzz targets: `Ok(true)` for a head, `Ok(false)` when
+/// more bytes are needed, `Err` for a refusal.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(buf: &mut BytesMut, max_size: usize, max_fields: usize) -> Result<bool, ()> {
+    parse(buf, max_size, max_fields)
+        .map(|head| head.is_some())
+        .map_err(|_| ())
+}
+
 /// Parses a head from the front of `buf`, consuming it; `None` when more
 /// bytes are needed.
 pub(super) fn parse(

@@ -50,6 +50,13 @@ struct Field {
     value: (u32, u32),
 }
 
+/// [`parse`] for the fuzz targets: whether a head was read (`Err` for a
+/// refusal).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(buf: &mut BytesMut, method: &Method) -> Result<bool, ()> {
+    parse(buf, method).map(|head| head.is_some()).map_err(|_| ())
+}
+
 /// Parses a head from the front of `buf`, consuming it; `None` when more
 /// bytes are needed.
 pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>> {

@@ -1,0 +1,6 @@
+//! Bytes from a hostile client into proxy-certs' ClientHello reader.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = proxy_certs::client_hello::server_name(data);
+});
