@@ -22,9 +22,9 @@ use tracing::{error, info, warn};
 pub(crate) use activity::ConnActivity;
 pub use activity::InFlight;
 pub(crate) use connection::ConnCtx;
-pub(crate) use h1::{ClientUpgrade, H1RequestBody};
 #[cfg(feature = "fuzzing")]
 pub(crate) use h1::parse_request_head;
+pub(crate) use h1::{ClientUpgrade, H1RequestBody};
 pub(crate) use parking::Lot;
 pub(crate) use quic::EarlyData;
 pub(crate) use tls::TlsInfo;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::{Endpoint, EndpointRegistry};
-pub(crate) use h1::{H1Body, SendError, idempotent};
 #[cfg(feature = "fuzzing")]
 pub(crate) use h1::parse_response_head;
+pub(crate) use h1::{H1Body, SendError, idempotent};
 use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 pub(crate) use tls::UpstreamTlsInfo;

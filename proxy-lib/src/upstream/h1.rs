@@ -24,10 +24,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 pub(crate) use body::H1Body;
-#[cfg(feature = "fuzzing")]
-pub(crate) use response::fuzz as parse_response_head;
 use request::{Stopped, Upload};
 use response::Head;
+#[cfg(feature = "fuzzing")]
+pub(crate) use response::fuzz as parse_response_head;
 
 use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};

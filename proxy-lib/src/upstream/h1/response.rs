@@ -54,7 +54,9 @@ struct Field {
 /// refusal).
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz(buf: &mut BytesMut, method: &Method) -> Result<bool, ()> {
-    parse(buf, method).map(|head| head.is_some()).map_err(|_| ())
+    parse(buf, method)
+        .map(|head| head.is_some())
+        .map_err(|_| ())
 }
 
 /// Parses a head from the front of `buf`, consuming it; `None` when more
