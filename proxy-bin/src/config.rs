@@ -9,6 +9,7 @@ mod h3;
 mod listen;
 mod raw;
 mod route;
+mod self_signed;
 mod tls;
 mod units;
 mod upstream_tls;
@@ -89,16 +90,29 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What loading may change besides reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// To serve: self-signed pairs asked for are written where they belong.
+    Serve,
+    /// `--check`: nothing is written where the configuration points.
+    Check,
+}
+
 /// Reads, parses and validates `path`. Relative paths inside the file are
 /// resolved against the file's directory. TLS sessions are kept in
 /// `sessions`: give every load of the process the same store, so that
 /// clients resume across reloads.
-pub fn load(path: &Path, sessions: &Sessions) -> Result<Loaded, ConfigError> {
+pub fn load(path: &Path, sessions: &Sessions, mode: Mode) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(None, format!("cannot read the file: {e}")).in_file(path))?;
     let raw = parse(&text).map_err(|e| e.in_file(path))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    convert::convert(raw, base, sessions).map_err(|e| e.in_file(path))
+    let loaded = convert::convert(raw, base, sessions, mode).map_err(|e| e.in_file(path));
+    if mode == Mode::Check {
+        self_signed::clean_scratch();
+    }
+    loaded
 }
 
 fn parse(text: &str) -> Result<raw::RawConfig, ConfigError> {

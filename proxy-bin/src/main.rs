@@ -48,7 +48,12 @@ fn main() -> ExitCode {
     // Before the config: the default max_clients follows from the limit.
     let raised = open_files::raise_limit();
     let sessions = config::sessions();
-    let loaded = match config::load(&cli.config, &sessions) {
+    let mode = if cli.check {
+        config::Mode::Check
+    } else {
+        config::Mode::Serve
+    };
+    let loaded = match config::load(&cli.config, &sessions, mode) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("portcullis: configuration refused: {e}");

@@ -63,7 +63,7 @@ fn reload(
     sessions: &Sessions,
     updates: &watch::Sender<Arc<ProxyConfig>>,
 ) -> Option<Vec<Arc<dyn Reload>>> {
-    match config::load(path, sessions) {
+    match config::load(path, sessions, config::Mode::Serve) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 warn!("{warning}");

@@ -11,7 +11,7 @@ use proxy_lib::config::{
 };
 
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
-use crate::config::{ConfigError, Loaded, LogSettings, h3, listen, route, tls};
+use crate::config::{ConfigError, Loaded, LogSettings, Mode, h3, listen, route, tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -20,7 +20,12 @@ const NOT_YET: &str = "is not supported by this version yet";
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<Loaded> {
+pub fn convert(
+    raw: RawConfig,
+    base: &Path,
+    sessions: &tls::Sessions,
+    mode: Mode,
+) -> Result<Loaded> {
     let mut warnings = Vec::new();
     if let Some(experimental) = &raw.experimental {
         check_experimental(experimental)?;
@@ -91,6 +96,7 @@ pub fn convert(raw: RawConfig, base: &Path, sessions: &tls::Sessions) -> Result<
         base,
         ignore_sni,
         both_ports: raw.listen_port.is_some() && raw.listen_port_tls.is_some(),
+        mode,
     };
     let public_port = public_https_port(&raw)?;
     let public_port_key = public_port_key(&raw);
@@ -409,6 +415,7 @@ struct FileFacts<'a> {
     ignore_sni: bool,
     /// Both `listen_port` and `listen_port_tls` are set.
     both_ports: bool,
+    mode: Mode,
 }
 
 fn convert_app(
@@ -437,6 +444,7 @@ fn convert_app(
             base,
             ignore_sni: facts.ignore_sni,
             both_ports: facts.both_ports,
+            mode: facts.mode,
         };
         let parts = tls::app_tls(raw_tls, &cx, warnings)?;
         app.tls(parts.tls);

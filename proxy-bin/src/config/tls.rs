@@ -10,8 +10,8 @@ use proxy_lib::config::{AppTls, TlsSettings};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
-use crate::config::ConfigError;
 use crate::config::raw::RawAppTls;
+use crate::config::{ConfigError, Mode, self_signed};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -54,6 +54,8 @@ pub struct AppContext<'a> {
     pub ignore_sni: bool,
     /// Both `listen_port` and `listen_port_tls` are set.
     pub both_ports: bool,
+    /// Whether missing self-signed pairs are written where they belong.
+    pub mode: Mode,
 }
 
 pub fn app_tls(
@@ -114,9 +116,10 @@ pub fn app_tls(
                 default: cx.is_default,
             };
             if raw.self_signed_if_missing.unwrap_or(false) {
-                self_signed_if_missing(&files, &key, warnings)?;
+                Some(self_signed::if_missing(files, &key, cx.mode, warnings)?)
+            } else {
+                Some(files)
             }
-            Some(files)
         }
         (None, None) => None,
         (Some(_), None) => {
@@ -185,73 +188,6 @@ fn client_auth(
     let policy = Arc::new(policy);
     tls.client_auth(policy.clone());
     Ok(has_crls.then_some(policy))
-}
-
-/// Writes a self-signed certificate for the app's names when neither file
-/// exists, and says so loudly.
-fn self_signed_if_missing(files: &CertFiles, key: &str, warnings: &mut Vec<String>) -> Result<()> {
-    match (files.cert.exists(), files.key.exists()) {
-        (true, true) => return Ok(()),
-        (false, false) => {}
-        (cert, _) => {
-            let (missing, field) = if cert {
-                (&files.key, "tls_cert_key_path")
-            } else {
-                (&files.cert, "tls_cert_path")
-            };
-            return Err(ConfigError::at(
-                format!("{key}.{field}"),
-                format!(
-                    "{} is missing while its pair exists; a self-signed pair is only made when both are absent",
-                    missing.display()
-                ),
-            ));
-        }
-    }
-    let refuse = |reason: String| ConfigError::at(format!("{key}.tls_cert_path"), reason);
-    let names: Vec<String> = files
-        .names
-        .iter()
-        .filter(|n| !n.is_empty())
-        .cloned()
-        .collect();
-    let names = if names.is_empty() {
-        vec!["localhost".to_owned()]
-    } else {
-        names
-    };
-    let key_pair =
-        rcgen::KeyPair::generate().map_err(|e| refuse(format!("cannot make a key: {e}")))?;
-    let cert = rcgen::CertificateParams::new(names.clone())
-        .and_then(|params| params.self_signed(&key_pair))
-        .map_err(|e| refuse(format!("cannot make a self-signed certificate: {e}")))?;
-    for dir in [&files.key, &files.cert].iter().filter_map(|p| p.parent()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| refuse(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    write_private(&files.key, key_pair.serialize_pem().as_bytes())
-        .map_err(|e| refuse(format!("cannot write {}: {e}", files.key.display())))?;
-    std::fs::write(&files.cert, cert.pem())
-        .map_err(|e| refuse(format!("cannot write {}: {e}", files.cert.display())))?;
-    warnings.push(format!(
-        "{key}: generated a SELF-SIGNED certificate for {} at {} (clients will not trust it; \
-         replace both files with a real certificate)",
-        names.join(", "),
-        files.cert.display()
-    ));
-    Ok(())
-}
-
-/// Creates `path` readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
 }
 
 /// The certificates of every app, loaded; the settings of the TLS
