@@ -187,6 +187,7 @@ fn build(
                 path,
                 format!("client CA bundle or revocation list cannot be used: {e}"),
             )
+            .with_source(e)
         })
 }
 

@@ -29,7 +29,7 @@ pub(crate) fn read_crls(path: &Path) -> Result<CrlFile> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| match e {
             pem::Error::NoItemsFound => no_crl(path),
-            other => pem_error(path, &other),
+            other => pem_error(path, other),
         })?;
     if crls.is_empty() {
         return Err(no_crl(path));
@@ -42,6 +42,7 @@ pub(crate) fn read_crls(path: &Path) -> Result<CrlFile> {
                 path,
                 format!("revocation list {} cannot be parsed: {e}", i + 1),
             )
+            .with_source(e)
         })?;
         if let Some(next) = crl.next_update() {
             let next = to_system_time(next.timestamp());

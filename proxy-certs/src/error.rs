@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What went wrong with a certificate, key or revocation-list file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +36,17 @@ pub enum ErrorKind {
 }
 
 /// A certificate or key file that cannot be used, and why.
+///
+/// `Display` gives the file and the reason in words, the cause's words
+/// included, since that line is what an operator reads. The cause itself
+/// (an [`std::io::Error`], a PEM or X.509 parse error, a rustls error) is
+/// the [`source`](std::error::Error::source), for code that matches on it.
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     path: PathBuf,
     reason: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -48,7 +55,17 @@ impl Error {
             kind,
             path: path.to_path_buf(),
             reason: reason.into(),
+            source: None,
         }
+    }
+
+    /// The same error, caused by `source`.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// What went wrong.
@@ -68,7 +85,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -98,7 +98,7 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = read_pem_file(path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, &e))?;
+        .map_err(|e| pem_error(path, e))?;
     if chain.is_empty() {
         return Err(Error::new(
             ErrorKind::NoCertificate,
@@ -112,7 +112,8 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
                 ErrorKind::InvalidCertificate,
                 path,
                 format!("certificate {} of the chain cannot be parsed: {e}", i + 1),
-            ));
+            )
+            .with_source(e));
         }
     }
     Ok(chain)
@@ -134,14 +135,15 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
             path,
             "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section (is this the certificate file?)",
         ),
-        other => pem_error(path, &other),
+        other => pem_error(path, other),
     })
 }
 
 /// The file's bytes, refused when empty or not PEM at all.
 pub(crate) fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(ErrorKind::Unreadable, path, format!("cannot be read: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Unreadable, path, format!("cannot be read: {e}")).with_source(e)
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::new(ErrorKind::Empty, path, "the file is empty"));
     }
@@ -156,12 +158,13 @@ pub(crate) fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-pub(crate) fn pem_error(path: &Path, e: &pem::Error) -> Error {
+pub(crate) fn pem_error(path: &Path, e: pem::Error) -> Error {
     Error::new(
         ErrorKind::NotPem,
         path,
         format!("the PEM is malformed: {e}"),
     )
+    .with_source(e)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -179,6 +182,7 @@ fn leaf_facts(
             path,
             format!("the certificate cannot be parsed: {e}"),
         )
+        .with_source(e)
     })?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {

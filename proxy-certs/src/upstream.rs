@@ -38,6 +38,7 @@ pub(crate) fn roots_of(path: &Path, certs: &[CertificateDer<'static>]) -> Result
                     i + 1
                 ),
             )
+            .with_source(e)
         })?;
     }
     Ok(roots)

@@ -148,6 +148,32 @@ fn unusable_files_are_refused_with_the_file_and_the_reason() {
     load_now(&cert_path, &key_path).unwrap();
 }
 
+/// The cause travels as the error's `source()`, so an embedder can tell a
+/// missing file from a permission problem without parsing words.
+#[test]
+fn errors_carry_their_cause_as_the_source() {
+    use std::error::Error as _;
+    let files = Files::new();
+    let (from, until) = current();
+    let (cert, key) = issue(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256, from, until);
+    let key_path = files.write("a.key", key.serialize_pem());
+
+    let missing = load_now(&files.0.path().join("none.crt"), &key_path).unwrap_err();
+    let io = missing
+        .source()
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .expect("an unreadable file carries the io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+    let cut = files.write("cut.crt", &cert[..cert.len() / 2]);
+    let malformed = load_now(&cut, &key_path).unwrap_err();
+    assert!(malformed.source().is_some(), "{malformed}");
+
+    // A reason of our own (no underlying error) has no source.
+    let empty = load_now(&files.write("empty.crt", "\n"), &key_path).unwrap_err();
+    assert!(empty.source().is_none(), "{empty}");
+}
+
 #[test]
 fn a_certificate_expiring_soon_still_loads() {
     let files = Files::new();
