@@ -9,14 +9,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Limits;
-use crate::state::Shared;
+use crate::pressure::Pressure;
 
-/// The counts of connections held.
+/// The counts of connections held, and the pressure they make.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     clients: AtomicUsize,
     /// By address, only while a per-address limit is set.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// `max_clients` as of the last admission, for the pressure a
+    /// departure leaves.
+    max_clients: AtomicUsize,
+    /// Whether connections near `max_clients`.
+    pub(crate) pressure: Pressure,
 }
 
 /// Why a connection was not admitted.
@@ -41,13 +46,44 @@ impl Refused {
 /// A client connection counted against the limits.
 #[derive(Debug)]
 pub(crate) struct ClientSlot {
-    shared: Arc<Shared>,
+    admission: Arc<Admission>,
     /// The address it counts against, if it does.
     ip: Option<IpAddr>,
 }
 
 impl Admission {
-    fn admit(&self, ip: IpAddr, limits: &Limits) -> Result<Option<IpAddr>, Refused> {
+    /// Counts a new client connection from `ip`, or says which limit
+    /// refuses it. At `max_clients`, `evict` may close the connection idle
+    /// the longest to make room (see `pressure.rs`); it says whether it
+    /// did.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        limits: &Limits,
+        evict: impl FnOnce() -> bool,
+    ) -> Result<ClientSlot, Refused> {
+        self.max_clients
+            .store(limits.max_clients, Ordering::Relaxed);
+        let admitted = match self.count(ip, limits) {
+            Err(Refused::Full) => {
+                self.pressure.raise();
+                if evict() {
+                    self.count(ip, limits)
+                } else {
+                    Err(Refused::Full)
+                }
+            }
+            other => other,
+        };
+        let ip = admitted?;
+        self.pressure.observe(self.clients(), limits.max_clients);
+        Ok(ClientSlot {
+            admission: self.clone(),
+            ip,
+        })
+    }
+
+    fn count(&self, ip: IpAddr, limits: &Limits) -> Result<Option<IpAddr>, Refused> {
         if self.clients.fetch_add(1, Ordering::AcqRel) >= limits.max_clients {
             self.clients.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Full);
@@ -91,41 +127,12 @@ impl Admission {
     }
 }
 
-impl Shared {
-    /// Counts a new client connection from `ip`, or says which limit
-    /// refuses it. At `max_clients`, the connection idle the longest is
-    /// closed to make room (see `pressure.rs`).
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ClientSlot, Refused> {
-        let snapshot = self.snapshot();
-        let limits = &snapshot.config.limits;
-        let admitted = match self.admission.admit(ip, limits) {
-            Err(Refused::Full) => {
-                self.pressure.raise();
-                if self.lot.evict_oldest() {
-                    self.admission.admit(ip, limits)
-                } else {
-                    Err(Refused::Full)
-                }
-            }
-            other => other,
-        };
-        let ip = admitted?;
-        self.pressure
-            .observe(self.admission.clients(), limits.max_clients);
-        Ok(ClientSlot {
-            shared: self.clone(),
-            ip,
-        })
-    }
-}
-
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.shared.admission.release(self.ip);
-        let max = self.shared.snapshot().config.limits.max_clients;
-        self.shared
-            .pressure
-            .observe(self.shared.admission.clients(), max);
+        let admission = &self.admission;
+        admission.release(self.ip);
+        let max = admission.max_clients.load(Ordering::Relaxed);
+        admission.pressure.observe(admission.clients(), max);
     }
 }
 
@@ -143,24 +150,24 @@ mod tests {
         };
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(admission.admit(a, &limits), Ok(Some(a)));
+        assert_eq!(admission.count(a, &limits), Ok(Some(a)));
         assert_eq!(
-            admission.admit(mapped, &limits),
+            admission.count(mapped, &limits),
             Ok(Some(a)),
             "the same client"
         );
-        assert_eq!(admission.admit(a, &limits), Err(Refused::PerAddress));
-        assert_eq!(admission.admit(b, &limits), Ok(Some(b)));
-        assert_eq!(admission.admit(b, &limits), Ok(Some(b)));
+        assert_eq!(admission.count(a, &limits), Err(Refused::PerAddress));
+        assert_eq!(admission.count(b, &limits), Ok(Some(b)));
+        assert_eq!(admission.count(b, &limits), Ok(Some(b)));
         let c: IpAddr = "192.0.2.3".parse().unwrap();
-        assert_eq!(admission.admit(c, &limits), Err(Refused::Full));
+        assert_eq!(admission.count(c, &limits), Err(Refused::Full));
         admission.release(Some(a));
-        assert_eq!(admission.admit(a, &limits), Ok(Some(a)));
+        assert_eq!(admission.count(a, &limits), Ok(Some(a)));
         for _ in 0..2 {
             admission.release(Some(b));
         }
         assert!(!admission.lock().contains_key(&b), "no entry left behind");
         limits.max_clients_per_ip = None;
-        assert_eq!(admission.admit(a, &limits), Ok(None), "no limit, no count");
+        assert_eq!(admission.count(a, &limits), Ok(None), "no limit, no count");
     }
 }

@@ -2,12 +2,14 @@
 
 mod buffered;
 mod client;
+mod file;
+mod h1;
 mod h3;
 mod request;
-mod response;
 
 pub(crate) use buffered::{BufferPolicy, DiskBudget, buffer};
 pub(crate) use client::ClientBody;
+pub(crate) use file::FileBody;
+pub(crate) use h1::{H1RequestBody, ReadSide, Returned, skip_rest};
 pub(crate) use h3::H3RequestBody;
 pub(crate) use request::{BodyState, RequestBody, prefetch};
-pub use response::ResponseBody;

@@ -1,15 +1,18 @@
 //! One request/response exchange: what the access log records, and what is
 //! released when the response has been sent.
 
+mod access_log;
+
+pub use access_log::ACCESS_LOG_TARGET;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, Method, Uri, Version};
 
-use crate::access_log;
-use crate::handler::Reported;
-use crate::server::{ConnCtx, InFlight, TlsInfo};
+use crate::conn::{ConnCtx, InFlight, TlsInfo};
+use crate::forwarded_for::Reported;
 use crate::upstream::{Endpoint, UpstreamTlsInfo};
 
 /// The record of one request, completed by the response body.

@@ -1,7 +1,6 @@
 //! Static files: a route may serve a directory instead of upstreams, with
 //! content types, index files, single byte ranges and conditional requests.
 
-mod body;
 mod conditional;
 mod range;
 mod resolve;
@@ -14,15 +13,14 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use tokio::io::AsyncSeekExt;
 
-pub use body::FileBody;
 use conditional::{Outcome, Validators};
 use range::Ranged;
 use resolve::Resolved;
 
-use crate::body::ResponseBody;
+use crate::body::FileBody;
 use crate::config::StaticFiles;
 use crate::error::{Error, ErrorKind, Result};
-use crate::handler::text;
+use crate::response::{ResponseBody, text};
 use crate::routing::CompiledRoute;
 
 /// Serves the file for `path` (normalised, its first `matched` bytes being

@@ -11,17 +11,16 @@ mod validate;
 
 use std::sync::Arc;
 
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::ClientBody;
+use crate::conn::{ConnActivity, ConnCtx, EarlyData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::files;
+use crate::forwarded_for;
+use crate::response::ResponseBody;
 use crate::routing::Target;
-use crate::server::{ConnActivity, ConnCtx, EarlyData};
 use crate::state::{Shared, Snapshot};
 use http::{Request, Response};
-
-pub(crate) use headers::Reported;
-pub(crate) use respond::text;
 
 /// Answers one request. Never fails: errors become responses.
 pub(crate) async fn handle(
@@ -34,7 +33,7 @@ pub(crate) async fn handle(
     let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
     exchange.redact_query = snapshot.config.redact_query_in_access_log;
-    exchange.reported = headers::reported(
+    exchange.reported = forwarded_for::reported(
         ctx.peer.ip(),
         &parts.headers,
         &snapshot.config.trusted_proxies,

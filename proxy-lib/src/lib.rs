@@ -92,15 +92,16 @@
 //! Pre-1.0: the configuration types and [`Proxy`] are the public surface;
 //! everything else is internal.
 
-mod access_log;
 mod admission;
 mod body;
 mod client_auth;
 mod clock;
 pub mod config;
+mod conn;
 mod error;
 mod exchange;
 mod files;
+mod forwarded_for;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -110,6 +111,7 @@ mod log_limit;
 mod observed;
 mod pressure;
 mod proxy_protocol;
+mod response;
 mod routing;
 mod server;
 mod state;
@@ -118,9 +120,7 @@ mod timer;
 mod tunnel;
 mod upstream;
 
-pub use access_log::ACCESS_LOG_TARGET;
-pub use body::ResponseBody;
 pub use config::ProxyConfig;
 pub use error::{BoxError, Error, ErrorKind, Result, Side};
-pub use files::FileBody;
-pub use server::{InFlight, Proxy};
+pub use exchange::ACCESS_LOG_TARGET;
+pub use server::Proxy;

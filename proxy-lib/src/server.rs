@@ -1,7 +1,6 @@
 //! The engine's entry point: bind the listeners, serve, apply new
 //! configurations as they arrive, and drain on shutdown.
 
-mod activity;
 mod connection;
 mod h1;
 mod listener;
@@ -19,15 +18,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub(crate) use activity::ConnActivity;
-pub use activity::InFlight;
-pub(crate) use connection::ConnCtx;
 #[cfg(feature = "fuzzing")]
 pub(crate) use h1::parse_request_head;
-pub(crate) use h1::{ClientUpgrade, H1RequestBody};
-pub(crate) use parking::Lot;
-pub(crate) use quic::EarlyData;
-pub(crate) use tls::TlsInfo;
+use parking::Lot;
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -48,6 +41,8 @@ pub struct Proxy {
     listeners: Vec<Listener>,
     /// HTTP/3 endpoints, one beside each TLS listener while HTTP/3 is on.
     quic: Vec<QuicListener>,
+    /// Idle keep-alive connections parked without a task.
+    lot: Arc<Lot>,
 }
 
 #[derive(Debug)]
@@ -104,6 +99,7 @@ impl Proxy {
             config,
             listeners,
             quic: Vec::new(),
+            lot: Arc::default(),
         };
         proxy.reconcile_quic(&current, false)?;
         proxy.note_tls_port();
@@ -178,7 +174,7 @@ impl Proxy {
                 stop: CancellationToken::new(),
             };
             if start {
-                listener.start(&self.shared);
+                listener.start(&self.shared, &self.lot);
             }
             self.quic.push(listener);
         }
@@ -208,13 +204,13 @@ impl Proxy {
     /// in-flight requests finish for up to the configured shutdown grace, and
     /// closes what remains.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        let lot = self.shared.lot.clone().run(self.shared.clone());
-        self.shared.tasks.spawn(lot);
+        let parking = self.lot.clone().run(self.shared.clone());
+        self.shared.tasks.spawn(parking);
         for listener in &mut self.listeners {
-            listener.start(&self.shared);
+            listener.start(&self.shared, &self.lot);
         }
         for quic in &mut self.quic {
-            quic.start(&self.shared);
+            quic.start(&self.shared, &self.lot);
         }
         let mut watching = true;
         loop {
@@ -254,7 +250,7 @@ impl Proxy {
             match Listener::bind(endpoint, config.listen_backlog) {
                 Ok(mut listener) => {
                     info!(listen = %listener.local, "listener added by new configuration");
-                    listener.start(&self.shared);
+                    listener.start(&self.shared, &self.lot);
                     self.listeners.push(listener);
                 }
                 Err(e) => error!(error = %e, "new listener could not be bound; serving without it"),
@@ -292,8 +288,9 @@ impl Proxy {
 }
 
 impl QuicListener {
-    fn start(&mut self, shared: &Arc<Shared>) {
-        let task = quic::accept_loop(self.endpoint.clone(), shared.clone(), self.stop.clone());
+    fn start(&mut self, shared: &Arc<Shared>, lot: &Arc<Lot>) {
+        let (endpoint, stop) = (self.endpoint.clone(), self.stop.clone());
+        let task = quic::accept_loop(endpoint, shared.clone(), lot.clone(), stop);
         shared.tasks.spawn(task);
     }
 }
@@ -321,10 +318,11 @@ impl Listener {
         })
     }
 
-    fn start(&mut self, shared: &Arc<Shared>) {
+    fn start(&mut self, shared: &Arc<Shared>, lot: &Arc<Lot>) {
         if let Some(socket) = self.socket.take() {
             let tls = self.configured.tls;
-            let task = listener::accept_loop(socket, tls, shared.clone(), self.stop.clone());
+            let stop = self.stop.clone();
+            let task = listener::accept_loop(socket, tls, shared.clone(), lot.clone(), stop);
             shared.tasks.spawn(task);
         }
     }

@@ -14,9 +14,7 @@ use crate::admission::Admission;
 use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
-use crate::pressure::Pressure;
 use crate::routing::Router;
-use crate::server::Lot;
 use crate::upstream::EndpointRegistry;
 
 /// One validated configuration and the routing table compiled from it.
@@ -30,7 +28,8 @@ pub(crate) struct Snapshot {
 pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     registry: EndpointRegistry,
-    pub(crate) admission: Admission,
+    /// Client connections held, and the pressure they make.
+    pub(crate) admission: Arc<Admission>,
     /// Cancelled when the proxy starts draining: connections finish what
     /// they serve and close.
     pub(crate) draining: CancellationToken,
@@ -38,8 +37,6 @@ pub(crate) struct Shared {
     pub(crate) hard_stop: CancellationToken,
     /// Connections and tunnels, awaited on shutdown.
     pub(crate) tasks: TaskTracker,
-    /// Idle keep-alive connections parked without a task.
-    pub(crate) lot: Arc<Lot>,
     /// The port the first TLS listener is bound to (0 if none), for
     /// redirections when no public port is configured.
     pub(crate) tls_port: AtomicU16,
@@ -49,8 +46,6 @@ pub(crate) struct Shared {
     pub(crate) log_limits: LogLimits,
     /// Bytes of buffered request bodies on disk.
     pub(crate) buffered_on_disk: DiskBudget,
-    /// Whether connections near `max_clients`.
-    pub(crate) pressure: Pressure,
 }
 
 impl Shared {
@@ -61,16 +56,14 @@ impl Shared {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
-            admission: Admission::default(),
+            admission: Arc::default(),
             draining,
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            lot: Arc::default(),
             tls_port: AtomicU16::new(0),
             alt_svc: ArcSwapOption::empty(),
             log_limits: LogLimits::default(),
             buffered_on_disk: DiskBudget::default(),
-            pressure: Pressure::default(),
         })
     }
 

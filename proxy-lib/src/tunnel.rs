@@ -12,10 +12,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
 use crate::clock::{self, millis, now_ms};
+use crate::conn::{ClientUpgrade, ConnCtx};
 use crate::exchange::Exchange;
 use crate::http1::Prefixed;
 use crate::observed::{Observed, ReadObserver};
-use crate::server::{ClientUpgrade, ConnCtx};
 use crate::state::Shared;
 
 /// Waits for the client side to finish upgrading, then relays bytes. The tunnel

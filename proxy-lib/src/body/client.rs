@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::body::H3RequestBody;
+use crate::body::{H1RequestBody, H3RequestBody};
 use crate::error::BoxError;
-use crate::server::H1RequestBody;
 
 /// The body of a client's request.
 #[derive(Debug)]

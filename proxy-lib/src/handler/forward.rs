@@ -9,16 +9,15 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use tracing::warn;
 
-use crate::body::{
-    BodyState, BufferPolicy, ClientBody, RequestBody, ResponseBody, buffer, prefetch,
-};
+use crate::body::{BodyState, BufferPolicy, ClientBody, RequestBody, buffer, prefetch};
 use crate::clock::{millis, now_ms};
 use crate::config::{HostHeader, LoadBalance, ProxyConfig, UpstreamProtocol};
+use crate::conn::{ClientUpgrade, ConnCtx, EarlyData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
+use crate::response::ResponseBody;
 use crate::routing::CompiledRoute;
-use crate::server::{ClientUpgrade, ConnCtx, EarlyData};
 use crate::state::Shared;
 use crate::tunnel;
 use crate::upstream::{
@@ -144,7 +143,7 @@ impl Forward<'_> {
                 dir: limits.request_buffer_dir.as_deref(),
                 disk: &self.shared.buffered_on_disk,
                 disk_max: limits.request_buffer_disk,
-                pressure: &self.shared.pressure,
+                pressure: &self.shared.admission.pressure,
             };
             return buffer(body, &policy).await;
         }

@@ -7,9 +7,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
-use crate::config::TrustedProxies;
+use crate::forwarded_for::{Reported, X_FORWARDED_FOR};
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -83,69 +82,6 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// What trusted proxies in front of this one say about the client.
-#[derive(Debug)]
-pub(crate) struct Reported {
-    /// The nearest address in `X-Forwarded-For` that is not a trusted
-    /// proxy's (or the farthest, if all are).
-    pub(crate) client: IpAddr,
-    /// The `X-Forwarded-For` entries from that client on, as received.
-    chain: String,
-}
-
-/// What the peer, when it is a trusted proxy, reports in
-/// `X-Forwarded-For`; `None` when it is not trusted (then it is the client,
-/// and what the request says of others is ignored).
-pub(crate) fn reported(
-    peer: IpAddr,
-    headers: &HeaderMap,
-    trusted: &TrustedProxies,
-) -> Option<Reported> {
-    if trusted.is_empty() || !trusted.contains(peer) {
-        return None;
-    }
-    let entries: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .collect();
-    // Right to left, past trusted proxies, to the first address that is not
-    // one; an entry that is no address ends the walk (what lies left of it
-    // is unverifiable).
-    let mut client = peer;
-    let mut from = entries.len();
-    for (i, entry) in entries.iter().enumerate().rev() {
-        let Some(ip) = address(entry) else { break };
-        client = ip;
-        from = i;
-        if !trusted.contains(ip) {
-            break;
-        }
-    }
-    Some(Reported {
-        client,
-        chain: entries[from..].join(", "),
-    })
-}
-
-/// An `X-Forwarded-For` entry's address: bare, bracketed, or with a port.
-fn address(entry: &str) -> Option<IpAddr> {
-    entry
-        .parse()
-        .ok()
-        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-        .or_else(|| {
-            entry
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .ok()
-        })
 }
 
 /// What the upstream is told about the original request.
@@ -233,6 +169,8 @@ impl Forwarding<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TrustedProxies;
+    use crate::forwarded_for::reported;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -1,26 +1,13 @@
 //! Responses the proxy makes itself: short text bodies, never a debug dump.
 
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode, Version};
+use http::{Response, Version};
 use tracing::{debug, error, warn};
 
-use crate::body::ResponseBody;
 use crate::error::{Error, Side};
 use crate::exchange::Exchange;
 use crate::log_limit::LogLimits;
-
-/// A `text/plain` response.
-pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
+use crate::response::{ResponseBody, text};
 
 /// The answer to `error`, which is logged here with the request it ended
 /// (within `limits`).

@@ -8,12 +8,11 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
-use crate::body::ResponseBody;
 use crate::client_auth;
+use crate::conn::TlsInfo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::handler::respond;
+use crate::response::{ResponseBody, text};
 use crate::routing::AppRoutes;
-use crate::server::TlsInfo;
 use crate::state::Snapshot;
 
 /// Refuses a request to an app requiring client certificates unless the
@@ -73,7 +72,7 @@ pub(super) fn redirect(parts: &Parts, host: &str, port: Option<u16>) -> Response
         Some(port) if port != 443 => format!("https://{host}:{port}{path}"),
         _ => format!("https://{host}{path}"),
     };
-    let mut response = respond::text(
+    let mut response = text(
         StatusCode::MOVED_PERMANENTLY,
         format!("301 Moved Permanently: {location}\n"),
     );

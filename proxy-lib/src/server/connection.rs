@@ -11,70 +11,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::admission::ClientSlot;
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::ClientBody;
 use crate::clock::{self, now_ms};
 use crate::config::{Limits, ProxyConfig};
+use crate::conn::{ConnCtx, IdleCheck};
 use crate::handler;
 use crate::http1::Prefixed;
-use crate::server::activity::{ConnActivity, Verdict};
+use crate::response::ResponseBody;
 use crate::server::h1::{self, Idle, Outcome};
-use crate::server::parking::Parked;
-use crate::server::tls::{self, TlsInfo};
+use crate::server::parking::{Lot, Parked};
+use crate::server::tls;
 use crate::state::Shared;
 use crate::stream::Stream;
-use crate::timer::TimerSlot;
-
-/// What the handler knows about the connection a request came on. It also
-/// holds the connection's `max_clients` slot, so a tunnel that outlives the
-/// HTTP connection (after an upgrade) keeps counting against the limit.
-#[derive(Debug)]
-pub(crate) struct ConnCtx {
-    pub(crate) peer: SocketAddr,
-    /// The peer's IP as a header value, made once for all its requests.
-    pub(crate) peer_ip: HeaderValue,
-    /// Requests in flight, for the HTTP/2 watchdog; HTTP/1.1 connections
-    /// time themselves and leave it out.
-    pub(crate) activity: Option<Arc<ConnActivity>>,
-    /// The connection's timer, for its head, idle and upstream deadlines.
-    pub(crate) timer: TimerSlot,
-    /// What the TLS handshake negotiated, on a TLS connection.
-    pub(crate) tls: Option<Arc<TlsInfo>>,
-    _slot: ClientSlot,
-}
-
-impl ConnCtx {
-    /// A multiplexed connection (HTTP/3) that tracks its requests.
-    pub(crate) fn multiplexed(peer: SocketAddr, slot: ClientSlot, tls: TlsInfo) -> Self {
-        Self {
-            peer,
-            peer_ip: HeaderValue::try_from(peer.ip().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown")),
-            activity: Some(ConnActivity::new()),
-            timer: TimerSlot::default(),
-            tls: Some(Arc::new(tls)),
-            _slot: slot,
-        }
-    }
-
-    /// The same connection, now tracking its requests for HTTP/2.
-    fn for_http2(self: Arc<Self>) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut ctx) => {
-                ctx.activity = Some(ConnActivity::new());
-                Arc::new(ctx)
-            }
-            // Not reached: HTTP/1.1 hands over before any request.
-            Err(ctx) => ctx,
-        }
-    }
-}
 
 #[derive(Clone)]
 struct ConnService {
@@ -110,25 +65,19 @@ pub(crate) async fn serve(
     tls: bool,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    lot: Arc<Lot>,
     slot: ClientSlot,
 ) {
-    let ctx = ConnCtx {
-        peer,
-        peer_ip: HeaderValue::try_from(peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-        activity: None,
-        timer: TimerSlot::default(),
-        tls: None,
-        _slot: slot,
-    };
+    let ctx = ConnCtx::accepted(peer, slot);
     let serving = async {
         if tls {
             // Boxed: a cleartext connection's task does not carry the
             // handshake's state.
-            Box::pin(serve_tls(tcp, ctx, &shared)).await;
+            Box::pin(serve_tls(tcp, ctx, &shared, &lot)).await;
         } else {
             let config = shared.snapshot().config.clone();
-            drive(Idle::new(Stream::Tcp(tcp)), Arc::new(ctx), config, &shared).await;
+            let idle = Idle::new(Stream::Tcp(tcp));
+            drive(idle, Arc::new(ctx), config, &shared, &lot).await;
         }
     };
     tokio::select! {
@@ -138,10 +87,11 @@ pub(crate) async fn serve(
 }
 
 /// The TLS handshake, then HTTP/2 if ALPN chose it, else HTTP/1.1.
-async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>) {
+async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: &Arc<Lot>) {
     let snapshot = shared.snapshot();
     // Under pressure, a handshake gets no longer than a slow head would.
     let timeout = shared
+        .admission
         .pressure
         .header_timeout(snapshot.config.timeouts.tls_handshake);
     let Some((stream, info)) = tls::handshake(tcp, ctx.peer, &snapshot, timeout).await else {
@@ -156,15 +106,15 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>) {
         let io = Prefixed::new(Stream::Tls(stream), BytesMut::new());
         serve_h2(io, shared, ctx.for_http2(), &config).await;
     } else {
-        drive(Idle::new(Stream::Tls(stream)), ctx, config, shared).await;
+        drive(Idle::new(Stream::Tls(stream)), ctx, config, shared, lot).await;
     }
 }
 
 /// Serves a parked connection whose client sent something.
-pub(crate) async fn resume(parked: Parked, shared: Arc<Shared>) {
+pub(crate) async fn resume(parked: Parked, shared: Arc<Shared>, lot: Arc<Lot>) {
     let Parked { idle, ctx, config } = parked;
     tokio::select! {
-        () = drive(idle, ctx, config, &shared) => {}
+        () = drive(idle, ctx, config, &shared, &lot) => {}
         () = shared.hard_stop.cancelled() => {}
     }
 }
@@ -175,6 +125,7 @@ async fn drive(
     mut ctx: Arc<ConnCtx>,
     mut config: Arc<ProxyConfig>,
     shared: &Arc<Shared>,
+    lot: &Arc<Lot>,
 ) {
     loop {
         match h1::run(idle, shared, &ctx, &config).await {
@@ -191,7 +142,7 @@ async fn drive(
                     config,
                 };
                 // Handed back when the client has sent something already.
-                let Some(back) = shared.lot.park(parked) else {
+                let Some(back) = lot.park(parked) else {
                     return;
                 };
                 (idle, ctx, config) = (back.idle, back.ctx, back.config);
@@ -222,9 +173,9 @@ async fn serve_h2(io: Prefixed, shared: &Arc<Shared>, ctx: Arc<ConnCtx>, config:
                 break;
             }
             () = &mut watchdog => match activity.verdict(now_ms(), timeouts) {
-                Verdict::WaitUntil(at) => watchdog.as_mut().reset(clock::instant(at)),
-                Verdict::Idle if closing => break,
-                Verdict::Idle => {
+                IdleCheck::WaitUntil(at) => watchdog.as_mut().reset(clock::instant(at)),
+                IdleCheck::Idle if closing => break,
+                IdleCheck::Idle => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                     let grace = tokio::time::Instant::now() + Duration::from_secs(1);

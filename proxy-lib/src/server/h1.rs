@@ -8,14 +8,13 @@
 //! connections when the proxy drains, and hands the socket on after a 101
 //! (to a tunnel) or when the first bytes are the HTTP/2 preface.
 
-mod body;
 mod head;
 mod spare;
 mod write;
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,20 +26,18 @@ use tokio::sync::oneshot;
 use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
-pub(crate) use body::H1RequestBody;
 #[cfg(feature = "fuzzing")]
 pub(crate) use head::fuzz as parse_request_head;
 
-use self::body::{ReadSide, Returned};
 use self::head::{Head, Refusal};
 use self::write::{Answering, Written};
-use crate::body::ClientBody;
+use crate::body::{ClientBody, H1RequestBody, ReadSide, Returned, skip_rest};
 use crate::clock::{millis, now_ms};
 use crate::config::{Limits, ProxyConfig, Timeouts};
+use crate::conn::{ClientUpgrade, ConnCtx};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::pressure::Pressure;
-use crate::server::ConnCtx;
 use crate::server::parking::PARK_AFTER;
 use crate::state::Shared;
 use crate::stream::{Stream, WriteHalf};
@@ -60,23 +57,6 @@ const SKIP_LIMIT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// The most a closing connection reads and discards.
 const LINGER_BYTES: usize = 256 * 1024;
-
-/// The client side of a tunnel, once the 101 has been written. (Request
-/// extensions must be `Clone`; only one clone can receive the socket.)
-#[derive(Debug, Clone)]
-pub(crate) struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<Prefixed>>>>);
-
-impl ClientUpgrade {
-    /// The client's socket, or `None` if the connection did not switch.
-    pub(crate) async fn wait(self) -> Option<Prefixed> {
-        let rx = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        rx.await.ok()
-    }
-}
 
 /// A connection between requests: what is kept while it waits.
 #[derive(Debug)]
@@ -139,7 +119,7 @@ pub(super) async fn run(
         draining: pin!(shared.draining.cancelled()),
         idle_since: since,
         timeouts: &settings.timeouts,
-        pressure: &shared.pressure,
+        pressure: &shared.admission.pressure,
     };
     loop {
         let Some(side) = read.as_mut() else {
@@ -226,8 +206,7 @@ async fn exchange(
     let mut req = Request::from_parts(parts, body);
     let switch = upgrade.then(|| {
         let (tx, rx) = oneshot::channel();
-        req.extensions_mut()
-            .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        req.extensions_mut().insert(ClientUpgrade::new(rx));
         tx
     });
 
@@ -240,7 +219,7 @@ async fn exchange(
             Returned::Unread(mut side, decoder) => {
                 // A client that waits for 100 Continue may never send the
                 // body: the connection cannot go on.
-                if expect_continue || !body::skip_rest(&mut side, decoder, SKIP_LIMIT) {
+                if expect_continue || !skip_rest(&mut side, decoder, SKIP_LIMIT) {
                     keep_alive = false;
                     linger = true;
                 }
@@ -421,7 +400,7 @@ async fn next_head<D: Future<Output = ()>>(
 }
 
 /// The answer to a head that was refused.
-fn refusal_answer(refusal: Refusal) -> http::Response<crate::body::ResponseBody> {
+fn refusal_answer(refusal: Refusal) -> http::Response<crate::response::ResponseBody> {
     let (status, why) = match refusal {
         Refusal::Malformed(why) => (StatusCode::BAD_REQUEST, why),
         Refusal::TooLarge => (
@@ -430,7 +409,8 @@ fn refusal_answer(refusal: Refusal) -> http::Response<crate::body::ResponseBody>
         ),
     };
     let reason = status.canonical_reason().unwrap_or("");
-    let mut answer = handler::text(status, format!("{} {reason}: {why}\n", status.as_u16()));
+    let mut answer =
+        crate::response::text(status, format!("{} {reason}: {why}\n", status.as_u16()));
     answer.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),

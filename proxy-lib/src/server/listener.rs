@@ -11,9 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::admission::{ClientSlot, Refused};
 use crate::error::ErrorKind;
 use crate::proxy_protocol;
 use crate::server::connection;
+use crate::server::parking::Lot;
 use crate::state::Shared;
 
 /// Binds a listening TCP socket with address reuse and the given backlog.
@@ -35,6 +37,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     shared: Arc<Shared>,
+    lot: Arc<Lot>,
     stop: CancellationToken,
 ) {
     loop {
@@ -58,7 +61,7 @@ pub(crate) async fn accept_loop(
         }
         let proxy_protocol = shared.snapshot().config.proxy_protocol.clone();
         match proxy_protocol {
-            None => admit_and_serve(stream, tls, peer, &shared),
+            None => admit_and_serve(stream, tls, peer, &shared, &lot),
             Some(expected) => {
                 if !expected.from.contains(peer.ip()) {
                     if let Some(suppressed) = shared.log_limits.untrusted_peer.admit() {
@@ -66,12 +69,14 @@ pub(crate) async fn accept_loop(
                     }
                     continue;
                 }
-                let shared = shared.clone();
+                let (shared, lot) = (shared.clone(), lot.clone());
                 let tasks = shared.tasks.clone();
                 tasks.spawn(async move {
                     let mut stream = stream;
                     match proxy_protocol::read(&mut stream, expected.timeout).await {
-                        Ok(source) => admit_and_serve(stream, tls, source.unwrap_or(peer), &shared),
+                        Ok(source) => {
+                            admit_and_serve(stream, tls, source.unwrap_or(peer), &shared, &lot);
+                        }
                         Err(failure) => {
                             debug!(peer = %peer, ?failure, "no PROXY protocol header; closed");
                         }
@@ -84,12 +89,17 @@ pub(crate) async fn accept_loop(
 
 /// Counts the connection from `peer` (the client a PROXY header named, if
 /// any) and serves it, or refuses it past a connection limit.
-fn admit_and_serve(stream: TcpStream, tls: bool, peer: SocketAddr, shared: &Arc<Shared>) {
-    match shared.admit(peer.ip()) {
+fn admit_and_serve(
+    stream: TcpStream,
+    tls: bool,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    lot: &Arc<Lot>,
+) {
+    match admit(shared, lot, peer) {
         Ok(slot) => {
-            shared
-                .tasks
-                .spawn(connection::serve(stream, tls, peer, shared.clone(), slot));
+            let serving = connection::serve(stream, tls, peer, shared.clone(), lot.clone(), slot);
+            shared.tasks.spawn(serving);
         }
         Err(refused) => {
             if let Some(suppressed) = shared.log_limits.clients_full.admit() {
@@ -102,6 +112,16 @@ fn admit_and_serve(stream: TcpStream, tls: bool, peer: SocketAddr, shared: &Arc<
             }
         }
     }
+}
+
+/// Counts a new client connection (TCP or QUIC) from `peer` against the
+/// limits; at `max_clients`, the connection parked the longest is closed
+/// to make room.
+pub(super) fn admit(shared: &Shared, lot: &Lot, peer: SocketAddr) -> Result<ClientSlot, Refused> {
+    let limits = &shared.snapshot().config.limits;
+    shared
+        .admission
+        .admit(peer.ip(), limits, || lot.evict_oldest())
 }
 
 fn is_per_connection(e: &io::Error) -> bool {

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use crate::clock::{millis, now_ms};
 use crate::config::ProxyConfig;
-use crate::server::ConnCtx;
+use crate::conn::ConnCtx;
 use crate::server::h1::Idle;
 use crate::state::Shared;
 
@@ -153,9 +153,8 @@ impl Lot {
             let (woken, expired) = self.take(sweeping);
             drop(expired);
             for parked in woken {
-                shared
-                    .tasks
-                    .spawn(super::connection::resume(parked, shared.clone()));
+                let resumed = super::connection::resume(parked, shared.clone(), self.clone());
+                shared.tasks.spawn(resumed);
             }
         }
         let mut state = self.lock();

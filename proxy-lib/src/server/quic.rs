@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::admission::ClientSlot;
-use crate::body::{ClientBody, H3RequestBody, ResponseBody};
+use crate::body::{ClientBody, H3RequestBody};
 use crate::client_auth::PeerChain;
+use crate::conn::{ConnCtx, EarlyData, TlsInfo};
 use crate::handler;
-use crate::server::connection::ConnCtx;
-use crate::server::tls::TlsInfo;
+use crate::response::ResponseBody;
+use crate::server::listener;
+use crate::server::parking::Lot;
 use crate::state::Shared;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
@@ -44,6 +46,7 @@ pub(crate) fn bind(addr: SocketAddr, config: quinn::ServerConfig) -> io::Result<
 pub(crate) async fn accept_loop(
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
+    lot: Arc<Lot>,
     stop: CancellationToken,
 ) {
     let open = Arc::new(AtomicU32::new(0));
@@ -70,7 +73,7 @@ pub(crate) async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        let slot = match shared.admit(incoming.remote_address().ip()) {
+        let slot = match listener::admit(&shared, &lot, incoming.remote_address()) {
             Ok(slot) => slot,
             Err(refused) => {
                 if let Some(suppressed) = shared.log_limits.clients_full.admit() {
@@ -89,11 +92,6 @@ pub(crate) async fn accept_loop(
     // Connections already open finish on their own (the drain closes them).
     endpoint.set_server_config(None);
 }
-
-/// Marks a request that arrived in 0-RTT early data, before the handshake
-/// completed (in the request's extensions).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EarlyData;
 
 /// One open QUIC connection, counted against `max_concurrent_connections`.
 struct Counted(Arc<AtomicU32>);

@@ -4,7 +4,6 @@
 //! finish the handshake within the handshake timeout, and refuse a resumed
 //! session whose client certificate the app's policy no longer accepts.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,39 +18,13 @@ use tracing::debug;
 
 use crate::client_auth::PeerChain;
 use crate::config::ServerTls;
+use crate::conn::TlsInfo;
 use crate::state::Snapshot;
 use crate::stream::{Tls, version_and_cipher};
 
 /// A fatal `unrecognized_name` alert (RFC 6066), as a plaintext record: the
 /// answer to a ClientHello naming no certificate we hold.
 const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
-
-/// What was negotiated, for routing checks and the access log.
-#[derive(Debug, Default)]
-pub(crate) struct TlsInfo {
-    /// The server name the client sent, lower-cased.
-    pub(crate) sni: Option<Box<str>>,
-    pub(crate) version: &'static str,
-    pub(crate) cipher: &'static str,
-    pub(crate) group: &'static str,
-    /// The protocol ALPN chose: `h2`, `http/1.1` (also when none was
-    /// chosen) or `h3`.
-    pub(crate) alpn: &'static str,
-    /// The certificate chain the client presented (on a resumed session,
-    /// the one stored with it), which each app requiring certificates
-    /// checks against its own policy.
-    pub(crate) client: Option<PeerChain>,
-}
-
-impl fmt::Display for TlsInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/{}",
-            self.version, self.cipher, self.group, self.alpn
-        )
-    }
-}
 
 /// Runs the handshake on `tcp` within `timeout`; `None` when it fails or
 /// times out (the reason is logged at debug level: clients that give up

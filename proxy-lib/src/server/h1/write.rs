@@ -15,7 +15,7 @@ use http::{Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::body::ResponseBody;
+use crate::response::ResponseBody;
 use crate::stream::WriteHalf;
 
 /// Body bytes copied beside the head (or a chunk's size line) rather than

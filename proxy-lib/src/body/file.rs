@@ -14,7 +14,7 @@ const CHUNK: u64 = 64 * 1024;
 
 /// Streams `remaining` bytes from the file's current position.
 #[derive(Debug)]
-pub struct FileBody {
+pub(crate) struct FileBody {
     file: File,
     remaining: u64,
 }

@@ -17,11 +17,11 @@ pub(crate) struct ConnActivity {
 
 /// A request in flight on a connection; dropping it ends the request.
 #[derive(Debug)]
-pub struct InFlight(Arc<ConnActivity>);
+pub(crate) struct InFlight(Arc<ConnActivity>);
 
 /// What the watchdog should do now.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum IdleCheck {
     /// Nothing yet; look again at this time (ms).
     WaitUntil(u64),
     /// Idle past the idle timeout: shut down gracefully.
@@ -49,15 +49,15 @@ impl ConnActivity {
         InFlight(self.clone())
     }
 
-    pub(crate) fn verdict(&self, now: u64, timeouts: &Timeouts) -> Verdict {
+    pub(crate) fn verdict(&self, now: u64, timeouts: &Timeouts) -> IdleCheck {
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Verdict::WaitUntil(now + millis(timeouts.client_idle));
+            return IdleCheck::WaitUntil(now + millis(timeouts.client_idle));
         }
         let deadline = self.idle_since.load(Ordering::Relaxed) + millis(timeouts.client_idle);
         if now >= deadline {
-            Verdict::Idle
+            IdleCheck::Idle
         } else {
-            Verdict::WaitUntil(deadline)
+            IdleCheck::WaitUntil(deadline)
         }
     }
 }
@@ -86,20 +86,20 @@ mod tests {
         let start = activity.idle_since.load(Ordering::Relaxed);
         assert_eq!(
             activity.verdict(start, &timeouts),
-            Verdict::WaitUntil(start + 1000)
+            IdleCheck::WaitUntil(start + 1000)
         );
-        assert_eq!(activity.verdict(start + 1000, &timeouts), Verdict::Idle);
+        assert_eq!(activity.verdict(start + 1000, &timeouts), IdleCheck::Idle);
 
         let guard = activity.begin_request();
         assert!(matches!(
             activity.verdict(start + 5000, &timeouts),
-            Verdict::WaitUntil(_)
+            IdleCheck::WaitUntil(_)
         ));
         drop(guard);
         let idle = activity.idle_since.load(Ordering::Relaxed);
         assert_eq!(
             activity.verdict(idle + 999, &timeouts),
-            Verdict::WaitUntil(idle + 1000)
+            IdleCheck::WaitUntil(idle + 1000)
         );
     }
 }

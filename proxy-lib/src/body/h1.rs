@@ -21,14 +21,14 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// The connection's read side: the socket and the bytes read but not yet
 /// consumed.
 #[derive(Debug)]
-pub(super) struct ReadSide {
-    pub(super) io: ReadHalf,
-    pub(super) buf: BytesMut,
+pub(crate) struct ReadSide {
+    pub(crate) io: ReadHalf,
+    pub(crate) buf: BytesMut,
 }
 
 /// Where the read side waits for the connection.
 #[derive(Debug, Default)]
-pub(super) struct Home(Mutex<HomeState>);
+pub(crate) struct Home(Mutex<HomeState>);
 
 #[derive(Debug, Default)]
 struct HomeState {
@@ -43,7 +43,7 @@ struct HomeState {
 
 /// What the connection finds when its response is ready.
 #[derive(Debug)]
-pub(super) enum Returned {
+pub(crate) enum Returned {
     /// The body was read whole: the connection may go on.
     Finished(ReadSide),
     /// The body was dropped before its end: what is left of it must be
@@ -62,7 +62,7 @@ impl Home {
     }
 
     /// Called before the response head is written.
-    pub(super) fn respond(&self) -> Returned {
+    pub(crate) fn respond(&self) -> Returned {
         let mut state = self.lock();
         state.responded = true;
         if state.continue_partial {
@@ -87,7 +87,7 @@ pub(crate) struct H1RequestBody {
 }
 
 impl H1RequestBody {
-    pub(super) fn new(
+    pub(crate) fn new(
         read: ReadSide,
         decoder: Decoder,
         expect_continue: bool,
@@ -226,7 +226,7 @@ impl Body for H1RequestBody {
 /// Skips what is left of a body the handler did not read, if the client
 /// has already sent it (up to `limit` bytes): true when the connection can
 /// read the next request.
-pub(super) fn skip_rest(side: &mut ReadSide, mut decoder: Decoder, limit: usize) -> bool {
+pub(crate) fn skip_rest(side: &mut ReadSide, mut decoder: Decoder, limit: usize) -> bool {
     let mut skipped = 0;
     loop {
         match decoder.decode(&mut side.buf) {

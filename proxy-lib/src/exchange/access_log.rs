@@ -6,7 +6,7 @@ use std::fmt;
 
 use tracing::Level;
 
-use crate::exchange::Exchange;
+use super::Exchange;
 use crate::upstream::Endpoint;
 
 /// Target of access-log events. Each is an INFO event with the fields

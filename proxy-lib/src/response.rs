@@ -1,4 +1,5 @@
-//! The body of a response on its way to the client.
+//! The body of a response on its way to the client, and the plain-text
+//! answers the proxy makes itself.
 //!
 //! It counts the bytes sent and, when it ends or is dropped, completes the
 //! request's [`Exchange`]: the pooled upstream connection goes back to its
@@ -8,17 +9,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::body::FileBody;
 use crate::error::BoxError;
 use crate::exchange::Exchange;
-use crate::files::FileBody;
 use crate::upstream::H1Body;
 
 /// A response body as sent to the client.
 #[derive(Debug)]
-pub struct ResponseBody {
+pub(crate) struct ResponseBody {
     inner: Inner,
     exchange: Option<Box<Exchange>>,
     sent: u64,
@@ -151,4 +154,17 @@ impl Drop for ResponseBody {
         let clean = self.inner_is_end();
         self.complete(clean);
     }
+}
+
+/// A `text/plain` response.
+pub(crate) fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -1,0 +1,108 @@
+//! What is known of one client connection, whichever protocol it speaks:
+//! its peer, its TLS parameters, its requests in flight, its place in the
+//! connection limits. The accept side (`server`) makes these; the handler,
+//! the exchange record and tunnels read them.
+
+mod activity;
+mod tls_info;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::HeaderValue;
+use tokio::sync::oneshot;
+
+pub(crate) use activity::InFlight;
+pub(crate) use activity::{ConnActivity, IdleCheck};
+pub(crate) use tls_info::TlsInfo;
+
+use crate::admission::ClientSlot;
+use crate::http1::Prefixed;
+use crate::timer::TimerSlot;
+
+/// What the handler knows about the connection a request came on. It also
+/// holds the connection's `max_clients` slot, so a tunnel that outlives the
+/// HTTP connection (after an upgrade) keeps counting against the limit.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) peer: SocketAddr,
+    /// The peer's IP as a header value, made once for all its requests.
+    pub(crate) peer_ip: HeaderValue,
+    /// Requests in flight, for the HTTP/2 watchdog; HTTP/1.1 connections
+    /// time themselves and leave it out.
+    pub(crate) activity: Option<Arc<ConnActivity>>,
+    /// The connection's timer, for its head, idle and upstream deadlines.
+    pub(crate) timer: TimerSlot,
+    /// What the TLS handshake negotiated, on a TLS connection.
+    pub(crate) tls: Option<Arc<TlsInfo>>,
+    _slot: ClientSlot,
+}
+
+impl ConnCtx {
+    /// A connection accepted from `peer` (HTTP/1.1 first, maybe TLS).
+    pub(crate) fn accepted(peer: SocketAddr, slot: ClientSlot) -> Self {
+        Self {
+            peer,
+            peer_ip: ip_value(peer),
+            activity: None,
+            timer: TimerSlot::default(),
+            tls: None,
+            _slot: slot,
+        }
+    }
+
+    /// A multiplexed connection (HTTP/3) that tracks its requests.
+    pub(crate) fn multiplexed(peer: SocketAddr, slot: ClientSlot, tls: TlsInfo) -> Self {
+        Self {
+            peer,
+            peer_ip: ip_value(peer),
+            activity: Some(ConnActivity::new()),
+            timer: TimerSlot::default(),
+            tls: Some(Arc::new(tls)),
+            _slot: slot,
+        }
+    }
+
+    /// The same connection, now tracking its requests for HTTP/2.
+    pub(crate) fn for_http2(self: Arc<Self>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut ctx) => {
+                ctx.activity = Some(ConnActivity::new());
+                Arc::new(ctx)
+            }
+            // Not reached: HTTP/1.1 hands over before any request.
+            Err(ctx) => ctx,
+        }
+    }
+}
+
+fn ip_value(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::try_from(peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Marks a request that arrived in 0-RTT early data, before the handshake
+/// completed (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EarlyData;
+
+/// The client side of a tunnel, once the 101 has been written. (Request
+/// extensions must be `Clone`; only one clone can receive the socket.)
+#[derive(Debug, Clone)]
+pub(crate) struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<Prefixed>>>>);
+
+impl ClientUpgrade {
+    /// The side that waits for the socket `tx` will send.
+    pub(crate) fn new(rx: oneshot::Receiver<Prefixed>) -> Self {
+        Self(Arc::new(Mutex::new(Some(rx))))
+    }
+
+    /// The client's socket, or `None` if the connection did not switch.
+    pub(crate) async fn wait(self) -> Option<Prefixed> {
+        let rx = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        rx.await.ok()
+    }
+}
