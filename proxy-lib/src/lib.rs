@@ -108,6 +108,8 @@ pub mod fuzzing;
 mod handler;
 mod http1;
 mod log_limit;
+#[cfg(test)]
+mod module_graph;
 mod observed;
 mod pressure;
 mod proxy_protocol;

@@ -204,7 +204,12 @@ impl Proxy {
     /// in-flight requests finish for up to the configured shutdown grace, and
     /// closes what remains.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        let parking = self.lot.clone().run(self.shared.clone());
+        let (shared, lot) = (self.shared.clone(), self.lot.clone());
+        let resume = move |parked| {
+            let resumed = connection::resume(parked, shared.clone(), lot.clone());
+            shared.tasks.spawn(resumed);
+        };
+        let parking = self.lot.clone().run(self.shared.draining.clone(), resume);
         self.shared.tasks.spawn(parking);
         for listener in &mut self.listeners {
             listener.start(&self.shared, &self.lot);

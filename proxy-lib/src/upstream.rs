@@ -6,18 +6,20 @@ mod endpoint;
 mod h1;
 mod health;
 mod pool;
+mod registry;
 pub(crate) mod sticky;
 mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub(crate) use endpoint::{Endpoint, EndpointRegistry};
+pub(crate) use endpoint::Endpoint;
 #[cfg(feature = "fuzzing")]
 pub(crate) use h1::parse_response_head;
 pub(crate) use h1::{H1Body, SendError, idempotent};
 use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
+pub(crate) use registry::EndpointRegistry;
 pub(crate) use tls::UpstreamTlsInfo;
 
 use crate::config::{HostHeader, LoadBalance, UpstreamGroup, UpstreamProtocol};

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::ClientBody;
-use crate::body::request::{BodyState, RequestBody};
+use crate::body::streaming::{BodyState, Streaming};
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::pressure::{PRESSED_HEADER_TIMEOUT, Pressure};
 
@@ -117,7 +117,7 @@ pub(crate) struct Buffered {
     on_disk: u64,
     read: BytesMut,
     trailers: Option<HeaderMap>,
-    rest: Option<RequestBody>,
+    rest: Option<Box<Streaming>>,
     /// The whole length, when the whole body was read (and has no
     /// trailers, which need chunked framing).
     pub(crate) len: Option<u64>,
@@ -153,7 +153,7 @@ impl Buffered {
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
+            Some(rest) => rest.poll_frame(cx),
             None => Poll::Ready(None),
         }
     }
@@ -162,7 +162,7 @@ impl Buffered {
         self.memory.is_empty()
             && self.on_disk == 0
             && self.trailers.is_none()
-            && self.rest.as_ref().is_none_or(RequestBody::is_end_stream)
+            && self.rest.as_ref().is_none_or(|rest| rest.is_end_stream())
     }
 }
 
@@ -172,7 +172,7 @@ impl Buffered {
 pub(crate) async fn buffer(
     mut inner: ClientBody,
     policy: &BufferPolicy<'_>,
-) -> Result<(RequestBody, Option<Arc<BodyState>>)> {
+) -> Result<(Buffered, Option<Arc<BodyState>>)> {
     let mut memory = VecDeque::new();
     let mut in_memory = 0usize;
     let mut received = 0u64;
@@ -221,9 +221,17 @@ pub(crate) async fn buffer(
             // Over the disk budget: what is read goes first, then the rest
             // streams as it comes.
             let head = VecDeque::from([Frame::data(data)]);
-            let (rest, state) =
-                RequestBody::streaming(head, inner, received, policy.limit, policy.idle);
-            let body = finish(memory, file, on_disk, None, Some(rest), None, disk).await?;
+            let (rest, state) = Streaming::new(head, inner, received, policy.limit, policy.idle);
+            let body = finish(
+                memory,
+                file,
+                on_disk,
+                None,
+                Some(Box::new(rest)),
+                None,
+                disk,
+            )
+            .await?;
             return Ok((body, Some(state)));
         }
         let target = match file.as_mut() {
@@ -274,15 +282,15 @@ async fn finish(
     mut file: Option<tokio::fs::File>,
     on_disk: u64,
     trailers: Option<HeaderMap>,
-    rest: Option<RequestBody>,
+    rest: Option<Box<Streaming>>,
     len: Option<u64>,
     disk: DiskBytes,
-) -> Result<RequestBody> {
+) -> Result<Buffered> {
     if let Some(file) = file.as_mut() {
         file.flush().await.map_err(write_failed)?;
         file.seek(SeekFrom::Start(0)).await.map_err(write_failed)?;
     }
-    Ok(RequestBody::buffered(Buffered {
+    Ok(Buffered {
         memory,
         file,
         on_disk,
@@ -291,7 +299,7 @@ async fn finish(
         rest,
         len,
         _disk: disk,
-    }))
+    })
 }
 
 /// A new file in `dir` (else the system's temporary directory), readable by

@@ -10,17 +10,15 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
 
 use crate::body::ClientBody;
 use crate::body::buffered::Buffered;
+use crate::body::streaming::{BodyState, Streaming};
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
 /// Bytes of an HTTP/1 chunked body read before the request goes upstream.
@@ -36,61 +34,6 @@ enum Kind {
     Frames(VecDeque<Frame<Bytes>>, u64),
     Stream(Box<Streaming>),
     Buffered(Box<Buffered>),
-}
-
-#[derive(Debug)]
-struct Streaming {
-    head: VecDeque<Frame<Bytes>>,
-    inner: ClientBody,
-    received: u64,
-    limit: Option<u64>,
-    idle: Duration,
-    /// Armed when a read first finds nothing, so time the upstream spends
-    /// not polling (connecting, backpressure) never counts against the client.
-    timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
-    state: Arc<BodyState>,
-}
-
-/// What the handler can learn about a streaming body from outside.
-#[derive(Debug, Default)]
-pub(crate) struct BodyState {
-    outcome: AtomicU8,
-    done: Notify,
-}
-
-const RUNNING: u8 = 0;
-const FINISHED: u8 = 1;
-const FAILED_CLIENT: u8 = 2;
-const FAILED_TOO_LARGE: u8 = 3;
-const FAILED_TIMEOUT: u8 = 4;
-
-impl BodyState {
-    /// Why the body failed, if it did.
-    pub(crate) fn failure(&self) -> Option<ErrorKind> {
-        match self.outcome.load(Ordering::Acquire) {
-            FAILED_CLIENT => Some(ErrorKind::ClientBody),
-            FAILED_TOO_LARGE => Some(ErrorKind::BodyTooLarge),
-            FAILED_TIMEOUT => Some(ErrorKind::ClientTimeout),
-            _ => None,
-        }
-    }
-
-    /// Resolves once the body was sent whole or failed.
-    pub(crate) async fn finished(&self) {
-        loop {
-            let notified = self.done.notified();
-            if self.outcome.load(Ordering::Acquire) != RUNNING {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn set(&self, outcome: u8) {
-        self.outcome.store(outcome, Ordering::Release);
-        self.done.notify_waiters();
-    }
 }
 
 impl RequestBody {
@@ -121,69 +64,8 @@ impl RequestBody {
         limit: Option<u64>,
         idle: Duration,
     ) -> (Self, Arc<BodyState>) {
-        let state = Arc::new(BodyState::default());
-        let streaming = Streaming {
-            head,
-            inner,
-            received,
-            limit,
-            idle,
-            timer: None,
-            waiting: false,
-            state: state.clone(),
-        };
+        let (streaming, state) = Streaming::new(head, inner, received, limit, idle);
         (Self(Kind::Stream(Box::new(streaming))), state)
-    }
-}
-
-impl Streaming {
-    fn fail(&self, outcome: u8, kind: ErrorKind) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.state.set(outcome);
-        Poll::Ready(Some(Err(Box::new(Error::new(kind)))))
-    }
-
-    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(frame) = self.head.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => {
-                let deadline = Instant::now() + self.idle;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if !self.waiting {
-                    self.waiting = true;
-                    timer.as_mut().reset(deadline);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    return self.fail(FAILED_TIMEOUT, ErrorKind::ClientTimeout);
-                }
-                Poll::Pending
-            }
-            Poll::Ready(None) => {
-                self.state.set(FINISHED);
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.state.set(FAILED_CLIENT);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.received += data.len() as u64;
-                    if self.limit.is_some_and(|limit| self.received > limit) {
-                        return self.fail(FAILED_TOO_LARGE, ErrorKind::BodyTooLarge);
-                    }
-                }
-                self.waiting = false;
-                if self.inner.is_end_stream() {
-                    // Senders stop polling once a body says it has ended.
-                    self.state.set(FINISHED);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-        }
     }
 }
 
@@ -198,7 +80,7 @@ impl Body for RequestBody {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Frames(frames, _) => Poll::Ready(frames.pop_front().map(Ok)),
-            Kind::Stream(s) => s.poll_inner(cx),
+            Kind::Stream(s) => s.poll_frame(cx),
             Kind::Buffered(b) => b.poll_frame(cx),
         }
     }
@@ -207,7 +89,7 @@ impl Body for RequestBody {
         match &self.0 {
             Kind::Empty => true,
             Kind::Frames(frames, _) => frames.is_empty(),
-            Kind::Stream(s) => s.head.is_empty() && s.inner.is_end_stream(),
+            Kind::Stream(s) => s.is_end_stream(),
             Kind::Buffered(b) => b.is_end_stream(),
         }
     }
@@ -216,8 +98,7 @@ impl Body for RequestBody {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Frames(_, len) => SizeHint::with_exact(*len),
-            Kind::Stream(s) if s.head.is_empty() => s.inner.size_hint(),
-            Kind::Stream(_) => SizeHint::default(),
+            Kind::Stream(s) => s.size_hint(),
             Kind::Buffered(b) => b.len.map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }

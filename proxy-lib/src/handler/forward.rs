@@ -145,7 +145,8 @@ impl Forward<'_> {
                 disk_max: limits.request_buffer_disk,
                 pressure: &self.shared.admission.pressure,
             };
-            return buffer(body, &policy).await;
+            let (body, state) = buffer(body, &policy).await?;
+            return Ok((RequestBody::buffered(body), state));
         }
         if parts.version <= Version::HTTP_11
             && parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -324,7 +325,7 @@ impl Forward<'_> {
         for _ in 0..STALE_ATTEMPTS {
             let checkout = match endpoint
                 .pool
-                .checkout(endpoint, &settings, target.upgrade)
+                .checkout(endpoint.dial(), &settings, target.upgrade)
                 .await
             {
                 Ok(checkout) => checkout,

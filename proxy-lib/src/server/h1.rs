@@ -21,7 +21,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::io::poll_read_buf;
 use tracing::debug;
@@ -38,9 +37,9 @@ use crate::conn::{ClientUpgrade, ConnCtx};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::pressure::Pressure;
-use crate::server::parking::PARK_AFTER;
+use crate::server::parking::{Idle, PARK_AFTER};
 use crate::state::Shared;
-use crate::stream::{Stream, WriteHalf};
+use crate::stream::WriteHalf;
 use crate::timer::TimerSlot;
 
 /// How an HTTP/2 prior-knowledge connection starts.
@@ -57,34 +56,6 @@ const SKIP_LIMIT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// The most a closing connection reads and discards.
 const LINGER_BYTES: usize = 256 * 1024;
-
-/// A connection between requests: what is kept while it waits.
-#[derive(Debug)]
-pub(crate) struct Idle {
-    stream: Stream,
-    /// When the last response ended (or the connection opened).
-    since: u64,
-    /// No request yet: the HTTP/2 preface may still come.
-    first: bool,
-}
-
-impl Idle {
-    pub(super) fn new(stream: Stream) -> Self {
-        Self {
-            stream,
-            since: now_ms(),
-            first: true,
-        }
-    }
-
-    pub(super) fn socket(&self) -> &TcpStream {
-        self.stream.socket()
-    }
-
-    pub(super) fn since(&self) -> u64 {
-        self.since
-    }
-}
 
 /// How serving a connection ended.
 #[derive(Debug)]

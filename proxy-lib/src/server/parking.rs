@@ -12,20 +12,49 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::clock::{millis, now_ms};
 use crate::config::ProxyConfig;
 use crate::conn::ConnCtx;
-use crate::server::h1::Idle;
-use crate::state::Shared;
+use crate::stream::Stream;
 
 /// How long a connection waits for its next request in its own task
 /// before it is parked. Busy keep-alive connections never wait this long.
 pub(crate) const PARK_AFTER: Duration = Duration::from_millis(100);
 /// How often the lot looks for connections past their idle timeout.
 const SWEEP: Duration = Duration::from_secs(1);
+
+/// A connection between requests: what is kept while it waits.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    pub(super) stream: Stream,
+    /// When the last response ended (or the connection opened).
+    pub(super) since: u64,
+    /// No request yet: the HTTP/2 preface may still come.
+    pub(super) first: bool,
+}
+
+impl Idle {
+    pub(super) fn new(stream: Stream) -> Self {
+        Self {
+            stream,
+            since: now_ms(),
+            first: true,
+        }
+    }
+
+    pub(super) fn socket(&self) -> &TcpStream {
+        self.stream.socket()
+    }
+
+    pub(super) fn since(&self) -> u64 {
+        self.since
+    }
+}
 
 /// A connection waiting in the lot.
 #[derive(Debug)]
@@ -139,23 +168,21 @@ impl Lot {
         evicted.is_some()
     }
 
-    /// Resumes woken connections and closes expired ones until the proxy
-    /// drains, then closes every parked connection.
-    pub(crate) async fn run(self: Arc<Self>, shared: Arc<Shared>) {
+    /// Resumes woken connections (`resume` serves each in a task of its
+    /// own) and closes expired ones until `draining`, then closes every
+    /// parked connection.
+    pub(crate) async fn run(self: Arc<Self>, draining: CancellationToken, resume: impl Fn(Parked)) {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let sweeping = tokio::select! {
                 () = self.woken.notified() => false,
                 _ = sweep.tick() => true,
-                () = shared.draining.cancelled() => break,
+                () = draining.cancelled() => break,
             };
             let (woken, expired) = self.take(sweeping);
             drop(expired);
-            for parked in woken {
-                let resumed = super::connection::resume(parked, shared.clone(), self.clone());
-                shared.tasks.spawn(resumed);
-            }
+            woken.into_iter().for_each(&resume);
         }
         let mut state = self.lock();
         state.closed = true;

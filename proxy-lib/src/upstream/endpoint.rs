@@ -1,18 +1,13 @@
 //! An upstream server as the engine tracks it: its pool of connections and
-//! whether it is marked down. Endpoints outlive configuration snapshots, so
-//! a reload keeps warm connections and health.
+//! whether it is marked down.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::clock::{millis, now_ms};
-use crate::config::{HealthCheck, Upstream, UpstreamProtocol};
-use crate::upstream::health::{self, Verdict};
-use crate::upstream::pool::Pool;
+use crate::config::{Upstream, UpstreamProtocol};
+use crate::upstream::h1::{Checkin, H1Conn};
+use crate::upstream::pool::{Dial, Pool};
 use crate::upstream::tls::{Connector, Speaks};
 
 #[derive(Debug)]
@@ -29,7 +24,7 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(upstream: Upstream, protocol: UpstreamProtocol) -> Self {
+    pub(super) fn new(upstream: Upstream, protocol: UpstreamProtocol) -> Self {
         let tls = upstream
             .compiled_tls()
             .map(|tls| Connector::new(tls, protocol));
@@ -59,6 +54,21 @@ impl Endpoint {
             self.down_until.store(0, Ordering::Relaxed);
         }
     }
+
+    /// How its pool opens connections.
+    pub(crate) fn dial(&self) -> Dial<'_> {
+        Dial {
+            upstream: &self.upstream,
+            speaks: self.speaks,
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+impl Checkin for Endpoint {
+    fn checkin(&self, conn: H1Conn, max_idle: usize) {
+        self.pool.checkin(conn, max_idle);
+    }
 }
 
 /// FNV-1a: a hash whose value never changes between builds, unlike std's.
@@ -66,66 +76,4 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-type Key = (Upstream, UpstreamProtocol);
-
-/// Endpoints by upstream and protocol, and their health-check verdicts by
-/// endpoint and check, shared by the snapshots that use them.
-#[derive(Debug, Default)]
-pub(crate) struct EndpointRegistry {
-    endpoints: Mutex<HashMap<Key, Weak<Endpoint>>>,
-    /// By the endpoint's address (it outlives its verdicts: the routes
-    /// holding a verdict hold the endpoint) and the check.
-    verdicts: Mutex<HashMap<(usize, HealthCheck), Weak<Verdict>>>,
-    /// Ends the health checks when the proxy drains.
-    stop: CancellationToken,
-}
-
-impl EndpointRegistry {
-    pub(crate) fn new(stop: CancellationToken) -> Self {
-        Self {
-            stop,
-            ..Self::default()
-        }
-    }
-
-    /// The verdict of `check` on `endpoint`, probed by a task of its own
-    /// while some route holds it.
-    pub(crate) fn verdict(&self, endpoint: &Arc<Endpoint>, check: &HealthCheck) -> Arc<Verdict> {
-        let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (Arc::as_ptr(endpoint) as usize, check.clone());
-        if let Some(verdict) = verdicts.get(&key).and_then(Weak::upgrade) {
-            return verdict;
-        }
-        let verdict = health::start(endpoint, check, &self.stop);
-        verdicts.insert(key, Arc::downgrade(&verdict));
-        verdict
-    }
-
-    pub(crate) fn get(&self, upstream: &Upstream, protocol: UpstreamProtocol) -> Arc<Endpoint> {
-        let mut endpoints = self
-            .endpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let key = (upstream.clone(), protocol);
-        if let Some(endpoint) = endpoints.get(&key).and_then(Weak::upgrade) {
-            return endpoint;
-        }
-        let endpoint = Arc::new(Endpoint::new(upstream.clone(), protocol));
-        endpoints.insert(key, Arc::downgrade(&endpoint));
-        endpoint
-    }
-
-    /// Drops entries no snapshot uses any more.
-    pub(crate) fn forget_unused(&self) {
-        let mut endpoints = self
-            .endpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        endpoints.retain(|_, endpoint| endpoint.strong_count() > 0);
-        drop(endpoints);
-        let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
-        verdicts.retain(|_, verdict| verdict.strong_count() > 0);
-    }
 }

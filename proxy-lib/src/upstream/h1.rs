@@ -37,6 +37,13 @@ use crate::upstream::tls::{UpstreamTlsInfo, is_alert};
 /// Bytes read from the upstream at a time while a head is incomplete.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Where an HTTP/1.1 connection goes back once a response on it has been
+/// read whole: its endpoint's pool.
+pub(crate) trait Checkin: std::fmt::Debug + Send + Sync {
+    /// Takes `conn` back, keeping at most `max_idle` connections idle.
+    fn checkin(&self, conn: H1Conn, max_idle: usize);
+}
+
 /// An HTTP/1.1 connection to an upstream, between requests.
 #[derive(Debug)]
 pub(crate) struct H1Conn {

@@ -16,12 +16,12 @@ use tracing::debug;
 
 use crate::body::RequestBody;
 use crate::clock::{millis, now_ms};
+use crate::config::Upstream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::stream::Stream;
 use crate::upstream::connect::connect;
-use crate::upstream::endpoint::Endpoint;
 use crate::upstream::h1::{H1Body, H1Conn};
-use crate::upstream::tls::{Speaks, UpstreamTlsInfo};
+use crate::upstream::tls::{Connector, Speaks, UpstreamTlsInfo};
 
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
@@ -41,6 +41,15 @@ struct Idle {
 struct SharedH2 {
     sender: http2::SendRequest<RequestBody>,
     tls: Option<Arc<UpstreamTlsInfo>>,
+}
+
+/// Where and how an endpoint's connections are opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dial<'a> {
+    pub(crate) upstream: &'a Upstream,
+    /// The protocol its connections speak.
+    pub(crate) speaks: Speaks,
+    pub(crate) tls: Option<&'a Connector>,
 }
 
 /// What a checkout needs from the configuration in force.
@@ -79,11 +88,11 @@ impl Pool {
     /// HTTP/1.1 (an upgrade) from an endpoint that may speak either.
     pub(crate) async fn checkout(
         &self,
-        endpoint: &Endpoint,
+        dial: Dial<'_>,
         settings: &PoolSettings,
         http1: bool,
     ) -> Result<Checkout> {
-        let h2 = match endpoint.speaks {
+        let h2 = match dial.speaks {
             Speaks::Http1 => false,
             Speaks::Http2 => true,
             Speaks::Either => !http1,
@@ -91,7 +100,7 @@ impl Pool {
         if h2 && let Some(shared) = self.shared_h2() {
             return Ok(shared.checkout(true));
         }
-        if endpoint.speaks != Speaks::Http2
+        if dial.speaks != Speaks::Http2
             && let Some(conn) = self.take_idle(settings.idle_timeout)
         {
             let tls = conn.tls.clone();
@@ -103,7 +112,7 @@ impl Pool {
         }
         // Boxed: the connect and handshake state is not carried by every
         // request's future, only by the few that open a connection.
-        Box::pin(self.open(endpoint, settings, http1)).await
+        Box::pin(self.open(dial, settings, http1)).await
     }
 
     fn shared_h2(&self) -> Option<SharedH2> {
@@ -111,30 +120,25 @@ impl Pool {
         shared.as_ref().filter(|s| !s.sender.is_closed()).cloned()
     }
 
-    async fn open(
-        &self,
-        endpoint: &Endpoint,
-        settings: &PoolSettings,
-        http1: bool,
-    ) -> Result<Checkout> {
+    async fn open(&self, dial: Dial<'_>, settings: &PoolSettings, http1: bool) -> Result<Checkout> {
         // One HTTP/2 connection at a time is opened; the others wait for it.
         let mut h2_slot = None;
-        if endpoint.speaks == Speaks::Http2 {
+        if dial.speaks == Speaks::Http2 {
             let shared = self.h2.lock().await;
             if let Some(alive) = shared.as_ref().filter(|s| !s.sender.is_closed()) {
                 return Ok(alive.clone().checkout(true));
             }
             h2_slot = Some(shared);
         }
-        let tcp = connect(&endpoint.upstream, settings.connect_timeout).await?;
-        let (stream, tls) = match &endpoint.tls {
+        let tcp = connect(dial.upstream, settings.connect_timeout).await?;
+        let (stream, tls) = match dial.tls {
             None => (Stream::Tcp(tcp), None),
             Some(connector) => {
-                let (stream, info) = connector.handshake(tcp, &endpoint.upstream, http1).await?;
+                let (stream, info) = connector.handshake(tcp, dial.upstream, http1).await?;
                 (stream, Some(info))
             }
         };
-        let h2 = match endpoint.speaks {
+        let h2 = match dial.speaks {
             Speaks::Http1 => false,
             Speaks::Http2 => true,
             Speaks::Either => tls.as_ref().is_some_and(|info| info.h2),
@@ -150,8 +154,8 @@ impl Pool {
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| handshake_error(endpoint, e))?;
-        let upstream = endpoint.upstream.to_string();
+            .map_err(|e| handshake_error(dial, e))?;
+        let upstream = dial.upstream.to_string();
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 debug!(%upstream, %error, "upstream h2 connection ended with an error");
@@ -203,8 +207,8 @@ impl SharedH2 {
     }
 }
 
-fn handshake_error(endpoint: &Endpoint, e: hyper::Error) -> Error {
+fn handshake_error(dial: Dial<'_>, e: hyper::Error) -> Error {
     Error::new(ErrorKind::UpstreamProtocol)
-        .with_context(endpoint.upstream.to_string())
+        .with_context(dial.upstream.to_string())
         .with_source(e)
 }

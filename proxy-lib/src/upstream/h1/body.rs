@@ -11,10 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
 use super::response::{Framing, Head};
-use super::{H1Conn, upstream_error};
+use super::{Checkin, H1Conn, upstream_error};
 use crate::error::BoxError;
 use crate::http1::{Decoded, Decoder, Prefixed};
-use crate::upstream::Endpoint;
 
 /// The body of a response from an HTTP/1.1 upstream.
 #[derive(Debug)]
@@ -28,7 +27,7 @@ pub(crate) struct H1Body {
     /// Body bytes already read with the head.
     ready: Option<Bytes>,
     /// Where the connection goes when the body ends.
-    home: Option<(Arc<Endpoint>, usize)>,
+    home: Option<(Arc<dyn Checkin>, usize)>,
 }
 
 impl H1Body {
@@ -60,10 +59,10 @@ impl H1Body {
         response
     }
 
-    /// Returns the connection to `endpoint`'s pool once the body has been
-    /// read whole: now, if it already has been.
-    pub(crate) fn return_to(&mut self, endpoint: Arc<Endpoint>, max_idle: usize) {
-        self.home = Some((endpoint, max_idle));
+    /// Returns the connection to `home` (its endpoint's pool) once the
+    /// body has been read whole: now, if it already has been.
+    pub(crate) fn return_to(&mut self, home: Arc<dyn Checkin>, max_idle: usize) {
+        self.home = Some((home, max_idle));
         self.finish();
     }
 
@@ -81,8 +80,8 @@ impl H1Body {
         if !self.decoder.is_done() || self.switched || !self.keep_alive {
             return;
         }
-        if let (Some((endpoint, max_idle)), Some(conn)) = (&self.home, self.conn.take()) {
-            endpoint.pool.checkin(conn, *max_idle);
+        if let (Some((home, max_idle)), Some(conn)) = (&self.home, self.conn.take()) {
+            home.checkin(conn, *max_idle);
         }
     }
 }
