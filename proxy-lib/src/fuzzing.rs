@@ -11,13 +11,13 @@ use crate::http1::{Decoded, Decoder};
 /// limits; then, split at `split`, the same bytes arriving in two reads.
 pub fn request_head(bytes: &[u8]) {
     let mut buf = BytesMut::from(bytes);
-    let _ = crate::server::parse_request_head(&mut buf, 64 * 1024, 100);
+    let _ = crate::http1::fuzz_request_head(&mut buf, 64 * 1024, 100);
     if bytes.len() > 1 {
         let split = usize::from(bytes[0]) % bytes.len();
         let mut buf = BytesMut::from(&bytes[..split]);
-        if let Ok(false) = crate::server::parse_request_head(&mut buf, 64 * 1024, 100) {
+        if let Ok(false) = crate::http1::fuzz_request_head(&mut buf, 64 * 1024, 100) {
             buf.extend_from_slice(&bytes[split..]);
-            let _ = crate::server::parse_request_head(&mut buf, 64 * 1024, 100);
+            let _ = crate::http1::fuzz_request_head(&mut buf, 64 * 1024, 100);
         }
     }
 }
@@ -26,7 +26,7 @@ pub fn request_head(bytes: &[u8]) {
 pub fn response_head(bytes: &[u8]) {
     for method in [Method::GET, Method::HEAD] {
         let mut buf = BytesMut::from(bytes);
-        let _ = crate::upstream::parse_response_head(&mut buf, &method);
+        let _ = crate::http1::fuzz_response_head(&mut buf, &method);
     }
 }
 

@@ -1,14 +1,27 @@
-//! HTTP/1.1 on the wire, the parts both sides of the proxy share: how a
-//! message body is delimited and decoded (RFC 9112 sections 6 and 7), and a
-//! socket handed on with bytes already read from it.
+//! HTTP/1.1 on the wire, the whole codec for both roles: reading request
+//! and response heads, encoding them, delimiting and decoding bodies (RFC
+//! 9112), and a socket handed on with bytes already read from it. The
+//! client side (`server/h1`) and the upstream side (`upstream/h1`) drive it.
 
 mod decode;
+mod encode;
+mod fields;
 mod framing;
 mod prefixed;
+mod request_head;
+mod response_head;
 
 pub(crate) use decode::{Decoded, Decoder};
-pub(crate) use framing::{last_token_is_chunked, parse_length};
+pub(crate) use encode::{chunk_size, last_chunk, request_head, response_head, switching_head};
+pub(crate) use fields::Refusal;
+pub(crate) use framing::{Framing, bodiless, parse_length};
 pub(crate) use prefixed::Prefixed;
+#[cfg(feature = "fuzzing")]
+pub(crate) use request_head::fuzz as fuzz_request_head;
+pub(crate) use request_head::{RequestHead, parse_request_head};
+#[cfg(feature = "fuzzing")]
+pub(crate) use response_head::fuzz as fuzz_response_head;
+pub(crate) use response_head::{ResponseHead, parse_response_head};
 
 /// Mutated copies of well-formed messages, for tests that feed parsers of
 /// network bytes what a hostile or broken peer might send: they must

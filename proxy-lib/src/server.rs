@@ -18,8 +18,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-#[cfg(feature = "fuzzing")]
-pub(crate) use h1::parse_request_head;
 use parking::Lot;
 
 use crate::config::ProxyConfig;

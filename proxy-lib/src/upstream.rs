@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(crate) use endpoint::Endpoint;
-#[cfg(feature = "fuzzing")]
-pub(crate) use h1::parse_response_head;
 pub(crate) use h1::{H1Body, SendError, idempotent};
 use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};

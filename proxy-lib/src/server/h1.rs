@@ -8,7 +8,6 @@
 //! connections when the proxy drains, and hands the socket on after a 101
 //! (to a tunnel) or when the first bytes are the HTTP/2 preface.
 
-mod head;
 mod spare;
 mod write;
 
@@ -25,17 +24,13 @@ use tokio::sync::oneshot;
 use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
-#[cfg(feature = "fuzzing")]
-pub(crate) use head::fuzz as parse_request_head;
-
-use self::head::{Head, Refusal};
 use self::write::{Answering, Written};
 use crate::body::{ClientBody, H1RequestBody, ReadSide, Returned, skip_rest};
 use crate::clock::{millis, now_ms};
 use crate::config::{Limits, ProxyConfig, Timeouts};
 use crate::conn::{ClientUpgrade, ConnCtx};
 use crate::handler;
-use crate::http1::Prefixed;
+use crate::http1::{Prefixed, Refusal, RequestHead, parse_request_head};
 use crate::pressure::Pressure;
 use crate::server::parking::{Idle, PARK_AFTER};
 use crate::state::Shared;
@@ -151,17 +146,18 @@ enum After {
 async fn exchange(
     shared: &Shared,
     ctx: &Arc<ConnCtx>,
-    head: Head,
+    head: RequestHead,
     mut read: Option<ReadSide>,
     mut write: WriteHalf,
 ) -> After {
-    let Head {
+    let RequestHead {
         parts,
-        body: decoder,
+        framing,
         keep_alive,
         expect_continue,
         upgrade,
     } = head;
+    let decoder = framing.decoder();
     let method = parts.method.clone();
     let version = parts.version;
     let mut keep_alive = keep_alive && method != Method::CONNECT;
@@ -250,7 +246,7 @@ async fn refuse(refusal: Refusal, mut write: WriteHalf, read: Option<ReadSide>) 
     reason = "one per request, moved once; boxing would allocate per request"
 )]
 enum Next {
-    Head(Head),
+    Head(RequestHead),
     Park,
     Http2,
     Refuse(Refusal),
@@ -293,7 +289,8 @@ async fn next_head<D: Future<Output = ()>>(
                     return Next::Http2;
                 }
             } else {
-                match head::parse(&mut side.buf, limits.max_header_size, limits.max_headers) {
+                match parse_request_head(&mut side.buf, limits.max_header_size, limits.max_headers)
+                {
                     Ok(Some(head)) => return Next::Head(head),
                     Ok(None) => {}
                     Err(refusal) => return Next::Refuse(refusal),
@@ -374,6 +371,7 @@ async fn next_head<D: Future<Output = ()>>(
 fn refusal_answer(refusal: Refusal) -> http::Response<crate::response::ResponseBody> {
     let (status, why) = match refusal {
         Refusal::Malformed(why) => (StatusCode::BAD_REQUEST, why),
+        Refusal::Syntax(_) => (StatusCode::BAD_REQUEST, "the request head is malformed"),
         Refusal::TooLarge => (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "the request head is too large",

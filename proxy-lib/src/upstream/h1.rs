@@ -9,7 +9,6 @@
 
 mod body;
 mod request;
-mod response;
 
 use std::future::poll_fn;
 use std::io;
@@ -25,12 +24,10 @@ use tokio_util::io::poll_read_buf;
 
 pub(crate) use body::H1Body;
 use request::{Stopped, Upload};
-use response::Head;
-#[cfg(feature = "fuzzing")]
-pub(crate) use response::fuzz as parse_response_head;
 
 use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};
+use crate::http1::{Refusal, ResponseHead, parse_response_head};
 use crate::stream::Stream;
 use crate::upstream::tls::{UpstreamTlsInfo, is_alert};
 
@@ -177,15 +174,15 @@ impl Reading<'_> {
         cx: &mut Context<'_>,
         io: &mut Stream,
         buf: &mut BytesMut,
-    ) -> Poll<Result<Head, SendError>> {
+    ) -> Poll<Result<ResponseHead, SendError>> {
         loop {
             if !buf.is_empty() {
                 self.got_bytes = true;
-                match response::parse(buf, self.method) {
+                match parse_response_head(buf, self.method) {
                     Ok(Some(parsed)) if parsed.informational() => continue,
                     Ok(Some(parsed)) => return Poll::Ready(Ok(parsed)),
                     Ok(None) => {}
-                    Err(error) => return Poll::Ready(Err(sent(error))),
+                    Err(refusal) => return Poll::Ready(Err(sent(refused(refusal)))),
                 }
             }
             buf.reserve(READ_CHUNK);
@@ -232,6 +229,15 @@ pub(crate) fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+/// The error of a response head that cannot be read.
+fn refused(refusal: Refusal) -> Error {
+    match refusal {
+        Refusal::Malformed(reason) => upstream_error(reason),
+        Refusal::Syntax(e) => upstream_error("the response head is malformed").with_source(e),
+        Refusal::TooLarge => upstream_error("the response head is too large"),
+    }
 }
 
 fn upstream_error(context: &'static str) -> Error {

@@ -10,10 +10,9 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
 
-use super::response::{Framing, Head};
 use super::{Checkin, H1Conn, upstream_error};
 use crate::error::BoxError;
-use crate::http1::{Decoded, Decoder, Prefixed};
+use crate::http1::{Decoded, Decoder, Framing, Prefixed, ResponseHead};
 
 /// The body of a response from an HTTP/1.1 upstream.
 #[derive(Debug)]
@@ -31,20 +30,17 @@ pub(crate) struct H1Body {
 }
 
 impl H1Body {
-    pub(super) fn response(mut conn: H1Conn, head: Head) -> Response<Self> {
+    pub(super) fn response(mut conn: H1Conn, head: ResponseHead) -> Response<Self> {
         let mut ready = None;
         let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
         let decoder = match head.framing {
             _ if switched => Decoder::done(),
-            Framing::Empty => Decoder::done(),
             Framing::Length(len) if len <= conn.buf.len() as u64 => {
                 // usize: len is at most buf.len().
                 ready = Some(conn.buf.split_to(len as usize).freeze());
                 Decoder::done()
             }
-            Framing::Length(len) => Decoder::length(len),
-            Framing::Chunked => Decoder::chunked(),
-            Framing::Close => Decoder::until_close(),
+            framing => framing.decoder(),
         };
         let mut response = Response::new(Self {
             conn: Some(conn),

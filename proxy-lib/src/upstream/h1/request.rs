@@ -8,27 +8,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf as _, Bytes};
-use http::header::{self, HeaderMap};
-use http::{HeaderValue, Method, Request};
+use http::Request;
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
 use super::upstream_error;
 use crate::body::RequestBody;
 use crate::error::Error;
+use crate::http1::{self, Framing, chunk_size, last_chunk};
 use crate::stream::Stream;
 
 /// Body bytes gathered behind the head before a write; bigger frames are
 /// written on their own rather than copied.
 const COALESCE: usize = 16 * 1024;
-
-/// How the body is delimited on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body, or one whose `Content-Length` the head carries.
-    Sized,
-    Chunked,
-}
 
 /// A request on its way to the upstream.
 #[derive(Debug)]
@@ -60,7 +52,7 @@ impl Upload {
     /// Encodes the head of `head` into `out`; `body` follows it.
     pub(super) fn new(head: &Request<RequestBody>, body: RequestBody, out: &mut Vec<u8>) -> Self {
         let ended = body.is_end_stream();
-        let framing = encode_head(head, ended, out);
+        let framing = http1::request_head(head, ended, out);
         Self {
             body,
             framing,
@@ -160,7 +152,7 @@ impl Upload {
         let frame = match frame {
             None => {
                 if chunked {
-                    out.extend_from_slice(b"0\r\n\r\n");
+                    last_chunk(out, None);
                 }
                 self.ended = true;
                 return Ok(());
@@ -176,7 +168,7 @@ impl Upload {
             Ok(data) if data.is_empty() => {}
             Ok(data) => {
                 if chunked {
-                    chunk_size(data.len(), out);
+                    chunk_size(out, data.len());
                 }
                 if out.len() + data.len() <= COALESCE {
                     out.extend_from_slice(&data);
@@ -189,9 +181,7 @@ impl Upload {
             }
             Err(frame) => {
                 if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
-                    out.extend_from_slice(b"0\r\n");
-                    encode_fields(&trailers, out);
-                    out.extend_from_slice(b"\r\n");
+                    last_chunk(out, Some(&trailers));
                     self.ended = true;
                 }
             }
@@ -202,92 +192,4 @@ impl Upload {
 
 fn write_failed(e: std::io::Error) -> Stopped {
     Stopped::Write(upstream_error("writing the request failed").with_source(e))
-}
-
-/// Encodes the request line and fields into `out` (cleared first), adding
-/// the framing field the body needs.
-fn encode_head<B>(head: &Request<B>, body_empty: bool, out: &mut Vec<u8>) -> Framing {
-    out.clear();
-    out.extend_from_slice(head.method().as_str().as_bytes());
-    out.push(b' ');
-    let target = head.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    encode_fields(head.headers(), out);
-    let framing = if head.headers().contains_key(header::CONTENT_LENGTH) {
-        Framing::Sized
-    } else if body_empty {
-        if expects_body(head.method()) {
-            out.extend_from_slice(b"content-length: 0\r\n");
-        }
-        Framing::Sized
-    } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        Framing::Chunked
-    };
-    out.extend_from_slice(b"\r\n");
-    framing
-}
-
-fn encode_fields(fields: &HeaderMap<HeaderValue>, out: &mut Vec<u8>) {
-    for (name, value) in fields {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Methods whose empty body is still announced, as some servers answer a
-/// bodiless POST without a length with 411.
-fn expects_body(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-}
-
-fn chunk_size(len: usize, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{len:x}\r\n");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::Request;
-
-    fn encoded(req: Request<()>, body_empty: bool) -> (String, Framing) {
-        let mut out = Vec::new();
-        let framing = encode_head(&req, body_empty, &mut out);
-        (String::from_utf8(out).unwrap(), framing)
-    }
-
-    #[test]
-    fn heads_carry_the_framing_their_body_needs() {
-        let get = Request::get("/a?b=1").header("host", "x").body(()).unwrap();
-        assert_eq!(
-            encoded(get, true),
-            (
-                "GET /a?b=1 HTTP/1.1\r\nhost: x\r\n\r\n".into(),
-                Framing::Sized
-            )
-        );
-        let post = Request::post("/").body(()).unwrap();
-        assert_eq!(
-            encoded(post, true).0,
-            "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
-        );
-        let sized = Request::post("/")
-            .header("content-length", "3")
-            .body(())
-            .unwrap();
-        assert_eq!(encoded(sized, false).1, Framing::Sized);
-        let streamed = Request::post("/").body(()).unwrap();
-        assert_eq!(
-            encoded(streamed, false),
-            (
-                "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(),
-                Framing::Chunked
-            )
-        );
-    }
 }

@@ -7,61 +7,46 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::upstream_error;
-use crate::error::Result;
-use crate::http1::{last_token_is_chunked, parse_length};
+use crate::http1::fields::{Delimiting, Field, Read, Refusal};
+use crate::http1::framing::{Framing, bodiless};
 
 /// Fields a response head may carry.
 const MAX_FIELDS: usize = 100;
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// How the response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the upstream closes the connection.
-    Close,
-}
-
-/// A parsed response head.
+/// A parsed response head, its hop-by-hop fields consumed.
 #[derive(Debug)]
-pub(super) struct Head {
-    pub(super) status: StatusCode,
-    pub(super) headers: HeaderMap,
-    pub(super) framing: Framing,
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
     /// Whether the connection may carry another request afterwards.
-    pub(super) keep_alive: bool,
+    pub(crate) keep_alive: bool,
 }
 
-impl Head {
+impl ResponseHead {
     /// A 1xx other than 101: skipped, the final response follows.
-    pub(super) fn informational(&self) -> bool {
+    pub(crate) fn informational(&self) -> bool {
         self.status.is_informational() && self.status != StatusCode::SWITCHING_PROTOCOLS
     }
 }
 
-/// Offsets of one field within the head.
-#[derive(Debug, Clone, Copy, Default)]
-struct Field {
-    name: (u32, u32),
-    value: (u32, u32),
-}
-
-/// [`parse`] for the fuzz targets: whether a head was read (`Err` for a
-/// refusal).
+/// [`parse_response_head`] for the fuzz targets: whether a head was read
+/// (`Err` for a refusal).
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz(buf: &mut BytesMut, method: &Method) -> Result<bool, ()> {
-    parse(buf, method)
+    parse_response_head(buf, method)
         .map(|head| head.is_some())
         .map_err(|_| ())
 }
 
 /// Parses a head from the front of `buf`, consuming it; `None` when more
 /// bytes are needed.
-pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>> {
+pub(crate) fn parse_response_head(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, Refusal> {
     let mut fields = [Field::default(); MAX_FIELDS];
     let (len, code, minor, count) = {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
@@ -71,21 +56,14 @@ pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>>
         let len = match status {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-            Ok(httparse::Status::Partial) => {
-                return Err(upstream_error("the response head is too large"));
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refusal::TooLarge);
             }
-            Err(e) => {
-                return Err(upstream_error("the response head is malformed").with_source(e));
-            }
+            Err(e) => return Err(Refusal::Syntax(e)),
         };
         let start = buf.as_ptr() as usize;
         for (field, parsed) in fields.iter_mut().zip(res.headers.iter()) {
-            let name = parsed.name.as_ptr() as usize - start;
-            let value = parsed.value.as_ptr() as usize - start;
-            *field = Field {
-                name: (name as u32, (name + parsed.name.len()) as u32),
-                value: (value as u32, (value + parsed.value.len()) as u32),
-            };
+            *field = Field::at(start, parsed.name.as_bytes(), parsed.value);
         }
         (
             len,
@@ -95,27 +73,29 @@ pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>>
         )
     };
     let head = buf.split_to(len).freeze();
-    let status = StatusCode::from_u16(code)
-        .map_err(|e| upstream_error("the response status is invalid").with_source(e))?;
+    let status =
+        StatusCode::from_u16(code).map_err(|_| Refusal::Malformed("the status is invalid"))?;
     let mut headers = HeaderMap::with_capacity(count);
-    let mut delimiting = Delimiting::new(minor);
+    let mut delimiting = Delimiting::default();
     for field in &fields[..count] {
         let name = &head[field.name.0 as usize..field.name.1 as usize];
         let name = HeaderName::from_bytes(name)
-            .map_err(|e| upstream_error("a response field name is invalid").with_source(e))?;
+            .map_err(|_| Refusal::Malformed("a field name is invalid"))?;
         let value = head.slice(field.value.0 as usize..field.value.1 as usize);
-        if !delimiting.read(&name, &value, status)? {
+        let read = delimiting.read(&name, &value).map_err(Refusal::Malformed)?;
+        if !kept(read, &name, status) {
             continue;
         }
         let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|e| upstream_error("a response field value is invalid").with_source(e))?;
+            .map_err(|_| Refusal::Malformed("a field value is invalid"))?;
         headers.append(name, value);
     }
-    let (framing, keep_alive) = delimiting.framing(head_only(method, status));
-    if delimiting.transfer_coding.is_some() {
+    let http10 = minor == 0;
+    let (framing, keep_alive) = framing(&delimiting, http10, bodiless(method, status));
+    if delimiting.chunked.is_some() {
         headers.remove(header::CONTENT_LENGTH);
     }
-    Ok(Some(Head {
+    Ok(Some(ResponseHead {
         status,
         headers,
         framing,
@@ -126,105 +106,43 @@ pub(super) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>>
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// What the fields say about the body's delimitation and the connection's
-/// reuse, gathered while the head is read.
-#[derive(Debug)]
-struct Delimiting {
-    /// Whether the last transfer coding is chunked, once one was seen.
-    transfer_coding: Option<bool>,
-    length: Option<u64>,
-    http10: bool,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl Delimiting {
-    fn new(minor: u8) -> Self {
-        Self {
-            transfer_coding: None,
-            length: None,
-            http10: minor == 0,
-            close: false,
-            keep_alive: false,
-        }
-    }
-
-    /// Reads one field; false for the hop-by-hop fields it consumed, which
-    /// never reach the client. `Connection` is kept only when it names
-    /// other fields, for the hop-by-hop removal to find.
-    fn read(&mut self, name: &HeaderName, value: &[u8], status: StatusCode) -> Result<bool> {
-        if name == header::CONTENT_LENGTH {
-            for item in value.split(|&b| b == b',') {
-                let parsed = parse_length(item)
-                    .ok_or_else(|| upstream_error("the response Content-Length is invalid"))?;
-                if self.length.is_some_and(|l| l != parsed) {
-                    return Err(upstream_error(
-                        "the response has conflicting Content-Lengths",
-                    ));
-                }
-                self.length = Some(parsed);
-            }
-            return Ok(true);
-        }
-        if name == header::CONNECTION {
-            let mut names_others = false;
-            for token in value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive = true;
-                } else if !token.eq_ignore_ascii_case(b"upgrade") && !token.is_empty() {
-                    names_others = true;
-                }
-            }
-            return Ok(names_others);
-        }
-        if name == header::TRANSFER_ENCODING {
-            self.transfer_coding = Some(last_token_is_chunked(value));
-            return Ok(false);
-        }
-        if name == header::UPGRADE {
-            return Ok(status == StatusCode::SWITCHING_PROTOCOLS);
-        }
-        Ok(name != KEEP_ALIVE && name != PROXY_CONNECTION)
-    }
-
-    /// The body's framing and whether the connection may be reused (RFC
-    /// 9112 section 6.3).
-    fn framing(&self, head_only: bool) -> (Framing, bool) {
-        // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0
-        // closes unless told to keep it.
-        let keep_alive = !self.close && (!self.http10 || self.keep_alive);
-        if head_only {
-            return (Framing::Empty, keep_alive);
-        }
-        match (self.transfer_coding, self.length) {
-            // A length beside a transfer coding may be a smuggling attempt:
-            // the coding wins and the connection is not reused.
-            (Some(true), length) => (Framing::Chunked, keep_alive && length.is_none()),
-            (Some(false), _) => (Framing::Close, false),
-            (None, Some(0)) => (Framing::Empty, keep_alive),
-            (None, Some(len)) => (Framing::Length(len), keep_alive),
-            (None, None) => (Framing::Close, false),
-        }
+/// Whether a field reaches the client: the hop-by-hop ones are consumed
+/// here. `Connection` is kept only when it names other fields, for the
+/// hop-by-hop removal to find.
+fn kept(read: Read, name: &HeaderName, status: StatusCode) -> bool {
+    match read {
+        Read::Length => true,
+        Read::Coding => false,
+        Read::Connection { names_others } => names_others,
+        Read::Upgrade => status == StatusCode::SWITCHING_PROTOCOLS,
+        Read::Other => name != KEEP_ALIVE && name != PROXY_CONNECTION,
     }
 }
 
-/// Responses that never have a body, whatever their fields say.
-fn head_only(method: &Method, status: StatusCode) -> bool {
-    *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
+/// The body's framing and whether the connection may be reused (RFC 9112
+/// section 6.3).
+fn framing(fields: &Delimiting, http10: bool, bodiless: bool) -> (Framing, bool) {
+    let keep_alive = fields.keep_alive(http10);
+    if bodiless {
+        return (Framing::Empty, keep_alive);
+    }
+    match (fields.chunked, fields.length) {
+        // A length beside a transfer coding may be a smuggling attempt:
+        // the coding wins and the connection is not reused.
+        (Some(true), length) => (Framing::Chunked, keep_alive && length.is_none()),
+        (Some(false), _) => (Framing::Close, false),
+        (None, Some(0)) => (Framing::Empty, keep_alive),
+        (None, Some(len)) => (Framing::Length(len), keep_alive),
+        (None, None) => (Framing::Close, false),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn head(raw: &str, method: Method) -> Result<Option<Head>> {
-        parse(&mut BytesMut::from(raw), &method)
+    fn head(raw: &str, method: Method) -> Result<Option<ResponseHead>, Refusal> {
+        parse_response_head(&mut BytesMut::from(raw), &method)
     }
 
     #[test]
@@ -296,7 +214,9 @@ mod tests {
     #[test]
     fn fields_are_sliced_from_the_head() {
         let mut buf = BytesMut::from("HTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\n\r\nrest");
-        let h = parse(&mut buf, &Method::GET).unwrap().unwrap();
+        let h = parse_response_head(&mut buf, &Method::GET)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.status, StatusCode::CREATED);
         let values: Vec<_> = h.headers.get_all("x-a").iter().collect();
         assert_eq!(values, ["1", "2"]);
@@ -340,7 +260,7 @@ Upgrade: h2c\r\nX-Kept: 1\r\ncontent-length: 1\r\n\r\n",
             } else {
                 Method::GET
             };
-            if let Ok(Some(head)) = parse(&mut buf, &method) {
+            if let Ok(Some(head)) = parse_response_head(&mut buf, &method) {
                 assert!(buf.len() < bytes.len(), "a head consumes bytes");
                 assert!(head.headers.len() <= MAX_FIELDS);
             }

@@ -10,11 +10,12 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Uri, Version};
 
-use crate::http1::{Decoder, last_token_is_chunked, parse_length};
+use crate::http1::fields::{Delimiting, Field, Refusal, span};
+use crate::http1::framing::Framing;
 
 /// Field slots on the stack; a larger configured limit parses on the heap.
 const STACK_FIELDS: usize = 128;
@@ -25,31 +26,15 @@ const FORWARDING_ROOM: usize = 6;
 
 /// A parsed request head.
 #[derive(Debug)]
-pub(super) struct Head {
-    pub(super) parts: Parts,
-    pub(super) body: Decoder,
+pub(crate) struct RequestHead {
+    pub(crate) parts: Parts,
+    pub(crate) framing: Framing,
     /// Whether the connection may carry another request afterwards.
-    pub(super) keep_alive: bool,
+    pub(crate) keep_alive: bool,
     /// The client waits for `100 Continue` before sending its body.
-    pub(super) expect_continue: bool,
+    pub(crate) expect_continue: bool,
     /// The client asks to switch protocols (`Upgrade` named by `Connection`).
-    pub(super) upgrade: bool,
-}
-
-/// Why a head was refused; the connection closes after the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
-    /// 400, with the reason.
-    Malformed(&'static str),
-    /// 431: the head or its field count is over the limit.
-    TooLarge,
-}
-
-/// Offsets of one field within the head.
-#[derive(Debug, Clone, Copy, Default)]
-struct Field {
-    name: (u32, u32),
-    value: (u32, u32),
+    pub(crate) upgrade: bool,
 }
 
 /// The request line, by offsets.
@@ -60,22 +45,22 @@ struct Line {
     minor: u8,
 }
 
-/// [`parse`] for the fuzz targets: `Ok(true)` for a head, `Ok(false)` when
+/// [`parse_request_head`] for the fuzz targets: `Ok(true)` for a head, `Ok(false)` when
 /// more bytes are needed, `Err` for a refusal.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fuzz(buf: &mut BytesMut, max_size: usize, max_fields: usize) -> Result<bool, ()> {
-    parse(buf, max_size, max_fields)
+    parse_request_head(buf, max_size, max_fields)
         .map(|head| head.is_some())
         .map_err(|_| ())
 }
 
 /// Parses a head from the front of `buf`, consuming it; `None` when more
 /// bytes are needed.
-pub(super) fn parse(
+pub(crate) fn parse_request_head(
     buf: &mut BytesMut,
     max_size: usize,
     max_fields: usize,
-) -> Result<Option<Head>, Refusal> {
+) -> Result<Option<RequestHead>, Refusal> {
     let mut fields = [Field::default(); STACK_FIELDS];
     let mut heap = Vec::new();
     let (len, line, count) = if max_fields <= STACK_FIELDS {
@@ -112,13 +97,13 @@ pub(super) fn parse(
         let name = HeaderName::from_bytes(&head[at(field.name)])
             .map_err(|_| Refusal::Malformed("a field name is invalid"))?;
         let value = head.slice(at(field.value));
-        delimiting.read(&name, &value)?;
+        delimiting.read(&name, &value).map_err(Refusal::Malformed)?;
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| Refusal::Malformed("a field value is invalid"))?;
         headers.append(name, value);
     }
     let http10 = line.minor == 0;
-    let body = delimiting.body(http10)?;
+    let framing = framing(&delimiting, http10)?;
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -128,12 +113,12 @@ pub(super) fn parse(
         Version::HTTP_11
     };
     parts.headers = headers;
-    Ok(Some(Head {
-        keep_alive: !delimiting.close && (!http10 || delimiting.keep_alive),
+    Ok(Some(RequestHead {
+        keep_alive: delimiting.keep_alive(http10),
         expect_continue: delimiting.expect_continue && !http10,
         upgrade: delimiting.upgrade && delimiting.upgrade_field && !http10,
         parts,
-        body,
+        framing,
     }))
 }
 
@@ -152,96 +137,43 @@ fn locate<'b>(
         }
         Ok(httparse::Status::Partial) if buf.len() < max_size => return Ok(None),
         Ok(httparse::Status::Partial) => return Err(Refusal::TooLarge),
-        Err(_) => return Err(Refusal::Malformed("the request head is malformed")),
+        Err(e) => return Err(Refusal::Syntax(e)),
     };
     let start = buf.as_ptr() as usize;
-    let span = |s: &[u8]| {
-        let from = s.as_ptr() as usize - start;
-        // u32: a head is at most `max_size`, far below 4 GiB.
-        (from as u32, (from + s.len()) as u32)
-    };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Refusal::Malformed("the request line is incomplete"));
     };
     let line = Line {
-        method: span(method.as_bytes()),
-        target: span(target.as_bytes()),
+        method: span(start, method.as_bytes()),
+        target: span(start, target.as_bytes()),
         minor,
     };
     for (field, parsed) in fields.iter_mut().zip(req.headers.iter()) {
-        *field = Field {
-            name: span(parsed.name.as_bytes()),
-            value: span(parsed.value),
-        };
+        *field = Field::at(start, parsed.name.as_bytes(), parsed.value);
     }
     Ok(Some((len, line, req.headers.len())))
 }
 
-/// What the fields say about the body and the connection.
-#[derive(Debug, Default)]
-struct Delimiting {
-    length: Option<u64>,
-    /// Whether the last transfer coding is chunked, once one was seen.
-    chunked: Option<bool>,
-    close: bool,
-    keep_alive: bool,
-    upgrade: bool,
-    upgrade_field: bool,
-    expect_continue: bool,
-}
-
-impl Delimiting {
-    fn read(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Refusal> {
-        if *name == header::CONTENT_LENGTH {
-            for item in value.split(|&b| b == b',') {
-                let parsed = parse_length(item)
-                    .ok_or(Refusal::Malformed("the Content-Length is invalid"))?;
-                if self.length.is_some_and(|l| l != parsed) {
-                    return Err(Refusal::Malformed("the Content-Lengths conflict"));
-                }
-                self.length = Some(parsed);
-            }
-        } else if *name == header::TRANSFER_ENCODING {
-            if self.chunked == Some(true) {
-                // A coding after chunked: the body's end cannot be found.
-                return Err(Refusal::Malformed("a transfer coding follows chunked"));
-            }
-            self.chunked = Some(last_token_is_chunked(value));
-        } else if *name == header::CONNECTION {
-            for token in value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    self.upgrade = true;
-                }
-            }
-        } else if *name == header::UPGRADE {
-            self.upgrade_field = true;
-        } else if *name == header::EXPECT {
-            self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
-        Ok(())
+/// How the request body is delimited (RFC 9112 section 6.3): every
+/// message whose framing could be read two ways is refused.
+fn framing(fields: &Delimiting, http10: bool) -> Result<Framing, Refusal> {
+    if fields.coding_after_chunked {
+        // The body's end cannot be found.
+        return Err(Refusal::Malformed("a transfer coding follows chunked"));
     }
-
-    /// How the body is delimited (RFC 9112 section 6.3).
-    fn body(&self, http10: bool) -> Result<Decoder, Refusal> {
-        match (self.chunked, self.length) {
-            (Some(_), Some(_)) => Err(Refusal::Malformed(
-                "Content-Length together with Transfer-Encoding",
-            )),
-            (Some(_), None) if http10 => Err(Refusal::Malformed(
-                "Transfer-Encoding in an HTTP/1.0 request",
-            )),
-            (Some(true), None) => Ok(Decoder::chunked()),
-            (Some(false), None) => Err(Refusal::Malformed(
-                "the last transfer coding is not chunked",
-            )),
-            (None, Some(len)) => Ok(Decoder::length(len)),
-            (None, None) => Ok(Decoder::done()),
-        }
+    match (fields.chunked, fields.length) {
+        (Some(_), Some(_)) => Err(Refusal::Malformed(
+            "Content-Length together with Transfer-Encoding",
+        )),
+        (Some(_), None) if http10 => Err(Refusal::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        )),
+        (Some(true), None) => Ok(Framing::Chunked),
+        (Some(false), None) => Err(Refusal::Malformed(
+            "the last transfer coding is not chunked",
+        )),
+        (None, Some(len)) => Ok(Framing::Length(len)),
+        (None, None) => Ok(Framing::Empty),
     }
 }
 
@@ -249,8 +181,8 @@ impl Delimiting {
 mod tests {
     use super::*;
 
-    fn head(raw: &str) -> Result<Option<Head>, Refusal> {
-        parse(&mut BytesMut::from(raw.as_bytes()), 8192, 100)
+    fn head(raw: &str) -> Result<Option<RequestHead>, Refusal> {
+        parse_request_head(&mut BytesMut::from(raw.as_bytes()), 8192, 100)
     }
 
     #[test]
@@ -258,12 +190,12 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"\r\nPOST /a/b?q=1 HTTP/1.1\r\nHost: a.test\r\nX-Many: 1\r\nx-many: 2\r\nContent-Length: 3\r\n\r\nabcGET"[..],
         );
-        let head = parse(&mut buf, 8192, 100).unwrap().unwrap();
+        let head = parse_request_head(&mut buf, 8192, 100).unwrap().unwrap();
         assert_eq!(head.parts.method, Method::POST);
         assert_eq!(head.parts.uri, "/a/b?q=1");
         assert_eq!(head.parts.headers["host"], "a.test");
         assert_eq!(head.parts.headers.get_all("x-many").iter().count(), 2);
-        assert_eq!(head.body.remaining(), Some(3));
+        assert_eq!(head.framing, Framing::Length(3));
         assert!(head.keep_alive && !head.upgrade && !head.expect_continue);
         assert_eq!(&buf[..], b"abcGET", "the body and what follows stay");
     }
@@ -309,18 +241,18 @@ mod tests {
             "GET /\u{1} HTTP/1.1\r\n\r\n",
         ] {
             assert!(
-                matches!(head(raw), Err(Refusal::Malformed(_))),
+                matches!(head(raw), Err(Refusal::Malformed(_) | Refusal::Syntax(_))),
                 "{raw:?} was accepted"
             );
         }
         let same = head("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(same.body.remaining(), Some(5));
+        assert_eq!(same.framing, Framing::Length(5));
         let chunked = head("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(chunked.body.remaining().is_none());
+        assert_eq!(chunked.framing, Framing::Chunked);
     }
 
     #[test]
@@ -334,7 +266,10 @@ mod tests {
         assert_eq!(head(&raw).unwrap_err(), Refusal::TooLarge);
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         let mut buf = BytesMut::from(raw.as_bytes());
-        assert!(parse(&mut buf, 8192, 200).unwrap().is_some(), "heap slots");
+        assert!(
+            parse_request_head(&mut buf, 8192, 200).unwrap().is_some(),
+            "heap slots"
+        );
     }
 
     #[test]
@@ -349,7 +284,7 @@ mod tests {
         for round in 0..20_000 {
             let bytes = mangler.mangle(corpus[round % corpus.len()]);
             let mut buf = BytesMut::from(&bytes[..]);
-            match parse(&mut buf, 256, 8) {
+            match parse_request_head(&mut buf, 256, 8) {
                 Ok(Some(head)) => {
                     assert!(buf.len() < bytes.len(), "a head consumes bytes");
                     assert!(head.parts.headers.len() <= 8);
