@@ -28,12 +28,12 @@ const MAX_VERDICTS: usize = 8;
 #[derive(Debug)]
 pub(crate) struct PeerChain {
     chain: Vec<CertificateDer<'static>>,
-    verdicts: Mutex<Vec<Verdict>>,
+    verdicts: Mutex<Vec<PolicyVerdict>>,
     identity: OnceLock<Option<HeaderValue>>,
 }
 
 #[derive(Debug)]
-struct Verdict {
+struct PolicyVerdict {
     /// Held, so that a policy at the same address is never another one.
     policy: Arc<ClientAuth>,
     generation: u64,
@@ -58,7 +58,7 @@ impl PeerChain {
         generation: u64,
     ) -> Self {
         let peer = Self::new(chain);
-        peer.lock().push(Verdict {
+        peer.lock().push(PolicyVerdict {
             policy: policy.clone(),
             generation,
             accepted: true,
@@ -81,7 +81,7 @@ impl PeerChain {
         if verdicts.len() >= MAX_VERDICTS {
             verdicts.remove(0);
         }
-        verdicts.push(Verdict {
+        verdicts.push(PolicyVerdict {
             policy: policy.clone(),
             generation,
             accepted,
@@ -103,7 +103,7 @@ impl PeerChain {
             .as_ref()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Verdict>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PolicyVerdict>> {
         self.verdicts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

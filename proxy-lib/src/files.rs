@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use tokio::io::AsyncSeekExt;
 
-use conditional::{Outcome, Validators};
+use conditional::{Precondition, Validators};
 use range::Ranged;
 use resolve::Resolved;
 
@@ -85,12 +85,12 @@ async fn serve_file(
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     match validators.evaluate(&parts.headers) {
-        Outcome::NotModified => {
+        Precondition::NotModified => {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             return Ok(response);
         }
-        Outcome::PreconditionFailed => return Err(Error::new(ErrorKind::PreconditionFailed)),
-        Outcome::Proceed => {}
+        Precondition::Failed => return Err(Error::new(ErrorKind::PreconditionFailed)),
+        Precondition::Proceed => {}
     }
     let range = match parts
         .headers

@@ -6,7 +6,7 @@ mod forward;
 mod headers;
 mod path;
 mod respond;
-mod tls;
+mod tls_policy;
 mod validate;
 
 use std::sync::Arc;
@@ -69,7 +69,7 @@ async fn serve(
         })?;
         exchange.app = Some(app.name.clone());
         if parts.extensions.get::<EarlyData>().is_some() {
-            tls::check_early_data(&parts, app)?;
+            tls_policy::check_early_data(&parts, app)?;
         }
         if let (None, Some(server_tls), Some(host)) = (&conn.tls, &snapshot.config.tls, &host)
             && app.tls.https_redirection
@@ -78,9 +78,9 @@ async fn serve(
                 .settings
                 .public_port
                 .or_else(|| shared.bound_tls_port());
-            return Ok(tls::redirect(&parts, host, port));
+            return Ok(tls_policy::redirect(&parts, host, port));
         }
-        tls::authorize(snapshot, conn.tls.as_deref(), app)?;
+        tls_policy::authorize(snapshot, conn.tls.as_deref(), app)?;
         app
     };
     // The URI is reference-counted: cloning it lets the path outlive `parts`.
@@ -99,11 +99,12 @@ async fn serve(
                 set,
                 path: &path,
                 matched,
-                identity: app
-                    .tls
-                    .client_identity_header
-                    .as_ref()
-                    .map(|header| (header, tls::client_identity(conn.tls.as_deref(), app))),
+                identity: app.tls.client_identity_header.as_ref().map(|header| {
+                    (
+                        header,
+                        tls_policy::client_identity(conn.tls.as_deref(), app),
+                    )
+                }),
             };
             forward.run(parts, body, exchange).await
         }

@@ -107,9 +107,9 @@ mod forwarded_for;
 pub mod fuzzing;
 mod handler;
 mod http1;
-mod log_limit;
 #[cfg(test)]
-mod module_graph;
+mod layout;
+mod log_limit;
 mod observed;
 mod pressure;
 mod proxy_protocol;

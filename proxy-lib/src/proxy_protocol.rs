@@ -148,7 +148,7 @@ fn v2(bytes: &[u8]) -> Header {
 
 /// Why no header was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
+pub(crate) enum NoHeader {
     TimedOut,
     Invalid,
     Closed,
@@ -159,23 +159,23 @@ pub(crate) enum Failure {
 pub(crate) async fn read(
     stream: &mut TcpStream,
     timeout: Duration,
-) -> Result<Option<SocketAddr>, Failure> {
+) -> Result<Option<SocketAddr>, NoHeader> {
     let mut buf = [0u8; V2_MAX];
     let reading = async {
         loop {
-            let n = stream.peek(&mut buf).await.map_err(|_| Failure::Closed)?;
+            let n = stream.peek(&mut buf).await.map_err(|_| NoHeader::Closed)?;
             if n == 0 {
-                return Err(Failure::Closed);
+                return Err(NoHeader::Closed);
             }
             match parse(&buf[..n]) {
                 Header::Complete { len, source } => {
                     stream
                         .read_exact(&mut buf[..len])
                         .await
-                        .map_err(|_| Failure::Closed)?;
+                        .map_err(|_| NoHeader::Closed)?;
                     return Ok(source);
                 }
-                Header::Invalid => return Err(Failure::Invalid),
+                Header::Invalid => return Err(NoHeader::Invalid),
                 // The rest is on its way: peeking again at once would see
                 // the same bytes.
                 Header::Incomplete => tokio::time::sleep(RETRY).await,
@@ -184,7 +184,7 @@ pub(crate) async fn read(
     };
     tokio::time::timeout(timeout, reading)
         .await
-        .unwrap_or(Err(Failure::TimedOut))
+        .unwrap_or(Err(NoHeader::TimedOut))
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 
 mod connection;
 mod h1;
+mod handshake;
 mod listener;
 mod parking;
 mod quic;
-mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub struct Proxy {
 #[derive(Debug)]
 struct QuicListener {
     /// The TLS listener it sits beside.
-    beside: Endpoint,
+    beside: ListenAddr,
     local: SocketAddr,
     endpoint: quinn::Endpoint,
     stop: CancellationToken,
@@ -54,7 +54,7 @@ struct QuicListener {
 
 #[derive(Debug)]
 struct Listener {
-    configured: Endpoint,
+    configured: ListenAddr,
     local: SocketAddr,
     socket: Option<TcpListener>,
     stop: CancellationToken,
@@ -62,21 +62,21 @@ struct Listener {
 
 /// What a listener is configured as: an address, and whether it speaks TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Endpoint {
+struct ListenAddr {
     addr: SocketAddr,
     tls: bool,
 }
 
 /// Every listener of `config`.
-fn endpoints(config: &ProxyConfig) -> Vec<Endpoint> {
+fn endpoints(config: &ProxyConfig) -> Vec<ListenAddr> {
     let plain = config
         .listen
         .iter()
-        .map(|&addr| Endpoint { addr, tls: false });
+        .map(|&addr| ListenAddr { addr, tls: false });
     let tls = config
         .listen_tls()
         .iter()
-        .map(|&addr| Endpoint { addr, tls: true });
+        .map(|&addr| ListenAddr { addr, tls: true });
     plain.chain(tls).collect()
 }
 
@@ -131,7 +131,7 @@ impl Proxy {
             .as_ref()
             .and_then(|tls| tls.settings.http3.as_ref())
             .map(|h3| h3.alt_svc_max_age.as_secs());
-        let wanted: Vec<(Endpoint, SocketAddr)> = match &quic_config {
+        let wanted: Vec<(ListenAddr, SocketAddr)> = match &quic_config {
             None => Vec::new(),
             Some(_) => self
                 .listeners
@@ -299,7 +299,7 @@ impl QuicListener {
 }
 
 impl Listener {
-    fn bind(configured: Endpoint, backlog: u32) -> Result<Self> {
+    fn bind(configured: ListenAddr, backlog: u32) -> Result<Self> {
         let addr = configured.addr;
         let bind_error = |e| {
             Error::new(ErrorKind::Io)

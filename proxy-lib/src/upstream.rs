@@ -2,23 +2,23 @@
 //! request tries them.
 
 mod connect;
+mod connector;
 mod endpoint;
 mod h1;
 mod health;
 mod pool;
 mod registry;
 pub(crate) mod sticky;
-mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub(crate) use connector::UpstreamTlsInfo;
 pub(crate) use endpoint::Endpoint;
 pub(crate) use h1::{H1Body, SendError, idempotent};
 use health::Verdict;
 pub(crate) use pool::{Conn, PoolSettings, UpstreamBody};
 pub(crate) use registry::EndpointRegistry;
-pub(crate) use tls::UpstreamTlsInfo;
 
 use crate::config::{HostHeader, LoadBalance, UpstreamGroup, UpstreamProtocol};
 

@@ -17,11 +17,11 @@ pub(crate) struct H3RequestBody {
     recv: Recv,
     /// A frame read ahead to learn whether there is a body at all.
     first: Option<Bytes>,
-    state: State,
+    state: Expecting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum Expecting {
     Data,
     Trailers,
     Done,
@@ -51,7 +51,7 @@ impl H3RequestBody {
         Ok(Some(Self {
             recv,
             first,
-            state: State::Data,
+            state: Expecting::Data,
         }))
     }
 }
@@ -70,34 +70,34 @@ impl Body for H3RequestBody {
         }
         loop {
             match this.state {
-                State::Data => match ready!(this.recv.poll_recv_data(cx)) {
+                Expecting::Data => match ready!(this.recv.poll_recv_data(cx)) {
                     Ok(Some(mut data)) => {
                         let bytes = data.copy_to_bytes(data.remaining());
                         if !bytes.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(bytes))));
                         }
                     }
-                    Ok(None) => this.state = State::Trailers,
+                    Ok(None) => this.state = Expecting::Trailers,
                     Err(e) => {
-                        this.state = State::Done;
+                        this.state = Expecting::Done;
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 },
-                State::Trailers => {
+                Expecting::Trailers => {
                     let trailers = ready!(this.recv.poll_recv_trailers(cx));
-                    this.state = State::Done;
+                    this.state = Expecting::Done;
                     return Poll::Ready(match trailers {
                         Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
                         Ok(None) => None,
                         Err(e) => Some(Err(e.into())),
                     });
                 }
-                State::Done => return Poll::Ready(None),
+                Expecting::Done => return Poll::Ready(None),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.state == State::Done && self.first.is_none()
+        self.state == Expecting::Done && self.first.is_none()
     }
 }

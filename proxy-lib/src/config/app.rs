@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::names::{PathPrefix, ReplacePath, ServerName};
-use crate::config::tls::AppTls;
+use crate::config::server_tls::AppTls;
 use crate::config::upstream::UpstreamGroup;
 use crate::error::{Error, Result};
 

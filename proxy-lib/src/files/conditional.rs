@@ -13,10 +13,10 @@ pub(crate) struct Validators {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Precondition {
     Proceed,
     NotModified,
-    PreconditionFailed,
+    Failed,
 }
 
 impl Validators {
@@ -30,26 +30,26 @@ impl Validators {
     }
 
     /// Evaluates the preconditions in the order RFC 9110 13.2.2 gives.
-    pub(crate) fn evaluate(&self, headers: &HeaderMap) -> Outcome {
+    pub(crate) fn evaluate(&self, headers: &HeaderMap) -> Precondition {
         if let Some(if_match) = headers.get(header::IF_MATCH) {
             if !self.matches(if_match, true) {
-                return Outcome::PreconditionFailed;
+                return Precondition::Failed;
             }
         } else if let Some(since) = date(headers.get(header::IF_UNMODIFIED_SINCE))
             && self.modified.is_some_and(|m| m > since)
         {
-            return Outcome::PreconditionFailed;
+            return Precondition::Failed;
         }
         if let Some(if_none_match) = headers.get(header::IF_NONE_MATCH) {
             if self.matches(if_none_match, false) {
-                return Outcome::NotModified;
+                return Precondition::NotModified;
             }
         } else if let Some(since) = date(headers.get(header::IF_MODIFIED_SINCE))
             && self.modified.is_some_and(|m| m <= since)
         {
-            return Outcome::NotModified;
+            return Precondition::NotModified;
         }
-        Outcome::Proceed
+        Precondition::Proceed
     }
 
     /// Whether a Range may be honoured under `If-Range`.
@@ -106,41 +106,41 @@ mod tests {
         let weak = format!("W/{}", v.etag);
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_NONE_MATCH, &v.etag)])),
-            Outcome::NotModified
+            Precondition::NotModified
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_NONE_MATCH, &weak)])),
-            Outcome::NotModified
+            Precondition::NotModified
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_NONE_MATCH, "\"x\"")])),
-            Outcome::Proceed
+            Precondition::Proceed
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &same)])),
-            Outcome::NotModified
+            Precondition::NotModified
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_MODIFIED_SINCE, &earlier)])),
-            Outcome::Proceed
+            Precondition::Proceed
         );
         // If-None-Match wins over If-Modified-Since.
         let both = headers(&[
             (header::IF_NONE_MATCH, "\"x\""),
             (header::IF_MODIFIED_SINCE, &same),
         ]);
-        assert_eq!(v.evaluate(&both), Outcome::Proceed);
+        assert_eq!(v.evaluate(&both), Precondition::Proceed);
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_MATCH, "\"x\"")])),
-            Outcome::PreconditionFailed
+            Precondition::Failed
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_MATCH, &weak)])),
-            Outcome::PreconditionFailed
+            Precondition::Failed
         );
         assert_eq!(
             v.evaluate(&headers(&[(header::IF_UNMODIFIED_SINCE, &earlier)])),
-            Outcome::PreconditionFailed
+            Precondition::Failed
         );
         assert!(v.if_range_holds(&headers(&[(header::IF_RANGE, &v.etag)])));
         assert!(!v.if_range_holds(&headers(&[(header::IF_RANGE, &weak)])));

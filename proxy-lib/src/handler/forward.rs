@@ -46,7 +46,7 @@ pub(crate) struct Forward<'a> {
 
 /// The endpoint a request is being sent to, and what the request needs
 /// of its connection.
-struct Target<'a> {
+struct Destination<'a> {
     endpoint: &'a Arc<Endpoint>,
     /// The client's host, for the Host header or authority.
     host: Option<&'a HeaderValue>,
@@ -54,7 +54,7 @@ struct Target<'a> {
     upgrade: bool,
 }
 
-enum Failure {
+enum AttemptError {
     /// Nothing reached the upstream: the next one may be tried.
     Unsent(Error),
     Sent(Error),
@@ -224,7 +224,7 @@ impl Forward<'_> {
                 continue;
             }
             exchange.upstream = Some(endpoint.clone());
-            let target = Target {
+            let target = Destination {
                 endpoint,
                 host: original.as_ref(),
                 upgrade,
@@ -234,8 +234,8 @@ impl Forward<'_> {
                     endpoint.mark_up();
                     return Ok((endpoint.clone(), response));
                 }
-                Err(Failure::Sent(error)) => return Err(error),
-                Err(Failure::Unsent(error)) => {
+                Err(AttemptError::Sent(error)) => return Err(error),
+                Err(AttemptError::Unsent(error)) => {
                     let certificate = error.kind() == ErrorKind::UpstreamCertificate;
                     let retry_certificate = endpoint
                         .tls
@@ -261,7 +261,12 @@ impl Forward<'_> {
     /// origin-form, HTTP/2 an absolute URI whose authority names the
     /// client's host, or the upstream with `set_upstream_host` or when the
     /// client named no host (HTTP/1.0).
-    fn address(&self, req: &mut Request<RequestBody>, target: &Target<'_>, h2: bool) -> Result<()> {
+    fn address(
+        &self,
+        req: &mut Request<RequestBody>,
+        target: &Destination<'_>,
+        h2: bool,
+    ) -> Result<()> {
         let endpoint = target.endpoint;
         let host = match (self.set.host_header, target.host) {
             (HostHeader::Original, Some(host)) => host.clone(),
@@ -302,14 +307,14 @@ impl Forward<'_> {
 
     /// Sends `req` to one endpoint. A pooled connection the upstream closed
     /// meanwhile is replaced by another while the request can still be sent
-    /// as it was. On [`Failure::Unsent`], `req` is whole again.
+    /// as it was. On [`AttemptError::Unsent`], `req` is whole again.
     async fn attempt(
         &self,
-        target: &Target<'_>,
+        target: &Destination<'_>,
         req: &mut Request<RequestBody>,
         body_state: Option<&BodyState>,
         exchange: &mut Exchange,
-    ) -> std::result::Result<Response<UpstreamBody>, Failure> {
+    ) -> std::result::Result<Response<UpstreamBody>, AttemptError> {
         let endpoint = target.endpoint;
         let timeouts = &self.config.timeouts;
         let settings = PoolSettings {
@@ -317,7 +322,7 @@ impl Forward<'_> {
             idle_timeout: timeouts.upstream_idle,
         };
         let timed_out = || {
-            Failure::Sent(
+            AttemptError::Sent(
                 Error::new(ErrorKind::UpstreamTimeout).with_context(endpoint.upstream.to_string()),
             )
         };
@@ -329,10 +334,10 @@ impl Forward<'_> {
                 .await
             {
                 Ok(checkout) => checkout,
-                Err(error) => return Err(Failure::Unsent(error)),
+                Err(error) => return Err(AttemptError::Unsent(error)),
             };
             let h2 = matches!(checkout.conn, Conn::H2(_));
-            self.address(req, target, h2).map_err(Failure::Sent)?;
+            self.address(req, target, h2).map_err(AttemptError::Sent)?;
             if exchange.started.is_some() {
                 exchange.upstream_tls.clone_from(&checkout.tls);
             }
@@ -362,14 +367,14 @@ impl Forward<'_> {
                             let again = checkout.reused && (unsent || idempotent(req.method()));
                             if !again {
                                 return Err(if unsent {
-                                    Failure::Unsent(error)
+                                    AttemptError::Unsent(error)
                                 } else {
-                                    Failure::Sent(error)
+                                    AttemptError::Sent(error)
                                 });
                             }
                         }
                         Err(SendError { error, .. }) => {
-                            return Err(Failure::Sent(sent_error(error, body_state)));
+                            return Err(AttemptError::Sent(sent_error(error, body_state)));
                         }
                     }
                 }
@@ -387,11 +392,11 @@ impl Forward<'_> {
                                 .with_context(endpoint.upstream.to_string())
                                 .with_source(e.into_error());
                             let Some(returned) = returned else {
-                                return Err(Failure::Sent(sent_error(error, body_state)));
+                                return Err(AttemptError::Sent(sent_error(error, body_state)));
                             };
                             *req = returned;
                             if !checkout.reused {
-                                return Err(Failure::Unsent(error));
+                                return Err(AttemptError::Unsent(error));
                             }
                         }
                     }
@@ -402,7 +407,7 @@ impl Forward<'_> {
             "{}: pooled connections kept failing",
             endpoint.upstream
         ));
-        Err(Failure::Sent(error))
+        Err(AttemptError::Sent(error))
     }
 
     fn respond(

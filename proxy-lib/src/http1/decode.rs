@@ -16,10 +16,10 @@ const MAX_READ: usize = 64 * 1024;
 
 /// Where a body stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Decoder(State);
+pub(crate) struct Decoder(Stage);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum Stage {
     Length(u64),
     ChunkSize,
     ChunkData(u64),
@@ -43,33 +43,33 @@ pub(crate) enum Decoded {
 impl Decoder {
     pub(crate) fn length(len: u64) -> Self {
         Self(if len == 0 {
-            State::Done
+            Stage::Done
         } else {
-            State::Length(len)
+            Stage::Length(len)
         })
     }
 
     pub(crate) fn chunked() -> Self {
-        Self(State::ChunkSize)
+        Self(Stage::ChunkSize)
     }
 
     pub(crate) fn until_close() -> Self {
-        Self(State::Close)
+        Self(Stage::Close)
     }
 
     pub(crate) fn done() -> Self {
-        Self(State::Done)
+        Self(Stage::Done)
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.0 == State::Done
+        self.0 == Stage::Done
     }
 
     /// Body bytes still to come, when the length says.
     pub(crate) fn remaining(&self) -> Option<u64> {
         match self.0 {
-            State::Length(left) => Some(left),
-            State::Done => Some(0),
+            Stage::Length(left) => Some(left),
+            Stage::Done => Some(0),
             _ => None,
         }
     }
@@ -78,35 +78,35 @@ impl Decoder {
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
         loop {
             match self.0 {
-                State::Done => return Ok(Decoded::End),
-                State::Length(_) | State::ChunkData(_) | State::Close if buf.is_empty() => {
+                Stage::Done => return Ok(Decoded::End),
+                Stage::Length(_) | Stage::ChunkData(_) | Stage::Close if buf.is_empty() => {
                     return Ok(Decoded::NeedMore);
                 }
-                State::Close => return Ok(Decoded::Data(buf.split().freeze())),
-                State::Length(left) => {
+                Stage::Close => return Ok(Decoded::Data(buf.split().freeze())),
+                Stage::Length(left) => {
                     let (data, left) = take(buf, left);
                     self.0 = if left == 0 {
-                        State::Done
+                        Stage::Done
                     } else {
-                        State::Length(left)
+                        Stage::Length(left)
                     };
                     return Ok(Decoded::Data(data));
                 }
-                State::ChunkData(left) => {
+                Stage::ChunkData(left) => {
                     let (data, left) = take(buf, left);
                     self.0 = if left == 0 {
-                        State::ChunkEnd
+                        Stage::ChunkEnd
                     } else {
-                        State::ChunkData(left)
+                        Stage::ChunkData(left)
                     };
                     return Ok(Decoded::Data(data));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(buf) {
+                Stage::ChunkSize => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         buf.advance(used);
                         self.0 = match size {
-                            0 => State::Trailers,
-                            size => State::ChunkData(size),
+                            0 => Stage::Trailers,
+                            size => Stage::ChunkData(size),
                         };
                     }
                     Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => {
@@ -114,23 +114,23 @@ impl Decoder {
                     }
                     _ => return Err("a chunk size is malformed"),
                 },
-                State::ChunkEnd | State::Trailers if buf.len() < 2 => {
+                Stage::ChunkEnd | Stage::Trailers if buf.len() < 2 => {
                     return Ok(Decoded::NeedMore);
                 }
-                State::ChunkEnd if buf.starts_with(b"\r\n") => {
+                Stage::ChunkEnd if buf.starts_with(b"\r\n") => {
                     buf.advance(2);
-                    self.0 = State::ChunkSize;
+                    self.0 = Stage::ChunkSize;
                 }
-                State::ChunkEnd => return Err("a chunk does not end in CRLF"),
-                State::Trailers if buf.starts_with(b"\r\n") => {
+                Stage::ChunkEnd => return Err("a chunk does not end in CRLF"),
+                Stage::Trailers if buf.starts_with(b"\r\n") => {
                     buf.advance(2);
-                    self.0 = State::Done;
+                    self.0 = Stage::Done;
                     return Ok(Decoded::End);
                 }
-                State::Trailers => {
+                Stage::Trailers => {
                     return Ok(match parse_trailers(buf)? {
                         Some(trailers) => {
-                            self.0 = State::Done;
+                            self.0 = Stage::Done;
                             Decoded::Trailers(trailers)
                         }
                         None => Decoded::NeedMore,
@@ -143,8 +143,8 @@ impl Decoder {
     /// The peer closed the connection: the end of a close-delimited body,
     /// an error for any other.
     pub(crate) fn closed(&mut self) -> Result<(), &'static str> {
-        if self.0 == State::Close {
-            self.0 = State::Done;
+        if self.0 == Stage::Close {
+            self.0 = Stage::Done;
             Ok(())
         } else {
             Err("the connection closed mid-body")
@@ -154,10 +154,10 @@ impl Decoder {
     /// How much room to make before the next read.
     pub(crate) fn want(&self) -> usize {
         match self.0 {
-            State::Length(left) | State::ChunkData(left) => usize::try_from(left)
+            Stage::Length(left) | Stage::ChunkData(left) => usize::try_from(left)
                 .unwrap_or(MAX_READ)
                 .clamp(READ_CHUNK, MAX_READ),
-            State::Trailers => MAX_TRAILERS,
+            Stage::Trailers => MAX_TRAILERS,
             _ => READ_CHUNK,
         }
     }

@@ -25,9 +25,9 @@ use crate::conn::{ConnCtx, IdleCheck};
 use crate::handler;
 use crate::http1::Prefixed;
 use crate::response::ResponseBody;
-use crate::server::h1::{self, Outcome};
+use crate::server::h1::{self, Served};
+use crate::server::handshake;
 use crate::server::parking::{Idle, Lot, Parked};
-use crate::server::tls;
 use crate::state::Shared;
 use crate::stream::Stream;
 
@@ -94,7 +94,7 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
         .admission
         .pressure
         .header_timeout(snapshot.config.timeouts.tls_handshake);
-    let Some((stream, info)) = tls::handshake(tcp, ctx.peer, &snapshot, timeout).await else {
+    let Some((stream, info)) = handshake::accept(tcp, ctx.peer, &snapshot, timeout).await else {
         return;
     };
     let config = snapshot.config.clone();
@@ -129,13 +129,13 @@ async fn drive(
 ) {
     loop {
         match h1::run(idle, shared, &ctx, &config).await {
-            Outcome::Closed => return,
-            Outcome::Http2(io) => {
+            Served::Closed => return,
+            Served::Http2(io) => {
                 // Boxed: the HTTP/2 state is not carried by HTTP/1.1
                 // connections.
                 return Box::pin(serve_h2(io, shared, ctx.for_http2(), &config)).await;
             }
-            Outcome::Park(next) => {
+            Served::Park(next) => {
                 let parked = Parked {
                     idle: next,
                     ctx,

@@ -54,7 +54,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// How serving a connection ended.
 #[derive(Debug)]
-pub(super) enum Outcome {
+pub(super) enum Served {
     Closed,
     /// The client spoke HTTP/2: its socket, with what was read of it.
     Http2(Prefixed),
@@ -69,7 +69,7 @@ pub(super) async fn run(
     shared: &Shared,
     ctx: &Arc<ConnCtx>,
     settings: &ProxyConfig,
-) -> Outcome {
+) -> Served {
     let Idle {
         stream,
         since,
@@ -89,16 +89,16 @@ pub(super) async fn run(
     };
     loop {
         let Some(side) = read.as_mut() else {
-            return Outcome::Closed;
+            return Served::Closed;
         };
         let head = match next_head(side, &mut waiting, &settings.limits, first).await {
             Next::Head(head) => head,
             Next::Park => {
                 // Whole again, the socket is all a parked connection keeps.
                 let Some(Some(stream)) = read.map(|side| side.io.reunite(write)) else {
-                    return Outcome::Closed;
+                    return Served::Closed;
                 };
-                return Outcome::Park(Idle {
+                return Served::Park(Idle {
                     stream,
                     since: waiting.idle_since,
                     first,
@@ -106,18 +106,18 @@ pub(super) async fn run(
             }
             Next::Http2 => {
                 let Some(side) = read else {
-                    return Outcome::Closed;
+                    return Served::Closed;
                 };
                 return match side.io.reunite(write) {
-                    Some(stream) => Outcome::Http2(Prefixed::new(stream, side.buf)),
-                    None => Outcome::Closed,
+                    Some(stream) => Served::Http2(Prefixed::new(stream, side.buf)),
+                    None => Served::Closed,
                 };
             }
-            Next::Close => return Outcome::Closed,
+            Next::Close => return Served::Closed,
             Next::Refuse(refusal) => {
                 debug!(peer = %ctx.peer, ?refusal, "request head refused");
                 Box::pin(refuse(refusal, write, read)).await;
-                return Outcome::Closed;
+                return Served::Closed;
             }
         };
         first = false;
@@ -129,7 +129,7 @@ pub(super) async fn run(
                 write = same;
                 waiting.idle_since = now_ms();
             }
-            After::Done => return Outcome::Closed,
+            After::Done => return Served::Closed,
         }
     }
 }

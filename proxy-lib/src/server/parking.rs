@@ -67,12 +67,12 @@ pub(crate) struct Parked {
 /// The parked connections of one proxy.
 #[derive(Debug, Default)]
 pub(crate) struct Lot {
-    state: Mutex<State>,
+    state: Mutex<Slots>,
     woken: Notify,
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Slots {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     /// Slots whose socket became readable, with their generation.
@@ -109,7 +109,7 @@ impl Wake for SlotWaker {
 }
 
 impl Lot {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -223,7 +223,7 @@ impl Lot {
     }
 }
 
-impl State {
+impl Slots {
     fn remove(&mut self, slot: usize, generation: u64) -> Option<Box<Parked>> {
         let entry = self.slots.get_mut(slot)?;
         if entry.as_ref()?.generation != generation {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::clock::{millis, now_ms};
 use crate::config::{Upstream, UpstreamProtocol};
+use crate::upstream::connector::{Connector, Speaks};
 use crate::upstream::h1::{Checkin, H1Conn};
 use crate::upstream::pool::{Dial, Pool};
-use crate::upstream::tls::{Connector, Speaks};
 
 #[derive(Debug)]
 pub(crate) struct Endpoint {

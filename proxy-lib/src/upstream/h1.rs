@@ -29,7 +29,7 @@ use crate::body::RequestBody;
 use crate::error::{Error, ErrorKind};
 use crate::http1::{Refusal, ResponseHead, parse_response_head};
 use crate::stream::Stream;
-use crate::upstream::tls::{UpstreamTlsInfo, is_alert};
+use crate::upstream::connector::{UpstreamTlsInfo, is_alert};
 
 /// Bytes read from the upstream at a time while a head is incomplete.
 const READ_CHUNK: usize = 8 * 1024;

@@ -16,7 +16,7 @@ use crate::body::RequestBody;
 use crate::config::{HealthCheck, Probe};
 use crate::upstream::Endpoint;
 use crate::upstream::connect::connect;
-use crate::upstream::tls::Speaks;
+use crate::upstream::connector::Speaks;
 
 /// An endpoint's verdict under one check: healthy until probes say not.
 #[derive(Debug)]

@@ -20,18 +20,18 @@ use crate::config::Upstream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::stream::Stream;
 use crate::upstream::connect::connect;
+use crate::upstream::connector::{Connector, Speaks, UpstreamTlsInfo};
 use crate::upstream::h1::{H1Body, H1Conn};
-use crate::upstream::tls::{Connector, Speaks, UpstreamTlsInfo};
 
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Pooled>>,
     h2: tokio::sync::Mutex<Option<SharedH2>>,
 }
 
 #[derive(Debug)]
-struct Idle {
+struct Pooled {
     conn: H1Conn,
     since: u64,
 }
@@ -190,7 +190,7 @@ impl Pool {
         if idle.len() >= max_idle {
             idle.remove(0);
         }
-        idle.push(Idle {
+        idle.push(Pooled {
             conn,
             since: now_ms(),
         });

@@ -29,7 +29,7 @@ const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 /// Runs the handshake on `tcp` within `timeout`; `None` when it fails or
 /// times out (the reason is logged at debug level: clients that give up
 /// are common).
-pub(crate) async fn handshake(
+pub(crate) async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
     snapshot: &Snapshot,

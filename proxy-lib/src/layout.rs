@@ -1,7 +1,10 @@
-//! The crate's modules form layers: among the children of any module, none
-//! depends on another that depends back on it. A test reads the sources
-//! (`crate::` and `super::` paths, re-exports resolved to the child that
-//! defines the item) and fails naming the cycle and the lines behind it.
+//! The crate's layout, checked by reading its sources.
+//!
+//! Its modules form layers: among the children of any module, none
+//! depends on another that depends back on it (`crate::` and `super::`
+//! paths are read, re-exports resolved to the child that defines the
+//! item); a cycle fails naming the lines behind it. And no two types share
+//! a name, so a name says which type it is wherever it is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -275,6 +278,53 @@ fn no_module_depends_on_a_sibling_that_depends_back_on_it() {
     }
 }
 
+/// The types each file defines: structs, enums, traits, unions, and type
+/// aliases at the top of a file (not the associated types of impls).
+fn type_names(modules: &BTreeMap<Module, String>) -> BTreeMap<String, Vec<String>> {
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (module, text) in modules {
+        for line in text.lines() {
+            let indented = line.starts_with(char::is_whitespace);
+            let mut words = line.split_whitespace().skip_while(|w| w.starts_with("pub"));
+            let (Some(keyword), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let defines = match keyword {
+                "struct" | "enum" | "trait" | "union" => true,
+                "type" => !indented,
+                _ => false,
+            };
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if defines && name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                names.entry(name).or_default().push(module.join("/"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn no_type_name_is_defined_twice() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let names = type_names(&modules(&src));
+    assert!(
+        names.len() > 100,
+        "the analysis sees the crate's types: {names:?}"
+    );
+    let twice: Vec<String> = names
+        .iter()
+        .filter(|(_, places)| places.len() > 1)
+        .map(|(name, places)| format!("{name} in {}", places.join(", ")))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "type names defined more than once: {twice:#?}"
+    );
+}
+
 #[test]
 fn a_cycle_is_found_and_explained() {
     let mut modules = BTreeMap::new();
@@ -301,4 +351,17 @@ fn a_cycle_is_found_and_explained() {
         second[&module("b")]["c"].contains_key("inner"),
         "{second:?}"
     );
+}
+
+#[test]
+fn a_type_defined_twice_is_found() {
+    let mut modules = BTreeMap::new();
+    let a = "pub(crate) struct Head {\n}\nimpl Body for X {\n    type Data = Bytes;\n}";
+    let b = "enum Head { A }\ntype Data = u8;\nmod tests {\n    struct Only;\n}";
+    modules.insert(vec!["a".to_owned()], a.to_owned());
+    modules.insert(vec!["b".to_owned()], b.to_owned());
+    let names = type_names(&modules);
+    assert_eq!(names["Head"], ["a", "b"]);
+    assert_eq!(names["Data"], ["b"], "an associated type is no definition");
+    assert_eq!(names["Only"], ["b"]);
 }
