@@ -39,6 +39,6 @@ pub use sessions::{SessionScope, scoped};
 pub use source::CertificateSource;
 pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
-    ServerCheck, UpstreamVerifier, group_named, read_roots, system_roots, upstream_config,
+    ServerCheck, UpstreamVerifier, group_named, read_ca_certificates, system_roots, upstream_config,
 };
 pub use watch::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};

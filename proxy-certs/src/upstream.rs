@@ -18,11 +18,13 @@ use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, Sig
 use crate::error::{Error, ErrorKind, Result};
 use crate::load::read_chain;
 
-/// Reads a PEM bundle of CA certificates into a root store. An empty or
-/// unreadable bundle, or one with a certificate that cannot anchor trust,
-/// is an error: never a store that silently trusts nothing.
-pub fn read_roots(path: &Path) -> Result<RootCertStore> {
-    roots_of(path, &read_chain(path)?)
+/// Reads a PEM bundle of CA certificates to trust. An empty or unreadable
+/// bundle, or one with a certificate that cannot anchor trust, is an
+/// error: never a bundle that silently trusts nothing.
+pub fn read_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = read_chain(path)?;
+    roots_of(path, &certs)?;
+    Ok(certs)
 }
 
 /// The root store of `certs`, read from `path`.

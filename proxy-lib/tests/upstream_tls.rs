@@ -41,8 +41,15 @@ fn pki() -> Pki {
 /// `options` with the private CA trusted.
 fn trusting(pki: &Pki) -> UpstreamTls {
     let mut tls = UpstreamTls::new();
-    tls.ca_bundle(&pki.bundle);
+    tls.ca_certificates(proxy_certs::read_ca_certificates(&pki.bundle).unwrap());
     tls
+}
+
+/// Presents the chain and key written at `cert` and `key`, read as the
+/// binary reads them.
+fn present(tls: &mut UpstreamTls, cert: &std::path::Path, key: &std::path::Path) {
+    let chain = proxy_certs::read_chain(cert).unwrap();
+    tls.client_certificate(chain, proxy_certs::read_key(key).unwrap());
 }
 
 fn upstream(location: &str, tls: &UpstreamTls) -> Upstream {
@@ -205,14 +212,14 @@ async fn mutual_tls_sends_the_whole_chain_and_fails_without_one() {
         assert_eq!(origin.failures().len(), 1, "tls12={tls12}");
 
         let (cert, key) = clients.client("proxy", &[]).write(pki.dir.path(), "direct");
-        tls.client_certificate(&cert, &key);
+        present(&mut tls, &cert, &key);
         let answer = through(&origin, "127.0.0.1", &tls).await;
         assert_eq!(answer.status, 200, "tls12={tls12}: {}", answer.text());
 
         let (cert, key) = issuing
             .client("proxy", &[])
             .write(pki.dir.path(), "intermediate");
-        tls.client_certificate(&cert, &key);
+        present(&mut tls, &cert, &key);
         let answer = through(&origin, "127.0.0.1", &tls).await;
         assert_eq!(answer.status, 200, "tls12={tls12}: {}", answer.text());
         let chains: Vec<usize> = origin
@@ -245,7 +252,7 @@ async fn the_client_key_may_be_in_any_format_proxy_certs_reads() {
             std::fs::write(&key, leaf.legacy_key_pem(label)).unwrap();
         }
         let mut tls = trusting(&pki);
-        tls.client_certificate(&cert, &key);
+        present(&mut tls, &cert, &key);
         let answer = through(&origin, "localhost", &tls).await;
         assert_eq!(answer.status, 200, "{name}: {}", answer.text());
     }
@@ -463,32 +470,33 @@ async fn a_refused_certificate_fails_over_only_when_allowed() {
 #[tokio::test]
 async fn unusable_tls_options_are_refused_when_compiled() {
     let pki = pki();
-    let empty = pki.dir.path().join("empty.pem");
-    std::fs::write(&empty, "").unwrap();
     let cases: Vec<(UpstreamTls, &str)> = vec![
         (
             {
                 let mut tls = UpstreamTls::new();
-                tls.ca_bundle(&empty);
+                tls.ca_certificates(Vec::new());
                 tls
             },
-            "empty",
+            "no CA certificate",
         ),
         (
             {
                 let mut tls = UpstreamTls::new();
-                tls.ca_bundle(pki.dir.path().join("missing.pem"));
+                tls.ca_certificates(vec![b"not a certificate".to_vec().into()]);
                 tls
             },
-            "cannot be read",
+            "cannot be used as a trust anchor",
         ),
         (
             {
+                // The CA's certificate with another key: they do not match.
                 let mut tls = trusting(&pki);
-                tls.client_certificate(&pki.bundle, &empty);
+                let other = Ca::root("Other Root");
+                let (_, key) = other.client("proxy", &[]).write(pki.dir.path(), "other");
+                present(&mut tls, &pki.bundle, &key);
                 tls
             },
-            "empty",
+            "client certificate cannot be used",
         ),
         (
             {

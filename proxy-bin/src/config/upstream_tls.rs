@@ -2,8 +2,10 @@
 //! upstream, with each refusal at its own key.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use proxy_lib::config::{Alpn, Upstream, UpstreamProtocol, UpstreamTls};
+use rustls::KeyLogFile;
 
 use crate::config::ConfigError;
 use crate::config::raw::{RawSni, RawUpstream, RawUpstreamTls};
@@ -35,9 +37,10 @@ pub fn upstream(
     let default = RawUpstreamTls::default();
     let raw_tls = options.as_ref().unwrap_or(&default);
     let at = |name: &str| format!("{key}.tls_options.{name}");
-    let tls = options_of(raw_tls, protocol, base, &at)?;
+    let mut tls = options_of(raw_tls, protocol, base, &at)?;
     let name = &raw.location;
     if let Some(file) = std::env::var_os("SSLKEYLOGFILE") {
+        tls.dangerous().key_log(Arc::new(KeyLogFile::new()));
         let warning = format!(
             "SSLKEYLOGFILE is set: the secrets of TLS connections to upstreams are written to {}",
             Path::new(&file).display()
@@ -76,18 +79,17 @@ fn options_of(
 ) -> Result<UpstreamTls> {
     let mut tls = UpstreamTls::new();
     if let Some(path) = &raw.ca_cert_path {
-        // Read here too, so that a bad bundle is refused at its own key.
-        let path = base.join(path);
-        proxy_certs::read_roots(&path).map_err(|e| ConfigError::at(at("ca_cert_path"), e))?;
-        tls.ca_bundle(path);
+        let certs = proxy_certs::read_ca_certificates(&base.join(path))
+            .map_err(|e| ConfigError::at(at("ca_cert_path"), e))?;
+        tls.ca_certificates(certs);
     }
     match (&raw.client_cert_path, &raw.client_key_path) {
         (Some(cert), Some(key)) => {
-            let (cert, key) = (base.join(cert), base.join(key));
-            proxy_certs::read_chain(&cert)
+            let chain = proxy_certs::read_chain(&base.join(cert))
                 .map_err(|e| ConfigError::at(at("client_cert_path"), e))?;
-            proxy_certs::read_key(&key).map_err(|e| ConfigError::at(at("client_key_path"), e))?;
-            tls.client_certificate(cert, key);
+            let key = proxy_certs::read_key(&base.join(key))
+                .map_err(|e| ConfigError::at(at("client_key_path"), e))?;
+            tls.client_certificate(chain, key);
         }
         (Some(_), None) => {
             return Err(ConfigError::at(

@@ -3,14 +3,13 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proxy_certs::{ServerCheck, UpstreamVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, KeyLogFile, NamedGroup, RootCertStore};
+use rustls::{ClientConfig, KeyLog, NamedGroup, RootCertStore};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
@@ -45,32 +44,37 @@ enum Sni {
 #[derive(Clone)]
 enum Trust {
     System,
-    Bundle(PathBuf),
+    Certificates(Arc<[CertificateDer<'static>]>),
     Roots(Arc<RootCertStore>),
 }
 
+/// A client certificate chain (leaf first) and its key.
 #[derive(Clone)]
-enum Identity {
-    Files { chain: PathBuf, key: PathBuf },
-    Der(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>),
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
 }
 
 /// TLS options for one upstream, set with `&mut self` setters and given to
-/// [`Upstream::tls`](crate::config::Upstream::tls), which reads the files
-/// they name and compiles them.
+/// [`Upstream::tls`](crate::config::Upstream::tls), which compiles them.
 ///
-/// When the `SSLKEYLOGFILE` environment variable is set at compile time,
-/// the sessions' secrets are appended to the file it names (for Wireshark;
-/// never set it in production). Sessions are resumed from an in-memory
-/// cache per upstream, kept across reloads while the options and their
-/// files stay the same.
+/// Certificates and keys are given parsed (read files with
+/// [`proxy_certs::read_chain`], [`proxy_certs::read_ca_certificates`] and
+/// [`proxy_certs::read_key`]): the engine reads no file and no environment
+/// variable for them. Sessions are resumed from an in-memory cache per
+/// upstream, kept across reloads while the options and the certificates
+/// stay the same.
 ///
-/// ```
-/// # fn main() -> proxy_lib::Result<()> {
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+/// use std::path::Path;
 /// use proxy_lib::config::{Alpn, Upstream, UpstreamTls};
+/// let ca = proxy_certs::read_ca_certificates(Path::new("/etc/portcullis/internal-ca.pem"))?;
 /// let mut tls = UpstreamTls::new();
-/// tls.sni("api.internal").alpn(Alpn::Both);
+/// tls.ca_certificates(ca)
+///     .sni("api.internal")
+///     .alpn(Alpn::Both);
 /// let mut upstream = Upstream::parse("10.0.0.7")?; // port 443 once TLS is on
 /// upstream.tls(&tls, &provider)?;
 /// # Ok(()) }
@@ -87,6 +91,7 @@ pub struct UpstreamTls {
     alpn: Option<Alpn>,
     handshake_timeout: Duration,
     retry_on_certificate_error: bool,
+    key_log: Option<Arc<dyn KeyLog>>,
 }
 
 impl Default for UpstreamTls {
@@ -110,13 +115,15 @@ impl UpstreamTls {
             alpn: None,
             handshake_timeout: DEFAULT_UPSTREAM_HANDSHAKE_TIMEOUT,
             retry_on_certificate_error: false,
+            key_log: None,
         }
     }
 
-    /// Trusts the CA certificates of a PEM bundle instead of the system's
-    /// roots. An empty or unreadable bundle fails [`Upstream::tls`](crate::config::Upstream::tls).
-    pub fn ca_bundle(&mut self, path: impl Into<PathBuf>) -> &mut Self {
-        self.trust = Trust::Bundle(path.into());
+    /// Trusts these CA certificates instead of the system's roots (see
+    /// [`proxy_certs::read_ca_certificates`]). None at all, or one that
+    /// cannot be a trust anchor, fails [`Upstream::tls`](crate::config::Upstream::tls).
+    pub fn ca_certificates(&mut self, certs: Vec<CertificateDer<'static>>) -> &mut Self {
+        self.trust = Trust::Certificates(certs.into());
         self
     }
 
@@ -126,28 +133,17 @@ impl UpstreamTls {
         self
     }
 
-    /// Presents a client certificate (PEM chain, leaf first, intermediates
-    /// after; key in PKCS#8, PKCS#1 or SEC1) when the upstream asks for one.
-    /// Default: none.
+    /// Presents a client certificate (the chain leaf first, intermediates
+    /// after) when the upstream asks for one. Default: none.
     pub fn client_certificate(
-        &mut self,
-        chain: impl Into<PathBuf>,
-        key: impl Into<PathBuf>,
-    ) -> &mut Self {
-        self.identity = Some(Identity::Files {
-            chain: chain.into(),
-            key: key.into(),
-        });
-        self
-    }
-
-    /// Presents a client certificate given in memory.
-    pub fn client_certificate_der(
         &mut self,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> &mut Self {
-        self.identity = Some(Identity::Der(chain, Arc::new(key)));
+        self.identity = Some(Identity {
+            chain,
+            key: Arc::new(key),
+        });
         self
     }
 
@@ -225,6 +221,14 @@ impl DangerousUpstreamTls<'_> {
         self.0.accept_any_certificate = on;
         self
     }
+
+    /// Writes the sessions' secrets to `log` (`rustls::KeyLogFile` writes
+    /// them where `SSLKEYLOGFILE` says, for Wireshark): anyone who reads
+    /// them can decrypt the traffic. Default: none.
+    pub fn key_log(&mut self, log: Arc<dyn KeyLog>) -> &mut Self {
+        self.0.key_log = Some(log);
+        self
+    }
 }
 
 impl fmt::Debug for UpstreamTls {
@@ -238,6 +242,7 @@ impl fmt::Debug for UpstreamTls {
             .field("accept_any_certificate", &self.accept_any_certificate)
             .field("alpn", &self.alpn)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("key_log", &self.key_log.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -246,7 +251,7 @@ impl fmt::Debug for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::System => f.write_str("System"),
-            Self::Bundle(path) => write!(f, "Bundle({})", path.display()),
+            Self::Certificates(certs) => write!(f, "Certificates({})", certs.len()),
             Self::Roots(roots) => write!(f, "Roots({} anchors)", roots.len()),
         }
     }
@@ -262,7 +267,7 @@ pub(crate) struct CompiledTls {
     pub(crate) alpn: Option<Alpn>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) retry_on_certificate_error: bool,
-    /// Over the options and the bytes of the files they name: two equal
+    /// Over the options and the certificates and key they hold: two equal
     /// digests are interchangeable connections.
     digest: [u8; 32],
 }
@@ -282,8 +287,7 @@ impl Hash for CompiledTls {
 }
 
 impl UpstreamTls {
-    /// Reads the named files and builds the client configuration for
-    /// connections to `host`.
+    /// Builds the client configuration for connections to `host`.
     pub(crate) fn compile(&self, host: &str, provider: &CryptoProvider) -> Result<CompiledTls> {
         let mut digest = Sha256::new();
         let server_name = self.server_name(host)?;
@@ -305,8 +309,8 @@ impl UpstreamTls {
         let mut config = proxy_certs::upstream_config(Arc::new(provider), verifier, identity)
             .map_err(|e| Error::config(format!("the client certificate cannot be used: {e}")))?;
         config.enable_sni = self.sni != Sni::Off;
-        if std::env::var_os("SSLKEYLOGFILE").is_some() {
-            config.key_log = Arc::new(KeyLogFile::new());
+        if let Some(log) = &self.key_log {
+            config.key_log = log.clone();
         }
         digest.update(format!("{self:?}|{:?}|{host}", self.groups));
         Ok(CompiledTls {
@@ -329,9 +333,9 @@ impl UpstreamTls {
             // Nothing is verified: no trust store is needed (or read).
             (_, ServerCheck::DangerousAcceptAny) => Arc::new(RootCertStore::empty()),
             (Trust::System, _) => proxy_certs::system_roots().map_err(file_error)?,
-            (Trust::Bundle(path), _) => {
-                digest.update(std::fs::read(path).unwrap_or_default());
-                Arc::new(proxy_certs::read_roots(path).map_err(file_error)?)
+            (Trust::Certificates(certs), _) => {
+                certs.iter().for_each(|cert| digest.update(cert));
+                Arc::new(anchors(certs)?)
             }
             (Trust::Roots(roots), _) => {
                 digest.update(format!("{:p}", Arc::as_ptr(roots)));
@@ -342,21 +346,11 @@ impl UpstreamTls {
 
     /// The client chain and key, their bytes added to `digest`.
     fn client_identity(&self, digest: &mut Sha256) -> Result<Option<ChainAndKey>> {
-        Ok(match &self.identity {
-            None => None,
-            Some(Identity::Files { chain, key }) => {
-                digest.update(std::fs::read(chain).unwrap_or_default());
-                digest.update(std::fs::read(key).unwrap_or_default());
-                let chain = proxy_certs::read_chain(chain).map_err(file_error)?;
-                let key = proxy_certs::read_key(key).map_err(file_error)?;
-                Some((chain, key))
-            }
-            Some(Identity::Der(chain, key)) => {
-                chain.iter().for_each(|cert| digest.update(cert));
-                digest.update(key.secret_der());
-                Some((chain.clone(), key.clone_key()))
-            }
-        })
+        Ok(self.identity.as_ref().map(|Identity { chain, key }| {
+            chain.iter().for_each(|cert| digest.update(cert));
+            digest.update(key.secret_der());
+            (chain.clone(), key.clone_key())
+        }))
     }
 
     fn server_name(&self, host: &str) -> Result<ServerName<'static>> {
@@ -409,4 +403,21 @@ fn parse_name(name: &str, what: &str) -> Result<ServerName<'static>> {
 
 fn file_error(e: proxy_certs::Error) -> Error {
     Error::config(e.to_string())
+}
+
+/// The root store of `certs`: at least one, each usable as an anchor.
+fn anchors(certs: &[CertificateDer<'static>]) -> Result<RootCertStore> {
+    if certs.is_empty() {
+        return Err(Error::config("no CA certificate to trust"));
+    }
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        roots.add(cert.clone()).map_err(|e| {
+            Error::config(format!(
+                "CA certificate {} cannot be used as a trust anchor: {e}",
+                i + 1
+            ))
+        })?;
+    }
+    Ok(roots)
 }
