@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = proxy_certs::client_hello::server_name(data);
+    let _ = proxy_certs::fuzzing::server_name(data);
 });

@@ -27,8 +27,11 @@ pub use tls::{Sessions, sessions};
 /// A config file turned into what the binary runs.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The engine's configuration.
     pub proxy: ProxyConfig,
+    /// The `[log]` section.
     pub log: LogSettings,
+    /// `worker_threads`: the runtime's workers, or one per core when unset.
     pub worker_threads: Option<usize>,
     /// What is read from files while serving (certificates, revocation
     /// lists), to be watched for changes.
@@ -41,7 +44,9 @@ pub struct Loaded {
 /// The `[log]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
+    /// `level`: the filter of engine events (`RUST_LOG` overrides it).
     pub level: String,
+    /// `access_log`: one line per request on stdout.
     pub access_log: bool,
 }
 
@@ -106,9 +111,20 @@ pub enum Mode {
 pub fn load(path: &Path, sessions: &Sessions, mode: Mode) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(None, format!("cannot read the file: {e}")).in_file(path))?;
-    let raw = parse(&text).map_err(|e| e.in_file(path))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let loaded = convert::convert(raw, base, sessions, mode).map_err(|e| e.in_file(path));
+    load_text(&text, base, sessions, mode).map_err(|e| e.in_file(path))
+}
+
+/// Parses and validates the text of a config file, whose relative paths are
+/// resolved against `base`. Refusals name no file.
+pub fn load_text(
+    text: &str,
+    base: &Path,
+    sessions: &Sessions,
+    mode: Mode,
+) -> Result<Loaded, ConfigError> {
+    let raw = parse(text)?;
+    let loaded = convert::convert(raw, base, sessions, mode);
     if mode == Mode::Check {
         self_signed::clean_scratch();
     }

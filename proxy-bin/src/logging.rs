@@ -15,7 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
-use crate::config::LogSettings;
+use proxy_bin::config::LogSettings;
 
 pub use limit::{RateLimit, SUMMARY_EVERY};
 

@@ -6,10 +6,10 @@
 //! hands the configuration to `proxy-lib`, and turns signals into reloads
 //! and shutdowns.
 
-mod config;
 mod logging;
-mod open_files;
 mod serve;
+
+use proxy_bin::{config, open_files};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +28,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// certificates, and TLS to upstreams. The config file is rpxy's TOML
 /// format, extended (config-example.toml documents every key).
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version)]
+#[command(
+    name = "portcullis",
+    version,
+    after_help = "Signals: SIGHUP reloads the file (a refused file keeps the running configuration); \
+                  SIGTERM and SIGINT stop accepting and drain open connections. Certificate files \
+                  and revocation lists are re-read when they change, without a reload."
+)]
 struct Cli {
     /// The TOML configuration file (rpxy's format, extended).
     #[arg(short, long, value_name = "FILE")]

@@ -32,7 +32,7 @@ pub fn raise_limit() -> Option<(u64, u64)> {
 
 /// `max_clients` when the config does not set it: half the descriptors the
 /// process may open (a client can need an upstream connection too), less
-/// a reserve, within [`FLOOR`] and [`CEILING`].
+/// a reserve, at least 64 and at most 2^20.
 pub fn default_max_clients() -> usize {
     let limit = getrlimit(Resource::Nofile).current.unwrap_or(CEILING);
     let clients = (limit.saturating_sub(RESERVE) / 2).clamp(FLOOR, CEILING);

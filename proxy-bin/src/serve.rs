@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Loaded, Sessions};
 use crate::logging::{RateLimit, SUMMARY_EVERY};
+use proxy_bin::config::{self, Loaded, Sessions};
 
 pub async fn run(
     path: PathBuf,

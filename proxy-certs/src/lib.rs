@@ -1,13 +1,15 @@
 //! TLS key material for Portcullis: certificate chains and private keys
-//! read from PEM files with errors that name the file and the reason, and a
-//! rustls resolver choosing among them by SNI, replaced atomically, and the
-//! server settings built on them (versions, suites, groups); client
-//! certificate policies ([`ClientAuth`]: CA bundles and revocation lists)
-//! and session stores scoped by policy, so that a session never resumes
-//! under a policy it was not made under; files re-read while serving
-//! ([`watch`]); and towards upstreams, the client settings: trust anchors (the system's
-//! or a CA bundle), certificate checks with their switches, and a client
-//! certificate for mutual TLS.
+//! read from PEM files with errors that name the file and the reason; the
+//! [`CertificateSource`] trait a TLS listener takes its certificates from,
+//! with a rustls resolver choosing among files by SNI ([`SniResolver`],
+//! replaced atomically) as one source; the server settings built on them
+//! (versions, suites, groups); client-certificate policies ([`ClientAuth`]:
+//! CA bundles and revocation lists) and session stores scoped by policy, so
+//! that a session never resumes under a policy it was not made under; files
+//! re-read while serving ([`watch`]); and towards upstreams, the client
+//! settings: trust anchors (the system's or given CA certificates),
+//! certificate checks with their switches, and a client certificate for
+//! mutual TLS.
 //!
 //! This crate knows rustls but nothing of HTTP; the engine (`proxy-lib`)
 //! uses it only through its public types. It installs no crypto provider:
@@ -15,7 +17,10 @@
 //! aws-lc-rs).
 
 mod client_auth;
-pub mod client_hello;
+// For layer-4 routing by SNI, which has no caller yet; the fuzz target reads
+// it through `fuzzing`.
+#[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+mod client_hello;
 mod crl;
 mod error;
 mod files;
@@ -28,6 +33,13 @@ mod tls;
 mod upstream;
 mod verified;
 pub mod watch;
+
+/// Entry points for the fuzz targets (`fuzz/`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::client_hello::{Hello, server_name};
+}
 
 pub use client_auth::ClientAuth;
 pub use error::{Error, ErrorKind, Result};

@@ -1,17 +1,22 @@
 //! The Portcullis reverse-proxy engine.
 //!
 //! `proxy-lib` serves HTTP/1.1 and HTTP/2 (cleartext, with prior knowledge,
-//! or over TLS chosen by SNI) to clients and forwards to upstreams over
-//! pooled keep-alive HTTP/1.1 or HTTP/2 connections, in cleartext or over
-//! TLS with per-upstream options ([`config::UpstreamTls`]: trust anchors,
-//! client certificate, SNI, verification switches, groups, ALPN, handshake
-//! timeout). Apps are chosen by Host; routes by longest path prefix;
-//! a route balances over upstreams (first, round robin, random, sticky
-//! cookie, primary/backup) with failover when an upstream cannot be reached,
-//! or serves a directory of static files. An app can require client
-//! certificates ([`config::AppTls::client_auth`]): every request to it is
-//! checked against its own policy, whatever connection it arrives on (full
-//! or resumed TLS, HTTP/3, another app's handshake, cleartext).
+//! or over TLS chosen by SNI) and HTTP/3 on QUIC ([`config::Http3`]) to
+//! clients, and forwards to upstreams over pooled keep-alive HTTP/1.1 or
+//! HTTP/2 connections, in cleartext or over TLS with per-upstream options
+//! ([`config::UpstreamTls`]: trust anchors, client certificate, SNI,
+//! verification switches, groups, ALPN, handshake timeout). Apps are chosen
+//! by Host; routes by longest path prefix; a route balances over upstreams
+//! (first, round robin, random, sticky cookie, primary/backup) with
+//! failover when an upstream cannot be reached and active health checks
+//! ([`config::HealthCheck`]), or serves a directory of static files. An app
+//! can require client certificates ([`config::AppTls::client_auth`]): every
+//! request to it is checked against its own policy, whatever connection it
+//! arrives on (full or resumed TLS, HTTP/3, another app's handshake,
+//! cleartext). Client addresses come from the socket, the PROXY protocol
+//! ([`config::ProxyProtocol`]) or trusted proxies' `X-Forwarded-For`
+//! ([`config::TrustedProxies`]); hostile clients meet limits on heads,
+//! bodies, time and connections ([`config::Limits`]).
 //!
 //! The engine runs on a [`tokio::sync::watch`] channel of validated
 //! [`ProxyConfig`]s: send a new one and it applies to new requests while
