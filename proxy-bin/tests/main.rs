@@ -1,0 +1,12 @@
+//! proxy-bin's integration tests in one binary: the real `portcullis`
+//! process on configs written by each test (`support`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod config_errors;
+mod h3;
+mod memory;
+mod process;
+mod tls;
+mod upstream_tls;
