@@ -1,12 +1,9 @@
 //! `portcullis --check`: a valid file passes, and each kind of bad file is
 //! refused with the file, the key and the reason, word for word.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
 const APP: &str = r#"
 [apps.site]

@@ -1,13 +1,10 @@
 //! HTTP/3 in the `portcullis` process: `[http3]` and rpxy's
 //! `[experimental.h3]` serve it beside the TLS listener, bad values are
 //! refused at their key.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
 fn config(dir: &Path, upstream: std::net::SocketAddr, section: &str) -> String {
     format!(

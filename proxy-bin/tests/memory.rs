@@ -1,19 +1,16 @@
 //! A 1 GiB upload and a 1 GiB download through the `portcullis` process,
 //! whose memory must stay flat: bodies are streamed, never gathered.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use support::*;
 use tokio::net::TcpStream;
 
 const GIB: u64 = 1 << 30;

@@ -1,16 +1,13 @@
 //! The `portcullis` process: access log, graceful drain on SIGTERM, reload
 //! on SIGHUP that keeps serving when the new file is refused.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 

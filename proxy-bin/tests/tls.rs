@@ -2,20 +2,17 @@
 //! at its key), HTTPS served with the access log's TLS fields, certificate
 //! files re-read while serving (a broken one keeps the old), and the
 //! self-signed certificate made on first run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -3,14 +3,11 @@
 //! unverified upstreams, and a request through mutual TLS to a real origin
 //! with the upstream's TLS in the access log and its secrets in
 //! `SSLKEYLOGFILE`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// One app `a.test` whose upstream is `location` over TLS with `options`
 /// (the inside of `tls_options = { ... }`).

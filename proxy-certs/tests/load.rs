@@ -1,7 +1,6 @@
 //! Loading certificates and keys from files written by the test with
 //! rcgen: each key format, and each way a file can be unusable, with the
 //! file and the reason in the error.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -1,7 +1,6 @@
 //! The file source: certificates re-read when their files change (through
 //! notifications, and by the fallback poll), a broken replacement keeping
 //! the certificate in service, and pairs that load swapped in at once.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The server TLS settings: suites narrowed to forward-secret AEAD ones,
 //! key exchange groups in the preferred order (TLS 1.2 and the
 //! post-quantum group negotiated over real handshakes: proxy-lib/tests/tls.rs).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proxy_certs::{PREFERRED_GROUPS, hardened};
 use rustls::NamedGroup;

@@ -1,7 +1,6 @@
 //! The SNI resolver over real TLS handshakes on 127.0.0.1: exact names,
 //! one-label wildcards, the default certificate, unknown names refused, and
 //! a replaced map reaching new handshakes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

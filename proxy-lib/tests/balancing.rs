@@ -1,13 +1,10 @@
 //! Each load-balancing policy's distribution, failover, and sticky cookies.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::collections::HashMap;
 
+use crate::support::*;
 use bytes::Bytes;
 use proxy_lib::config::LoadBalance;
-use support::*;
 
 async fn origins(names: &[&'static str]) -> Vec<Origin> {
     let mut origins = Vec::new();

@@ -1,18 +1,15 @@
 //! The HTTP/1.1 server side as a client sees it on the wire: 100-continue,
 //! HTTP/1.0 keep-alive, chunked and close-delimited answers, pipelining,
 //! and what happens to bodies the handler never read.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 use proxy_lib::config::{Limits, LoadBalance};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,17 +1,14 @@
 //! What reaches the origin and what comes back: headers, protocol versions,
 //! connection reuse, and bodies streamed without being gathered.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Response, Version};
 use http_body_util::{BodyExt, Full};
 use proxy_lib::config::{HostHeader, LoadBalance, RouteTarget, UpstreamProtocol};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,16 +1,13 @@
 //! HTTP/3 over real QUIC: the `h3` crate's client on quinn, through the
 //! proxy, to an origin: GET, POST with a large streamed body, the SNI/Host
 //! check, Alt-Svc on the other protocols.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::support::*;
 use proxy_certs::SniResolver;
 use proxy_lib::config::Http3;
-use support::*;
 
 struct Setup {
     dir: tempfile::TempDir,

@@ -1,15 +1,12 @@
 //! 0-RTT over HTTP/3: off unless an app accepts it; then only safe methods
 //! are served from early data (425 Too Early otherwise, RFC 8470), and the
 //! upstream is told with `Early-Data: 1`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 
+use crate::support::*;
 use proxy_certs::SniResolver;
 use proxy_lib::config::{AppTls, Http3};
-use support::*;
 
 /// App `e` (e.test) accepts early data; app `a` (a.test) does not.
 async fn setup(early_app: bool) -> (tempfile::TempDir, Ca, TestProxy, Origin) {

@@ -1,10 +1,7 @@
 //! Request-smuggling shapes and other malformed requests: each is answered
 //! 400, the connection is closed, and the origin never sees a byte of it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const SHAPES: &[(&str, &[u8])] = &[
     (

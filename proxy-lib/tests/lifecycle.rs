@@ -1,18 +1,15 @@
 //! A configuration swap under live connections, listeners added and removed
 //! by a reload, and graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 use proxy_lib::config::{LoadBalance, RouteTarget, Timeouts};
-use support::*;
 use tokio::net::TcpStream;
 
 fn upstream(addr: SocketAddr) -> RouteTarget {

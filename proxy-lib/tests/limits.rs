@@ -1,17 +1,14 @@
 //! Limits: client connections, body size, header size, HTTP/2 streams.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Response, Version};
 use http_body_util::Full;
 use proxy_lib::config::Limits;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,17 +2,14 @@
 //! (after 100 ms): they must come back when their client speaks, close at
 //! the idle timeout or when the client leaves (freeing their `max_clients`
 //! slot), and close at once when the proxy drains.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxy_lib::config::{Limits, Timeouts};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,9 +1,6 @@
 //! Host → app and path → route, through the proxy to real origins.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn hosts_choose_apps() {

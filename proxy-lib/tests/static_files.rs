@@ -1,14 +1,11 @@
 //! Routes that serve a directory: types, index files, ranges, conditional
 //! requests, and every way out of the root refused.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::Path;
 
+use crate::support::*;
 use bytes::Bytes;
 use proxy_lib::config::{RouteTarget, StaticFiles};
-use support::*;
 
 const SECRET: &str = "TOP SECRET OUTSIDE THE ROOT";
 

@@ -1,17 +1,14 @@
 //! Timeouts on both sides: connect, upstream response, slow request heads,
 //! slow bodies, idle keep-alive.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
 use proxy_lib::config::{LoadBalance, Timeouts};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -4,21 +4,18 @@
 //! agreement (421, on HTTP/1.1 and HTTP/2, and its opt-out), HTTPS
 //! redirection, the handshake timeout, and certificates replaced under open
 //! connections.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
 use proxy_certs::{CertFiles, FileSource, SniResolver};
 use proxy_lib::config::{AppTls, ProxyConfigBuilder, Timeouts, TlsSettings};
 use rustls::AlertDescription;
-use support::*;
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt as _;
 

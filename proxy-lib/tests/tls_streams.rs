@@ -1,17 +1,14 @@
 //! What rides on a TLS connection beyond a simple exchange: request bodies
 //! streamed to the upstream, `Expect: 100-continue` answered through TLS,
 //! pipelined requests, and a WebSocket tunnel.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use proxy_certs::{CertMap, SniResolver};
 use proxy_lib::config::{LoadBalance, RouteTarget};
-use support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 

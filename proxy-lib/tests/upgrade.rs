@@ -1,15 +1,12 @@
 //! HTTP/1.1 upgrades: a WebSocket echo through the proxy, and the tunnel's
 //! idle timeout.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use proxy_lib::config::{Limits, LoadBalance, RouteTarget, Timeouts};
-use support::*;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -1,19 +1,16 @@
 //! The HTTP/1.1 client side against origins that write their answers byte
 //! by byte: chunked bodies with extensions and trailers, informational
 //! responses, pooled connections the origin closed, and broken answers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use proxy_lib::config::{LoadBalance, RouteTarget};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -5,9 +5,6 @@
 //! ALPN (and a WebSocket upgrade where the upstream could pick h2), groups,
 //! the handshake timeout, session resumption, and failover rules after a
 //! refused certificate.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 
+use crate::support::*;
 use proxy_lib::config::{
     Alpn, Limits, LoadBalance, RouteTarget, Upstream, UpstreamGroup, UpstreamTls,
 };
 use rustls::NamedGroup;
-use support::*;
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

@@ -6,8 +6,8 @@
 
 use http::StatusCode;
 
+use super::{ALPN_H3, World, last_identity};
 use crate::support::*;
-use crate::{ALPN_H3, World, last_identity};
 
 const MISDIRECTED: Option<StatusCode> = Some(StatusCode::MISDIRECTED_REQUEST);
 const OK: Option<StatusCode> = Some(StatusCode::OK);

@@ -3,10 +3,6 @@
 //! opt-outs; sessions never cross client-certificate policies; revocation
 //! lists, expiry and CA changes end access at the next connection; reloads
 //! keep the sessions still valid.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "../support/mod.rs"]
-mod support;
 
 mod attacks;
 mod h3;
@@ -17,6 +13,7 @@ mod tcp;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
 use http::{HeaderName, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
@@ -25,7 +22,6 @@ use proxy_certs::{ClientAuth, SniResolver};
 use proxy_lib::ProxyConfig;
 use proxy_lib::config::{AppTls, Http3};
 use rustls::ClientConfig;
-use support::*;
 use tempfile::TempDir;
 
 /// The identity header apps `x` and `y` forward.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::{ALPN_H1, ALPN_H2, ALPN_H3, Tcp, World, last_identity};
 use crate::support::*;
-use crate::{ALPN_H1, ALPN_H2, ALPN_H3, Tcp, World, last_identity};
 
 const OK: StatusCode = StatusCode::OK;
 

@@ -6,8 +6,8 @@
 use http::StatusCode;
 use proxy_certs::Reload as _;
 
+use super::{ALPN_H1, ALPN_H2, ALPN_H3, Tcp, World};
 use crate::support::*;
-use crate::{ALPN_H1, ALPN_H2, ALPN_H3, Tcp, World};
 
 #[tokio::test]
 async fn a_revoked_certificate_is_refused_full_and_resumed() {

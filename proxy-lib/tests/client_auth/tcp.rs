@@ -7,8 +7,8 @@
 use http::StatusCode;
 use proxy_certs::ClientAuth;
 
+use super::{ALPN_H1, ALPN_H2, Tcp, World, last_identity};
 use crate::support::*;
-use crate::{ALPN_H1, ALPN_H2, Tcp, World, last_identity};
 
 #[tokio::test]
 async fn a_client_certificate_from_the_apps_ca_is_required() {
