@@ -61,7 +61,9 @@ impl TestProxy {
 }
 
 /// TLS on 127.0.0.1:0 with the certificates `certs` chooses.
-pub fn tls_on_localhost(certs: Arc<proxy_certs::SniResolver>) -> proxy_lib::config::TlsSettings {
+pub fn tls_on_localhost(
+    certs: Arc<dyn proxy_certs::CertificateSource>,
+) -> proxy_lib::config::TlsSettings {
     let mut settings = proxy_lib::config::TlsSettings::new(certs, &provider());
     settings.listen("127.0.0.1:0".parse().unwrap());
     settings
