@@ -35,7 +35,7 @@ HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
 CELLS = ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
 # Proxies that serve HTTP/3 here (nginx 1.22 and HAProxy 2.6 as packaged do not).
-HTTP3 = ("portcullis", "caddy")
+HTTP3 = ("portcullis", "baseline", "caddy")
 
 
 def log(message):
@@ -176,7 +176,7 @@ class Proxy:
         self.name, self.work = name, work
         ports = (PROXY_PORT, H2C_PORT, TLS_PORT)
         cmd, env = configs.command(name, work, binary, ports, (ORIGIN_PORT, ORIGIN_TLS_PORT))
-        self.h2c_port = PROXY_PORT if name in ("portcullis", "caddy") else H2C_PORT
+        self.h2c_port = PROXY_PORT if name in ("portcullis", "baseline", "caddy") else H2C_PORT
         self.process = subprocess.Popen(
             pin + cmd,
             env={**os.environ, **env},
@@ -238,7 +238,8 @@ def idle_memory(proxy, count):
 
 def bench_proxy(name, args, work, load, pin, idle):
     log(f"{name}: starting")
-    proxy = Proxy(name, work, args.portcullis, pin)
+    binary = args.baseline if name == "baseline" else args.portcullis
+    proxy = Proxy(name, work, binary, pin)
     base = f"http://127.0.0.1:{PROXY_PORT}"
     try:
         wrk(load, f"{base}/small", 1, 64)  # warm up: pools filled, caches hot
@@ -290,7 +291,7 @@ def combine(rounds):
     return combined
 
 
-def versions(binary):
+def versions(binary, baseline):
     def first_line(cmd):
         try:
             out = subprocess.run(cmd, capture_output=True, text=True)
@@ -300,6 +301,7 @@ def versions(binary):
 
     return {
         "portcullis": first_line([binary, "--version"]),
+        **({"baseline": f"{first_line([baseline, '--version'])} ({baseline})"} if baseline else {}),
         "nginx": first_line(["nginx", "-v"]),
         "caddy": first_line(["caddy", "version"]),
         "haproxy": first_line(["haproxy", "-v"]),
@@ -324,6 +326,11 @@ def main():
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "10")))
     parser.add_argument("--idle", type=int, default=int(os.environ.get("BENCH_IDLE", "9000")))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
+    # An earlier portcullis binary, run as one more proxy in the same rounds:
+    # the "before" of a change, measured beside its "after".
+    parser.add_argument("--baseline", default=os.environ.get("BENCH_BASELINE"))
+    # The peers to run (default all): BENCH_PEERS=nginx,haproxy for a shorter run.
+    parser.add_argument("--peers", default=os.environ.get("BENCH_PEERS", ",".join(PROXIES[1:])))
     parser.add_argument("--out", default=os.environ.get("BENCH_OUT", str(Path(__file__).with_name("results"))))
     args = parser.parse_args()
     if os.environ.get("BENCH_SMOKE"):
@@ -344,17 +351,19 @@ def main():
         results = {"origin": {"h1": wrk(load, f"http://127.0.0.1:{ORIGIN_PORT}/small", args.seconds, 64)}}
         # Rounds interleave the proxies, so a slow spell of the machine
         # does not land on one of them; each figure is the median.
-        rounds = {name: [] for name in PROXIES}
+        proxies = ["portcullis"] + (["baseline"] if args.baseline else [])
+        proxies += [p for p in PROXIES[1:] if p in args.peers.split(",")]
+        rounds = {name: [] for name in proxies}
         for r in range(args.rounds):
             log(f"round {r + 1} of {args.rounds}")
-            for name in PROXIES:
+            for name in proxies:
                 rounds[name].append(bench_proxy(name, args, work, load, pin, idle=r == 0))
-        for name in PROXIES:
+        for name in proxies:
             results[name] = combine(rounds[name])
         meta = {
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
-            "versions": versions(args.portcullis),
+            "versions": versions(args.portcullis, args.baseline),
             "seconds": args.seconds,
             "rounds": args.rounds,
             "idle": args.idle,

@@ -84,6 +84,7 @@ def command(name, work, binary, ports, origin):
     cleartext and TLS ports."""
     return {
         "portcullis": portcullis,
+        "baseline": portcullis,
         "nginx": nginx,
         "caddy": caddy,
         "haproxy": haproxy,

@@ -1,9 +1,16 @@
 """The results as a markdown table and a PNG chart."""
 
 PEERS = ["nginx", "caddy", "haproxy"]
+# An earlier portcullis run beside the current one (bench.py --baseline).
+BASELINE = "baseline"
 # As in bench.py: the full-handshake clients run at once.
 HANDSHAKE_CLIENTS = 4
-NAMES = {"portcullis": "portcullis", "nginx": "nginx", "caddy": "Caddy", "haproxy": "HAProxy"}
+NAMES = {"portcullis": "portcullis", BASELINE: "portcullis before", "nginx": "nginx", "caddy": "Caddy", "haproxy": "HAProxy"}
+
+
+def columns(results):
+    """The proxies after portcullis: the baseline when there is one, then the peers."""
+    return ([BASELINE] if BASELINE in results else []) + PEERS
 
 
 def get(results, proxy, *path):
@@ -26,7 +33,7 @@ def row(results, label, better, path, digits=0, scale=1.0):
     base = get(results, "portcullis", *path)
     base = base * scale if base is not None else None
     cells = [cell(base, None, digits)]
-    for peer in PEERS:
+    for peer in columns(results):
         value = get(results, peer, *path)
         cells.append(cell(value * scale if value is not None else None, base, digits))
     return f"| {label} | {better} | " + " | ".join(cells) + " |"
@@ -35,7 +42,7 @@ def row(results, label, better, path, digits=0, scale=1.0):
 def spread(results, label):
     """Each proxy's lowest and highest HTTP/1.1 req/s across the rounds."""
     cells = []
-    for proxy in ["portcullis"] + PEERS:
+    for proxy in ["portcullis"] + columns(results):
         values = [v for v in (get(results, proxy, "rounds_h1_rps") or []) if v is not None]
         cells.append(f"{min(values):,.0f}–{max(values):,.0f}" if values else "–")
     return f"| {label} | | " + " | ".join(cells) + " |"
@@ -43,7 +50,7 @@ def spread(results, label):
 
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + PEERS for r in ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + columns(results) for r in ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
     )
     lines = [
         "# Benchmark results",
@@ -58,10 +65,11 @@ def markdown(meta, results):
         f"- Failed requests across all cells: {errors}",
         "",
         "Peer cells show the value and, in brackets, the peer ÷ portcullis ratio. "
-        "The second column says which direction is better.",
+        "The second column says which direction is better."
+        + (" *portcullis before* is an earlier build run in the same rounds (`BENCH_BASELINE`)." if BASELINE in results else ""),
         "",
-        "| Row | Better | portcullis | nginx | Caddy | HAProxy |",
-        "|---|---|---|---|---|---|",
+        "| Row | Better | " + " | ".join(NAMES[p] for p in ["portcullis"] + columns(results)) + " |",
+        "|---|---|" + "---|" * (1 + len(columns(results))),
         row(results, "1. HTTP/1.1 keep-alive, 64 conns: req/s", "↑", ["h1", "rps"]),
         row(results, "   p50 latency, ms", "↓", ["h1", "p50_ms"], 2),
         row(results, "   p99 latency, ms", "↓", ["h1", "p99_ms"], 2),
@@ -86,7 +94,7 @@ def markdown(meta, results):
         row(results, "   proxy CPU per request, µs", "↓", ["upstream_tls", "cpu_us_per_request"], 1),
         row(results, "7. peak RSS, MiB", "↓", ["peak_rss_kib"], 1, 1 / 1024),
         row(results, "   RSS per idle keep-alive connection, KiB", "↓", ["idle", "kib_per_connection"], 2),
-        f"| 8. origin alone (the ceiling): req/s | ↑ | {get(results, 'origin', 'h1', 'rps'):,.0f} | | | |",
+        f"| 8. origin alone (the ceiling): req/s | ↑ | {get(results, 'origin', 'h1', 'rps'):,.0f} |" + " |" * len(columns(results)),
         "",
     ]
     return "\n".join(lines)
@@ -98,7 +106,7 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    proxies = ["portcullis"] + PEERS
+    proxies = ["portcullis"] + columns(results)
     panels = [
         ("HTTP/1.1 keep-alive, req/s (↑)", ["h1", "rps"]),
         ("HTTP/1.1 over TLS, req/s (↑)", ["tls", "rps"]),
@@ -110,7 +118,7 @@ def chart(results, path):
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (title, key) in zip(axes.flat, panels):
         values = [get(results, p, *key) or 0 for p in proxies]
-        bars = ax.bar([NAMES[p] for p in proxies], values, color=["#c0392b", "#7f8c8d", "#95a5a6", "#bdc3c7"])
+        bars = ax.bar([NAMES[p] for p in proxies], values, color=["#c0392b"] + (["#e6b0aa"] if BASELINE in results else []) + ["#7f8c8d", "#95a5a6", "#bdc3c7"])
         ax.bar_label(bars, fmt="%.0f" if max(values) > 100 else "%.1f", fontsize=8)
         ax.set_title(title, fontsize=10)
     fig.suptitle("portcullis vs nginx, Caddy and HAProxy (one core each)")

@@ -55,8 +55,8 @@ impl RequestBody {
         Self(Kind::Buffered(Box::new(body)))
     }
 
-    /// Streams `inner`, enforcing `limit` and the `idle` gap between reads,
-    /// after replaying `head` (already-read frames).
+    /// The rest of the body streamed from the client (see
+    /// [`Streaming::new`]).
     pub(crate) fn streaming(
         head: VecDeque<Frame<Bytes>>,
         inner: ClientBody,
