@@ -236,12 +236,32 @@ def idle_memory(proxy, count):
     }
 
 
+def check_answers(proxy):
+    """Every URL the cells load answers 200 with the origin's body, so that
+    no cell measures a redirection or an error page (wrk counts 3xx as
+    success)."""
+    small = len(configs.SMALL_BODY.strip()) + 1
+    checks = [
+        ([f"http://127.0.0.1:{PROXY_PORT}/small"], small),
+        ([f"http://127.0.0.1:{PROXY_PORT}/100k"], 100 * 1024),
+        (["--http2-prior-knowledge", f"http://127.0.0.1:{proxy.h2c_port}/small"], small),
+        (["-k", f"https://127.0.0.1:{TLS_PORT}/small"], small),
+        (["-H", f"Host: {configs.TLS_UPSTREAM_HOST}", f"http://127.0.0.1:{PROXY_PORT}/small"], small),
+    ]
+    for extra, size in checks:
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"] + extra,
+                             capture_output=True, text=True).stdout
+        if out != f"200 {size}":
+            raise SystemExit(f"{proxy.name}: {' '.join(extra)} answered {out or 'nothing'}, not 200 with {size} bytes")
+
+
 def bench_proxy(name, args, work, load, pin, idle):
     log(f"{name}: starting")
     binary = args.baseline if name == "baseline" else args.portcullis
     proxy = Proxy(name, work, binary, pin)
     base = f"http://127.0.0.1:{PROXY_PORT}"
     try:
+        check_answers(proxy)
         wrk(load, f"{base}/small", 1, 64)  # warm up: pools filled, caches hot
         rows = {}
         log(f"{name}: HTTP/1.1 keep-alive")

@@ -118,7 +118,9 @@ access_log = false
 
 [apps.bench]
 server_name = "bench.local"
-tls = {{ tls_cert_path = "{work}/cert.pem", tls_cert_key_path = "{work}/key.pem" }}
+# Both ports are set: without this, cleartext requests would get rpxy's
+# default redirection to HTTPS instead of the page.
+tls = {{ tls_cert_path = "{work}/cert.pem", tls_cert_key_path = "{work}/key.pem", https_redirection = false }}
 reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }}]
 
 [apps.tls_upstream]
