@@ -109,8 +109,7 @@ pub enum Mode {
 /// `sessions`: give every load of the process the same store, so that
 /// clients resume across reloads.
 pub fn load(path: &Path, sessions: &Sessions, mode: Mode) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(None, format!("cannot read the file: {e}")).in_file(path))?;
+    let text = read(path).map_err(|reason| ConfigError::new(None, reason).in_file(path))?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_text(&text, base, sessions, mode).map_err(|e| e.in_file(path))
 }
@@ -129,6 +128,31 @@ pub fn load_text(
         self_signed::clean_scratch();
     }
     loaded
+}
+
+/// The most a config file may hold: 16 MiB is thousands of apps, and a
+/// bound on what a mistaken path (`/dev/zero`, a log) makes the process read.
+const MAX_CONFIG_FILE: u64 = 16 << 20;
+
+/// The file's text, or why it cannot be had.
+fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(format!(
+            "more than {} MiB: not a config file",
+            MAX_CONFIG_FILE >> 20
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (a byte that is not UTF-8 at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn parse(text: &str) -> Result<raw::RawConfig, ConfigError> {

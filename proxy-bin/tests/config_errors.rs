@@ -210,6 +210,34 @@ fn a_missing_file_is_named() {
 }
 
 #[test]
+fn a_file_that_is_no_config_text_is_refused_without_reading_it_all() {
+    let refusal = |path: &Path| {
+        let output = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(path)
+            .arg("--check")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert_eq!(
+        refusal(Path::new("/dev/zero")),
+        "portcullis: configuration refused: /dev/zero: more than 16 MiB: not a config file\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("portcullis.toml");
+    std::fs::write(&binary, b"listen_port = 8080\n\xff\xfe").unwrap();
+    assert_eq!(
+        refusal(&binary),
+        format!(
+            "portcullis: configuration refused: {}: not UTF-8 text (a byte that is not UTF-8 at offset 19)\n",
+            binary.display()
+        )
+    );
+}
+
+#[test]
 fn rpxy_spellings_load() {
     let (code, stdout, stderr, _) = check(
         r#"listen_port = 8080

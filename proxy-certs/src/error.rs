@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Unreadable,
     /// The file is empty.
     Empty,
+    /// The file is larger than any certificate, key or revocation list
+    /// file ([`MAX_PEM_FILE`](crate::MAX_PEM_FILE)), or never ends (`/dev/zero`).
+    TooLarge,
     /// The file is not PEM (DER given as PEM, or no PEM section at all).
     NotPem,
     /// No certificate in a certificate file.

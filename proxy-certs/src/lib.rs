@@ -45,7 +45,7 @@ pub use client_auth::ClientAuth;
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, FileSource};
 pub use identity::{client_identity, subject_and_serial};
-pub use load::{EXPIRY_WARNING, LoadedCert, load, read_chain, read_key};
+pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
 pub use sessions::{SessionScope, scoped};
 pub use source::CertificateSource;

@@ -7,6 +7,7 @@
 //! certificate's, a certificate expired or not yet valid. A certificate
 //! that expires within [`EXPIRY_WARNING`] loads, with a warning in the log.
 
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,11 +140,30 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     })
 }
 
-/// The file's bytes, refused when empty or not PEM at all.
+/// The most a certificate, key or revocation-list file may hold: 64 MiB,
+/// far above the largest public CA's revocation lists, and a bound on what a
+/// misnamed path (a log file, `/dev/zero`) can make the process read.
+pub const MAX_PEM_FILE: u64 = 64 << 20;
+
+/// The file's bytes, refused when empty, too large or not PEM at all.
 pub(crate) fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         Error::new(ErrorKind::Unreadable, path, format!("cannot be read: {e}")).with_source(e)
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PEM_FILE + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            path,
+            format!(
+                "more than {} MiB: not a certificate, key or revocation list",
+                MAX_PEM_FILE >> 20
+            ),
+        ));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::new(ErrorKind::Empty, path, "the file is empty"));
     }

@@ -87,6 +87,8 @@ fn unusable_files_are_refused_with_the_file_and_the_reason() {
     let cases: Vec<(&str, PathBuf, PathBuf, ErrorKind, &str)> = vec![
         ("missing", files.0.path().join("none.crt"), key_path.clone(), ErrorKind::Unreadable, "cannot be read"),
         ("empty", files.write("empty.crt", "\n"), key_path.clone(), ErrorKind::Empty, "empty"),
+        ("never ends", PathBuf::from("/dev/zero"), key_path.clone(), ErrorKind::TooLarge, "more than 64 MiB"),
+        ("key never ends", cert_path.clone(), PathBuf::from("/dev/zero"), ErrorKind::TooLarge, "more than 64 MiB"),
         ("DER as PEM", files.write("der.crt", &der_cert), key_path.clone(), ErrorKind::NotPem, "DER"),
         ("key as cert", key_path.clone(), key_path.clone(), ErrorKind::NoCertificate, "no CERTIFICATE"),
         ("cert as key", cert_path.clone(), cert_path.clone(), ErrorKind::NoKey, "no PRIVATE KEY"),
