@@ -8,12 +8,14 @@
 #   BIN=target/release/portcullis bench/instructions.sh
 #   UPSTREAM_TLS=1 bench/instructions.sh   # the origin behind TLS (a CA made
 #                                          # for the run, verified), as row 9
+#   TLS=1 bench/instructions.sh            # clients over TLS 1.3
 #   CLIENT_AUTH=1 bench/instructions.sh    # clients over TLS 1.3 to an app that
 #                                          # requires client certificates
-#   CLIENT_AUTH=1 NEW_CONNECTIONS=1 ...    # each request on a new connection
+#   TLS=1 NEW_CONNECTIONS=1 ...            # each request on a new connection
 #                                          # resuming the first one's session
-#                                          # (per resumed handshake + request)
-#   CLIENT_AUTH=1 NEW_CONNECTIONS=1 FULL_HANDSHAKES=1 ...  # never resuming
+#                                          # (per resumed handshake + request;
+#                                          # CLIENT_AUTH=1 too)
+#   TLS=1 NEW_CONNECTIONS=1 FULL_HANDSHAKES=1 ...  # never resuming (row 3)
 #
 # Needs valgrind, curl and nginx (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
@@ -70,16 +72,19 @@ client_tls=()
 proxy_url="http://127.0.0.1:$proxy_port"
 proxy_listen="listen_port = $proxy_port"
 app_tls=""
-if [ -n "${CLIENT_AUTH:-}" ]; then
+if [ -n "${TLS:-}${CLIENT_AUTH:-}" ]; then
   make_ca server-ca
-  make_ca client-ca
   issue proxy server-ca "subjectAltName=DNS:bench.local"
-  issue client client-ca "extendedKeyUsage=clientAuth"
   proxy_listen="listen_port_tls = $proxy_port"
-  app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\", client_ca_cert_path = \"$work/client-ca.pem\" }"
+  app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\" }"
   proxy_url="https://bench.local:$proxy_port"
-  client_tls=(--http1.1 --tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem"
-    --cert "$work/client.pem" --key "$work/client.key")
+  client_tls=(--http1.1 --tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem")
+  if [ -n "${CLIENT_AUTH:-}" ]; then
+    make_ca client-ca
+    issue client client-ca "extendedKeyUsage=clientAuth"
+    app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\", client_ca_cert_path = \"$work/client-ca.pem\" }"
+    client_tls+=(--cert "$work/client.pem" --key "$work/client.key")
+  fi
   if [ -n "${NEW_CONNECTIONS:-}" ]; then
     # The proxy closes after each answer; curl opens the next connection
     # resuming the session from its cache.
