@@ -376,7 +376,9 @@ def main():
         rounds = {name: [] for name in proxies}
         for r in range(args.rounds):
             log(f"round {r + 1} of {args.rounds}")
-            for name in proxies:
+            # Each round starts with another proxy, so that none is always
+            # measured first (or right after the same neighbour).
+            for name in proxies[r % len(proxies):] + proxies[:r % len(proxies)]:
                 rounds[name].append(bench_proxy(name, args, work, load, pin, idle=r == 0))
         for name in proxies:
             results[name] = combine(rounds[name])
