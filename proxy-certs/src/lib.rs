@@ -2,7 +2,9 @@
 //! read from PEM files with errors that name the file and the reason; the
 //! [`CertificateSource`] trait a TLS listener takes its certificates from,
 //! with a rustls resolver choosing among files by SNI ([`SniResolver`],
-//! replaced atomically) as one source; the server settings built on them
+//! replaced atomically) as one source, and the ACME TLS-ALPN-01 handshake
+//! every source can answer; state kept across restarts ([`Storage`]:
+//! files, or a store a fleet shares); the server settings built on them
 //! (versions, suites, groups); client-certificate policies ([`ClientAuth`]:
 //! CA bundles and revocation lists) and session stores scoped by policy, so
 //! that a session never resumes under a policy it was not made under; files
@@ -16,6 +18,7 @@
 //! callers pass the one they chose (the `portcullis` binary installs
 //! aws-lc-rs).
 
+mod challenge;
 mod client_auth;
 // For layer-4 routing by SNI, which has no caller yet; the fuzz target reads
 // it through `fuzzing`.
@@ -29,6 +32,7 @@ mod load;
 mod resolver;
 mod sessions;
 mod source;
+mod storage;
 mod tls;
 mod upstream;
 mod verified;
@@ -41,6 +45,7 @@ pub mod fuzzing {
     pub use crate::client_hello::{Hello, server_name};
 }
 
+pub use challenge::{ACME_TLS_ALPN, challenge_config, is_tls_alpn_challenge};
 pub use client_auth::ClientAuth;
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, FileSource};
@@ -48,7 +53,8 @@ pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver};
 pub use sessions::{SessionScope, scoped};
-pub use source::CertificateSource;
+pub use source::{CertificateSource, SourceMap};
+pub use storage::{FileStorage, Storage, StorageFuture, check_key};
 pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_ca_certificates, system_roots, upstream_config,

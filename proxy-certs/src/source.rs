@@ -3,10 +3,15 @@
 //! starts, whether it serves a name at all, so that a listener answers a
 //! name it does not serve with the `unrecognized_name` alert instead of a
 //! failed handshake. Certificate files ([`FileSource`](crate::FileSource)'s
-//! [`SniResolver`]) are one source; ACME will be another; an embedder can
-//! write their own (a vault, a database, certificates made on the fly).
+//! [`SniResolver`]) are one source; ACME (`proxy-acme`) is another; an
+//! embedder can write their own (a vault, a database, certificates made on
+//! the fly). [`SourceMap`] puts several together, each owning its names.
 
-use rustls::server::ResolvesServerCert;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::resolver::SniResolver;
 
@@ -20,10 +25,82 @@ pub trait CertificateSource: ResolvesServerCert {
     /// Whether a handshake for `server_name` (the SNI, lower-cased, without
     /// a final dot; `None` when the client sent none) gets a certificate.
     fn serves(&self, server_name: Option<&str>) -> bool;
+
+    /// The certificate answering an ACME TLS-ALPN-01 validation
+    /// (`hello` offers only `acme-tls/1`, see
+    /// [`is_tls_alpn_challenge`](crate::is_tls_alpn_challenge)) for the
+    /// name in its SNI, while one is pending. The listener ends the
+    /// connection after the handshake. Default: none, and the handshake is
+    /// refused.
+    fn tls_alpn_challenge(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let _ = hello;
+        None
+    }
 }
 
 impl CertificateSource for SniResolver {
     fn serves(&self, server_name: Option<&str>) -> bool {
         self.current().get(server_name).is_some()
+    }
+}
+
+/// Certificate sources put together: each added source owns its server
+/// names exactly (it alone decides whether they are served, even while it
+/// has no certificate for them), and one source answers every other name.
+#[derive(Debug)]
+pub struct SourceMap {
+    owned: HashMap<String, Arc<dyn CertificateSource>>,
+    rest: Arc<dyn CertificateSource>,
+}
+
+impl SourceMap {
+    /// `rest` answers every name no added source owns.
+    pub fn new(rest: Arc<dyn CertificateSource>) -> Self {
+        Self {
+            owned: HashMap::new(),
+            rest,
+        }
+    }
+
+    /// `source` answers for `names` (host names, matched without regard to
+    /// case or a final dot), replacing whoever answered for them.
+    pub fn add<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        source: Arc<dyn CertificateSource>,
+    ) -> &mut Self {
+        for name in names {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            self.owned.insert(name, source.clone());
+        }
+        self
+    }
+
+    fn source(&self, server_name: Option<&str>) -> &Arc<dyn CertificateSource> {
+        let owner = server_name.and_then(|name| {
+            if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                self.owned.get(&name)
+            } else {
+                self.owned.get(name)
+            }
+        });
+        owner.unwrap_or(&self.rest)
+    }
+}
+
+impl CertificateSource for SourceMap {
+    fn serves(&self, server_name: Option<&str>) -> bool {
+        self.source(server_name).serves(server_name)
+    }
+
+    fn tls_alpn_challenge(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.source(hello.server_name()).tls_alpn_challenge(hello)
+    }
+}
+
+impl ResolvesServerCert for SourceMap {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.source(hello.server_name()).resolve(hello)
     }
 }

@@ -6,3 +6,4 @@ mod load;
 mod reload;
 mod settings;
 mod sni;
+mod storage;

@@ -1,13 +1,15 @@
 //! The SNI resolver over real TLS handshakes on 127.0.0.1: exact names,
 //! one-label wildcards, the default certificate, unknown names refused, and
-//! a replaced map reaching new handshakes.
+//! a replaced map reaching new handshakes; sources put together, each
+//! owning its names.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-use proxy_certs::{CertMap, SniResolver};
+use proxy_certs::{CertMap, CertificateSource, SniResolver, SourceMap};
 use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use test_support::{Ca, provider, root_store};
@@ -19,7 +21,7 @@ fn leaf(ca: &Ca, names: &[&str]) -> (Arc<CertifiedKey>, CertificateDer<'static>)
 }
 
 /// Serves TLS handshakes with `resolver` until the test ends.
-fn server(resolver: Arc<SniResolver>) -> std::net::SocketAddr {
+fn server(resolver: Arc<dyn ResolvesServerCert>) -> std::net::SocketAddr {
     let config = Arc::new(
         ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -133,4 +135,38 @@ fn the_default_answers_unknown_names_and_a_replaced_map_reaches_new_handshakes()
         "served by default"
     );
     assert!(!resolver.current().is_empty());
+}
+
+#[test]
+fn a_source_map_gives_each_source_its_own_names_even_before_it_has_a_certificate() {
+    let ca = Ca::root("Root");
+    let (fallback_key, fallback_der) = leaf(&ca, &["files.test", "elsewhere.test"]);
+    let (owned_key, owned_der) = leaf(&ca, &["owned.test"]);
+    let mut files = CertMap::new();
+    files.insert("files.test", fallback_key.clone());
+    // A default certificate would answer every name: not the owned ones.
+    files.set_default(fallback_key);
+    let owned = Arc::new(SniResolver::new(CertMap::new()));
+    let mut map = SourceMap::new(Arc::new(SniResolver::new(files)));
+    map.add(["Owned.test."], owned.clone());
+    let map = Arc::new(map);
+
+    assert!(!map.serves(Some("owned.test")));
+    assert!(!map.serves(Some("OWNED.TEST.")));
+    assert!(map.serves(Some("files.test")));
+    assert!(map.serves(Some("elsewhere.test")));
+    assert!(map.serves(None));
+    let addr = server(map.clone());
+    assert!(handshake(addr, &ca, "owned.test").is_err());
+    assert_eq!(
+        handshake(addr, &ca, "elsewhere.test").unwrap(),
+        fallback_der
+    );
+
+    let mut certs = CertMap::new();
+    certs.insert("owned.test", owned_key);
+    owned.replace(certs);
+    assert!(map.serves(Some("owned.test")));
+    assert_eq!(handshake(addr, &ca, "owned.test").unwrap(), owned_der);
+    assert_eq!(handshake(addr, &ca, "files.test").unwrap(), fallback_der);
 }

@@ -3,6 +3,8 @@
 //! configuration of the app the SNI names (client certificates or not),
 //! finish the handshake within the handshake timeout, and refuse a resumed
 //! session whose client certificate the app's policy no longer accepts.
+//! An ACME TLS-ALPN-01 validation is answered with the certificate source's
+//! challenge certificate and the connection ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use rustls::server::Acceptor;
 use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 use tracing::debug;
 
 use crate::client_auth::PeerChain;
@@ -25,6 +27,10 @@ use crate::stream::{Tls, version_and_cipher};
 /// A fatal `unrecognized_name` alert (RFC 6066), as a plaintext record: the
 /// answer to a ClientHello naming no certificate we hold.
 const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+/// A fatal `no_application_protocol` alert (RFC 7301): the answer to an
+/// ACME validation no source expects.
+const NO_APPLICATION_PROTOCOL: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x78];
 
 /// Runs the handshake on `tcp` within `timeout`; `None` when it fails or
 /// times out (the reason is logged at debug level: clients that give up
@@ -49,6 +55,10 @@ pub(crate) async fn accept(
             return None;
         }
     };
+    if proxy_certs::is_tls_alpn_challenge(&start.client_hello()) {
+        answer_challenge(start, tls, peer, deadline).await;
+        return None;
+    }
     let sni: Option<Box<str>> = start
         .client_hello()
         .server_name()
@@ -102,6 +112,42 @@ pub(crate) async fn accept(
         client,
     };
     Some((Box::new(tokio_rustls::TlsStream::Server(stream)), info))
+}
+
+/// Answers an ACME TLS-ALPN-01 validation with the certificate the source
+/// holds for it, then ends the connection; refuses it when the source
+/// expects none.
+async fn answer_challenge(
+    mut start: StartHandshake<TcpStream>,
+    tls: &ServerTls,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) {
+    let sni = start.client_hello().server_name().unwrap_or("").to_owned();
+    let certs = &tls.settings.certs;
+    let config = certs
+        .tls_alpn_challenge(start.client_hello())
+        .ok_or_else(|| rustls::Error::General("no validation pending".into()))
+        .and_then(|cert| proxy_certs::challenge_config(tls.settings.provider().clone(), cert));
+    let config = match config {
+        Ok(config) => Arc::new(config),
+        Err(error) => {
+            debug!(peer = %peer, sni, %error, "ACME TLS-ALPN-01 validation refused");
+            let _ = tokio::time::timeout_at(deadline, start.io.write_all(&NO_APPLICATION_PROTOCOL))
+                .await;
+            return;
+        }
+    };
+    let answered = tokio::time::timeout_at(deadline, async {
+        let mut stream = start.into_stream(config).await?;
+        stream.shutdown().await
+    })
+    .await;
+    match answered {
+        Ok(Ok(())) => debug!(peer = %peer, sni, "ACME TLS-ALPN-01 validation answered"),
+        Ok(Err(error)) => debug!(peer = %peer, sni, %error, "ACME TLS-ALPN-01 handshake failed"),
+        Err(_) => debug!(peer = %peer, sni, "ACME TLS-ALPN-01 handshake timed out"),
+    }
 }
 
 /// The configuration of the app `sni` names, with its client-certificate
