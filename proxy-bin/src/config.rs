@@ -4,6 +4,7 @@
 //! .upstream[1].location`) and the reason; syntax and type errors also give
 //! the line and column.
 
+mod acme;
 mod convert;
 mod h3;
 mod listen;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use proxy_certs::Reload;
 use proxy_lib::ProxyConfig;
 
+pub use acme::AcmePlan;
 pub use tls::{Sessions, sessions};
 
 /// A config file turned into what the binary runs.
@@ -33,6 +35,9 @@ pub struct Loaded {
     pub log: LogSettings,
     /// `worker_threads`: the runtime's workers, or one per core when unset.
     pub worker_threads: Option<usize>,
+    /// The certificates ordered by ACME, when an app asks for it: start
+    /// them before serving.
+    pub acme: Option<AcmePlan>,
     /// What is read from files while serving (certificates, revocation
     /// lists), to be watched for changes.
     pub watched: Vec<Arc<dyn Reload>>,

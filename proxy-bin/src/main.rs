@@ -70,6 +70,9 @@ fn main() -> ExitCode {
         for warning in &loaded.warnings {
             eprintln!("portcullis: warning: {warning}");
         }
+        for line in loaded.acme.iter().flat_map(|plan| &plan.report) {
+            println!("{line}");
+        }
         println!(
             "{}: configuration is valid ({} apps)",
             cli.config.display(),

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use proxy_certs::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::logging::{RateLimit, SUMMARY_EVERY};
-use proxy_bin::config::{self, Loaded, Sessions};
+use proxy_bin::config::{self, AcmePlan, Loaded, Sessions};
 
 pub async fn run(
     path: PathBuf,
@@ -25,6 +26,7 @@ pub async fn run(
     log_limit: RateLimit,
 ) -> anyhow::Result<()> {
     let mut certs = CertWatch::start(loaded.watched);
+    let mut _orders = start_orders(loaded.acme).await;
     let (updates, config) = watch::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
     let shutdown = CancellationToken::new();
@@ -43,8 +45,10 @@ pub async fn run(
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
             _ = hangup.recv() => {
-                if let Some(new_certs) = reload(&path, &sessions, &updates) {
+                if let Some((new_certs, orders)) = reload(&path, &sessions, &updates).await {
                     certs.replace(new_certs);
+                    // The previous orders stop once the new ones serve.
+                    _orders = orders;
                 }
                 continue;
             }
@@ -57,20 +61,39 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies the file anew; returns its files to watch from now on.
-fn reload(
+/// Starts the ACME orders, and waits (a little) until what their cache
+/// holds is served, so that no handshake for their names is refused for
+/// want of reading it.
+async fn start_orders(plan: Option<AcmePlan>) -> Option<proxy_acme::Running> {
+    let running = plan?.acme.start();
+    if !running.cache_loaded(CACHE_READ_LIMIT).await {
+        warn!(
+            limit = ?CACHE_READ_LIMIT,
+            "the ACME registry was not read in time; its certificates are served once it is"
+        );
+    }
+    Some(running)
+}
+
+/// How long serving waits for the ACME registry to be read.
+const CACHE_READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// Applies the file anew; returns its files to watch and its ACME orders
+/// from now on.
+async fn reload(
     path: &Path,
     sessions: &Sessions,
     updates: &watch::Sender<Arc<ProxyConfig>>,
-) -> Option<Vec<Arc<dyn Reload>>> {
+) -> Option<(Vec<Arc<dyn Reload>>, Option<proxy_acme::Running>)> {
     match config::load(path, sessions, config::Mode::Serve) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 warn!("{warning}");
             }
+            let orders = start_orders(loaded.acme).await;
             updates.send_replace(Arc::new(loaded.proxy));
             info!(file = %path.display(), "SIGHUP: configuration reloaded");
-            Some(loaded.watched)
+            Some((loaded.watched, orders))
         }
         Err(e) => {
             error!("SIGHUP: configuration refused, still serving the previous one: {e}");

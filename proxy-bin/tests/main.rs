@@ -4,6 +4,7 @@
 
 mod support;
 
+mod acme;
 mod config_errors;
 mod h3;
 mod memory;

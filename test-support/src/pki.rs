@@ -81,6 +81,22 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A server certificate for `names` valid from `not_before` to
+    /// `not_after` (whole seconds).
+    pub fn server_between(
+        &self,
+        names: &[&str],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Leaf {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        self.sign(params)
+    }
+
     /// A server certificate for `names` whose validity ended in 2002.
     pub fn expired_server(&self, names: &[&str]) -> Leaf {
         let mut params =

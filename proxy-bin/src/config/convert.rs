@@ -11,7 +11,7 @@ use proxy_lib::config::{
 };
 
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
-use crate::config::{ConfigError, Loaded, LogSettings, Mode, h3, listen, route, tls};
+use crate::config::{ConfigError, Loaded, LogSettings, Mode, acme, h3, listen, route, tls};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -21,7 +21,7 @@ const NOT_YET: &str = "is not supported by this version yet";
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub fn convert(
-    raw: RawConfig,
+    mut raw: RawConfig,
     base: &Path,
     sessions: &tls::Sessions,
     mode: Mode,
@@ -101,12 +101,25 @@ pub fn convert(
     let public_port = public_https_port(&raw)?;
     let public_port_key = public_port_key(&raw);
     let mut certs = Vec::new();
+    let mut ordered = Vec::new();
     let mut watched: Vec<Arc<dyn Reload>> = Vec::new();
+    let acme_section = acme::section(
+        raw.acme.take(),
+        raw.experimental.as_mut().and_then(|e| e.acme.take()),
+    )?;
     for (name, app) in raw.apps {
+        let names = app
+            .server_name
+            .clone()
+            .map(|n| n.into_vec())
+            .unwrap_or_default();
         let is_default = raw.default_application.as_deref() == Some(name.as_str());
         let (app, files) = convert_app(&name, app, is_default, &facts, &mut warnings)?;
         if let Some(cert) = files.cert {
             certs.push((format!("apps.{name}.tls"), cert));
+        }
+        if files.acme {
+            ordered.push((name.clone(), names));
         }
         watched.extend(files.revocation.map(|policy| -> Arc<dyn Reload> { policy }));
         // Names are unique map keys and routes were checked, so what is left
@@ -115,14 +128,21 @@ pub fn convert(
             .app(app)
             .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
     }
-    let certs = match (raw.listen_port_tls, certs.is_empty()) {
+    let acme = acme::plan(acme_section, ordered, base)?;
+    let certs = match (raw.listen_port_tls, certs.is_empty() && acme.is_none()) {
         (Some(port), false) => {
             let listen = addresses
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port))
                 .collect();
-            let (mut settings, source) =
-                tls::settings(certs, listen, public_port, sessions, &mut warnings)?;
+            let (mut settings, source) = tls::settings(
+                certs,
+                acme.as_ref().map(|plan| &plan.acme),
+                listen,
+                public_port,
+                sessions,
+                &mut warnings,
+            )?;
             if let Some((_, http3)) = &http3 {
                 settings.http3(http3.clone());
             }
@@ -132,14 +152,15 @@ pub fn convert(
         (Some(_), true) => {
             return Err(ConfigError::at(
                 "listen_port_tls",
-                "no app has a certificate: set tls_cert_path and tls_cert_key_path in an app's tls",
+                "no app has a certificate: set tls_cert_path and tls_cert_key_path, or acme = true, in an app's tls",
             ));
         }
         (None, false) => {
-            return Err(ConfigError::at(
-                certs[0].0.clone(),
-                "serving TLS needs listen_port_tls",
-            ));
+            let at = match (certs.first(), &acme) {
+                (Some((key, _)), _) => key.clone(),
+                (None, _) => "listen_port_tls".to_owned(),
+            };
+            return Err(ConfigError::at(at, "serving TLS needs listen_port_tls"));
         }
         (None, true) => None,
     };
@@ -171,6 +192,7 @@ pub fn convert(
             access_log: log.access_log.unwrap_or(true),
         },
         worker_threads: raw.worker_threads,
+        acme,
         watched: certs
             .map(|source| -> Arc<dyn Reload> { source })
             .into_iter()
@@ -312,10 +334,7 @@ fn public_port_key(raw: &RawConfig) -> Option<&'static str> {
 }
 
 fn check_experimental(experimental: &RawExperimental) -> Result<()> {
-    for (key, present) in [
-        ("experimental.cache", experimental.cache.is_some()),
-        ("experimental.acme", experimental.acme.is_some()),
-    ] {
+    for (key, present) in [("experimental.cache", experimental.cache.is_some())] {
         if present {
             return Err(ConfigError::at(key, format!("this feature {NOT_YET}")));
         }

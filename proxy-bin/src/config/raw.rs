@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub experimental: Option<RawExperimental>,
     /// Ours; rpxy spells it `[experimental.h3]`.
     pub http3: Option<RawHttp3>,
+    /// Ours; rpxy spells it `[experimental.acme]`.
+    pub acme: Option<RawAcme>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,7 +265,7 @@ pub struct RawExperimental {
     pub connection_handling_timeout: Option<u64>,
     pub h3: Option<RawHttp3>,
     pub cache: Option<toml::Table>,
-    pub acme: Option<toml::Table>,
+    pub acme: Option<RawAcme>,
     pub tcp_recv_proxy_protocol: Option<RawProxyProtocol>,
 }
 
@@ -274,4 +276,15 @@ pub struct RawProxyProtocol {
     pub trusted_proxies: Option<OneOrMany>,
     /// Milliseconds; 0 means rpxy's fallback of 5 s.
     pub timeout: Option<u64>,
+}
+
+/// `[acme]`, or rpxy's `[experimental.acme]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub dir_url: Option<String>,
+    pub email: Option<OneOrMany>,
+    pub registry_path: Option<String>,
+    /// Ours: a PEM bundle trusted for the directory's HTTPS.
+    pub dir_ca_cert_path: Option<String>,
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::HeaderName;
-use proxy_certs::{CertFiles, ClientAuth, ErrorKind, FileSource};
+use proxy_acme::Acme;
+use proxy_certs::{CertFiles, CertificateSource, ClientAuth, ErrorKind, FileSource, SourceMap};
 use proxy_lib::config::{AppTls, TlsSettings};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
@@ -36,11 +37,13 @@ pub struct AppTlsParts {
     pub files: AppFiles,
 }
 
-/// The certificate an app serves if it has one, and its client-certificate
-/// policy if it has revocation lists to re-read.
+/// The certificate an app serves if it has one, whether it orders one by
+/// ACME instead, and its client-certificate policy if it has revocation
+/// lists to re-read.
 #[derive(Default)]
 pub struct AppFiles {
     pub cert: Option<CertFiles>,
+    pub acme: bool,
     pub revocation: Option<Arc<ClientAuth>>,
 }
 
@@ -64,11 +67,9 @@ pub fn app_tls(
     warnings: &mut Vec<String>,
 ) -> Result<AppTlsParts> {
     let key = format!("{}.tls", cx.key);
-    if raw.acme.unwrap_or(false) {
-        return Err(ConfigError::at(
-            format!("{key}.acme"),
-            "ACME is not supported by this version yet",
-        ));
+    let acme = raw.acme.unwrap_or(false);
+    if acme {
+        check_acme(&raw, cx, &key)?;
     }
     let mut tls = AppTls::new();
     // rpxy's rule: with both ports, TLS apps redirect cleartext requests
@@ -137,8 +138,39 @@ pub fn app_tls(
     };
     Ok(AppTlsParts {
         tls,
-        files: AppFiles { cert, revocation },
+        files: AppFiles {
+            cert,
+            acme,
+            revocation,
+        },
     })
+}
+
+/// `acme = true` orders the app's certificate for its server names: not
+/// with certificate files, and not without names.
+fn check_acme(raw: &RawAppTls, cx: &AppContext<'_>, key: &str) -> Result<()> {
+    for (field, set) in [
+        ("tls_cert_path", raw.tls_cert_path.is_some()),
+        ("tls_cert_key_path", raw.tls_cert_key_path.is_some()),
+        (
+            "self_signed_if_missing",
+            raw.self_signed_if_missing == Some(true),
+        ),
+    ] {
+        if set {
+            return Err(ConfigError::at(
+                format!("{key}.{field}"),
+                "acme = true orders this app's certificate: remove the certificate files or acme",
+            ));
+        }
+    }
+    if cx.server_names.iter().all(|n| n.is_empty()) {
+        return Err(ConfigError::at(
+            format!("{key}.acme"),
+            "needs server_name: the certificate is ordered for the app's names",
+        ));
+    }
+    Ok(())
 }
 
 /// The app's client-certificate policy: `client_ca_cert_path` and the
@@ -190,10 +222,12 @@ fn client_auth(
     Ok(has_crls.then_some(policy))
 }
 
-/// The certificates of every app, loaded; the settings of the TLS
-/// listeners serving them. Errors name the app key of the file at fault.
+/// The certificates of every app, loaded, beside those ACME keeps; the
+/// settings of the TLS listeners serving them. Errors name the app key of
+/// the file at fault.
 pub fn settings(
     certs: Vec<(String, CertFiles)>,
+    acme: Option<&Acme>,
     listen: Vec<std::net::SocketAddr>,
     public_port: Option<u16>,
     sessions: &Sessions,
@@ -224,7 +258,17 @@ pub fn settings(
         }
     }
     let source = Arc::new(source);
-    let mut settings = TlsSettings::new(source.resolver(), &provider());
+    let certificates: Arc<dyn CertificateSource> = match acme {
+        Some(acme) => {
+            let ordered = acme.source();
+            let mut map = SourceMap::new(source.resolver());
+            let names: Vec<String> = ordered.names().map(str::to_owned).collect();
+            map.add(names.iter().map(String::as_str), ordered);
+            Arc::new(map)
+        }
+        None => source.resolver(),
+    };
+    let mut settings = TlsSettings::new(certificates, &provider());
     settings.sessions(sessions.clone());
     for addr in listen {
         settings.listen(addr);
