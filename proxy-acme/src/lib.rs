@@ -16,7 +16,8 @@
 //!   failure logged with the CA's reason, and [`AcmeSource::status`] tells
 //!   each app's expiry and last error.
 //! - While an app has no certificate, handshakes naming it are refused
-//!   with `unrecognized_name` and the log says why.
+//!   with `unrecognized_name` and the log says why, or served a self-signed
+//!   stand-in if the app asked for one ([`AcmeApp::self_signed_stand_in`]).
 
 mod cache;
 mod error;
@@ -27,4 +28,4 @@ mod source;
 pub use cache::{account_key, certificate_key, certificate_lifetime};
 pub use error::Error;
 pub use settings::{AcmeSettings, LETS_ENCRYPT};
-pub use source::{Acme, AcmeSource, AppStatus, Running};
+pub use source::{Acme, AcmeApp, AcmeSource, AppStatus, Running};

@@ -28,7 +28,7 @@ pub(crate) async fn drive(mut state: AcmeState<io::Error>, app: Arc<Managed>) {
             Ok(EventOk::DeployedCachedCert) => {
                 app.deployed(false);
                 let status = app.status();
-                info!(app = %name, names, expires = ?status.not_after, renew_at = ?status.renew_at, "ACME certificate from the cache in service");
+                info!(app = %name, names, expires = %when(status.not_after), renew_at = %when(status.renew_at), "ACME certificate from the cache in service");
             }
             Ok(EventOk::DeployedNewCert) => {
                 failures = 0;
@@ -36,7 +36,7 @@ pub(crate) async fn drive(mut state: AcmeState<io::Error>, app: Arc<Managed>) {
                 info!(app = %name, names, "ACME certificate issued; in service for new handshakes");
             }
             Ok(EventOk::CertCacheStore) => {
-                info!(app = %name, names, expires = ?status.not_after, renew_at = ?status.renew_at, "ACME certificate stored");
+                info!(app = %name, names, expires = %when(status.not_after), renew_at = %when(status.renew_at), "ACME certificate stored");
             }
             Ok(EventOk::AccountCacheStore) => debug!(app = %name, "ACME account key stored"),
             Err(EventError::Order(error)) => {
@@ -80,6 +80,11 @@ fn order_failure(error: &OrderError) -> String {
     } else {
         format!("the CA did not validate {name}: {}", details.join("; "))
     }
+}
+
+/// A time for the log, as in HTTP dates.
+fn when(time: Option<std::time::SystemTime>) -> String {
+    time.map_or_else(|| "unknown".to_owned(), httpdate::fmt_http_date)
 }
 
 fn bounded(mut reason: String) -> String {

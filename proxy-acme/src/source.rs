@@ -134,6 +134,49 @@ impl Managed {
 struct Entry {
     managed: Arc<Managed>,
     resolver: Arc<ResolvesServerCertAcme>,
+    /// Served while there is no certificate, if the app asked for it.
+    stand_in: Option<Arc<CertifiedKey>>,
+}
+
+/// An app whose certificate is ordered: its name (for the log and
+/// [`AppStatus`]) and its server names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeApp {
+    name: String,
+    names: Vec<String>,
+    stand_in: bool,
+}
+
+impl AcmeApp {
+    /// A certificate for `names`, in this order, for the app `name`.
+    pub fn new(
+        name: impl Into<String>,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            names: names.into_iter().map(Into::into).collect(),
+            stand_in: false,
+        }
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The names its certificate is ordered for.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// While the app has no certificate, serves a self-signed one made at
+    /// start instead of refusing its handshakes: clients that accept it
+    /// (or are told to) reach the app before the CA answers. Default: off.
+    pub fn self_signed_stand_in(mut self, on: bool) -> Self {
+        self.stand_in = on;
+        self
+    }
 }
 
 /// The certificates of every app [`Acme`] manages, as a certificate
@@ -165,7 +208,8 @@ impl AcmeSource {
 
 impl CertificateSource for AcmeSource {
     fn serves(&self, server_name: Option<&str>) -> bool {
-        self.entry(server_name).is_some_and(|e| e.managed.serves())
+        self.entry(server_name)
+            .is_some_and(|e| e.stand_in.is_some() || e.managed.serves())
     }
 
     fn tls_alpn_challenge(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
@@ -185,7 +229,7 @@ impl ResolvesServerCert for AcmeSource {
         }
         let entry = self.entry(hello.server_name())?;
         if !entry.managed.serves() {
-            return None;
+            return entry.stand_in.clone();
         }
         entry.resolver.resolve(hello)
     }
@@ -208,18 +252,22 @@ impl std::fmt::Debug for Acme {
 }
 
 impl Acme {
-    /// One certificate per app of `apps` (an app's name, for the log and
-    /// [`AppStatus`], and its server names), ordered on its own. Nothing is
-    /// asked of the CA or the storage until [`start`](Self::start).
+    /// One certificate per app of `apps`, each ordered on its own. Nothing
+    /// is asked of the CA or the storage until [`start`](Self::start).
     pub fn new(
         settings: AcmeSettings,
-        apps: impl IntoIterator<Item = (String, Vec<String>)>,
+        apps: impl IntoIterator<Item = AcmeApp>,
     ) -> Result<Self, Error> {
         let client = settings.client_config()?;
         let mut entries = Vec::new();
         let mut by_name = HashMap::new();
         let mut states = Vec::new();
-        for (app, names) in apps {
+        for AcmeApp {
+            name: app,
+            names,
+            stand_in,
+        } in apps
+        {
             let names: Vec<String> = names
                 .iter()
                 .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
@@ -233,6 +281,12 @@ impl Acme {
                     ));
                 }
             }
+            let stand_in = match stand_in {
+                true => Some(self_signed(&names, &settings).map_err(|reason| {
+                    Error::new("names", format!("{app}: no self-signed stand-in: {reason}"))
+                })?),
+                false => None,
+            };
             let managed = Arc::new(Managed::new(app, names.clone()));
             let cache = StorageCache {
                 storage: settings.storage.clone(),
@@ -246,6 +300,7 @@ impl Acme {
             entries.push(Entry {
                 managed: managed.clone(),
                 resolver: state.resolver(),
+                stand_in,
             });
             states.push((managed, state));
         }
@@ -284,6 +339,15 @@ impl Acme {
         });
         Running { source, task }
     }
+}
+
+/// A self-signed certificate for `names`, with a new ECDSA P-256 key.
+fn self_signed(names: &[String], settings: &AcmeSettings) -> Result<Arc<CertifiedKey>, String> {
+    let made = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| e.to_string())?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    CertifiedKey::from_der(vec![made.cert.der().clone()], key, &settings.provider)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Makes the account key before any app needs it, so that apps ordering at

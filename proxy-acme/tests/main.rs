@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use proxy_acme::{Acme, AcmeSettings, account_key, certificate_key};
+use proxy_acme::{Acme, AcmeApp, AcmeSettings, account_key, certificate_key};
 use proxy_certs::{CertificateSource, FileStorage, check_key};
 
 fn settings(directory: &str) -> Result<AcmeSettings, proxy_acme::Error> {
@@ -19,11 +19,8 @@ fn with_roots() -> AcmeSettings {
     settings
 }
 
-fn app(name: &str, names: &[&str]) -> (String, Vec<String>) {
-    (
-        name.to_owned(),
-        names.iter().map(|n| n.to_string()).collect(),
-    )
+fn app(name: &str, names: &[&str]) -> AcmeApp {
+    AcmeApp::new(name, names.iter().copied())
 }
 
 #[test]
@@ -100,6 +97,15 @@ fn before_a_certificate_nothing_is_served_and_no_validation_answered() {
     assert!(!status[0].serving);
     assert_eq!(status[0].names, ["a.portcullis.test"]);
     assert_eq!(status[0].not_after, None);
+
+    // With a stand-in, the names are served from the start.
+    let acme = Acme::new(
+        with_roots(),
+        [app("a", &["a.portcullis.test"]).self_signed_stand_in(true)],
+    )
+    .unwrap();
+    assert!(acme.source().serves(Some("a.portcullis.test")));
+    assert!(!acme.source().serves(Some("other.test")));
 }
 
 #[test]

@@ -312,7 +312,17 @@ async fn with_the_ca_down_at_start_cached_certificates_serve_and_orders_retry_un
         now + Duration::from_secs(90 * 24 * 3600),
     );
     let apps: [(&str, &[&str]); 2] = [("cached", &["cached.test"]), ("new", &["new.test"])];
-    let proxy = Portcullis::start(&config(&pebble, state.path(), &apps, origin.addr, ""));
+    let stand_in = format!(
+        r#"
+[apps.standin]
+server_name = "standin.test"
+tls = {{ acme = true, self_signed_if_missing = true, https_redirection = false }}
+reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
+"#,
+        origin.addr
+    );
+    let text = config(&pebble, state.path(), &apps, origin.addr, "") + &stand_in;
+    let proxy = Portcullis::start(&text);
 
     until_logged(
         &proxy,
@@ -342,20 +352,42 @@ async fn with_the_ca_down_at_start_cached_certificates_serve_and_orders_retry_un
         "{error}"
     );
 
-    pebble.start_server().await;
-    until_logged(
-        &proxy,
-        &["ACME certificate issued", "new.test"],
-        1,
-        Duration::from_secs(60),
+    // The app that asked for a stand-in is served a self-signed
+    // certificate meanwhile (a client trusting nothing of ours refuses it).
+    let error = get(
+        tls_addr(&pebble),
+        "standin.test",
+        std::slice::from_ref(&earlier_ca.der),
     )
-    .await;
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    assert_eq!(
+        logged(
+            &proxy,
+            &["standin.test is served a self-signed certificate"]
+        ),
+        1
+    );
+
+    pebble.start_server().await;
+    for name in ["new.test", "standin.test"] {
+        until_logged(
+            &proxy,
+            &["ACME certificate issued", name],
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
     let roots = pebble.issuing_roots().await;
-    let (_, status) = get(tls_addr(&pebble), "new.test", &roots).await.unwrap();
-    assert_eq!(status, 200);
+    for name in ["new.test", "standin.test"] {
+        let (_, status) = get(tls_addr(&pebble), name, &roots).await.unwrap();
+        assert_eq!(status, 200);
+    }
     assert_eq!(
         pebble.issued(),
-        1,
+        2,
         "the cached certificate is not ordered again"
     );
 }
@@ -395,13 +427,6 @@ fn acme_keys_are_refused_where_they_are_wrong() {
             one,
             PORTS,
             ": apps.a.tls.tls_cert_path: acme = true orders this app's certificate: remove the certificate files or acme",
-        ),
-        case(
-            "",
-            "{ acme = true, self_signed_if_missing = true }",
-            one,
-            PORTS,
-            ": apps.a.tls.self_signed_if_missing: acme = true orders",
         ),
         case(
             "",

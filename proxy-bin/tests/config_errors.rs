@@ -120,7 +120,7 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         (
             format!("listen_port = 8080\nlisten_port_tls = 8443\n{APP}"),
-            ": listen_port_tls: no app has a certificate: set tls_cert_path and tls_cert_key_path in an app's tls",
+            ": listen_port_tls: no app has a certificate: set tls_cert_path and tls_cert_key_path, or acme = true, in an app's tls",
         ),
         ("listen_port = 8080\n[apps.a\n".into(), ":2:8: unclosed table, expected `]`"),
         (

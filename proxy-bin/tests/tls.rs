@@ -94,10 +94,6 @@ fn bad_tls_keys_are_refused_at_their_key() {
             ": apps.site.tls.tls_cert_key_path: required with tls_cert_path".into(),
         ),
         (
-            app("acme = true"),
-            ": apps.site.tls.acme: ACME is not supported by this version yet".into(),
-        ),
-        (
             app(&format!(
                 "tls_cert_path = \"{crt}\", tls_cert_key_path = \"{key}\", client_identity_header = \"x-client\""
             )),

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use proxy_acme::{Acme, AcmeSettings, LETS_ENCRYPT};
+use proxy_acme::{Acme, AcmeApp, AcmeSettings, LETS_ENCRYPT};
 use proxy_certs::FileStorage;
 
 use crate::config::ConfigError;
@@ -51,14 +51,10 @@ pub struct AcmePlan {
     pub report: Vec<String>,
 }
 
-/// The orders of `apps` (key of the app, its server names) under
+/// The orders of `apps`, under
 /// `section`'s settings (defaults without one: Let's Encrypt, state in
 /// `acme_registry` beside the file). `None` when no app asks for ACME.
-pub fn plan(
-    section: Option<Section>,
-    apps: Vec<(String, Vec<String>)>,
-    base: &Path,
-) -> Result<Option<AcmePlan>> {
+pub fn plan(section: Option<Section>, apps: Vec<AcmeApp>, base: &Path) -> Result<Option<AcmePlan>> {
     let Some(first) = apps.first() else {
         return Ok(None);
     };
@@ -97,14 +93,14 @@ pub fn plan(
     }
     let report = apps
         .iter()
-        .map(|(app, names)| report_line(&storage, directory, app, names))
+        .map(|app| report_line(&storage, directory, app.name(), app.names()))
         .collect();
     let acme = Acme::new(settings, apps.clone()).map_err(|e| {
-        let owner = apps.iter().find_map(|(app, _)| {
-            let reason = e.reason.strip_prefix(app.as_str())?.strip_prefix(": ")?;
-            Some((app.as_str(), reason))
+        let owner = apps.iter().find_map(|app| {
+            let reason = e.reason.strip_prefix(app.name())?.strip_prefix(": ")?;
+            Some((app.name(), reason))
         });
-        let (app, reason) = owner.unwrap_or((first.0.as_str(), e.reason.as_str()));
+        let (app, reason) = owner.unwrap_or((first.name(), e.reason.as_str()));
         match e.field {
             "names" => ConfigError::at(format!("apps.{app}.server_name"), reason),
             _ => at("dir_ca_cert_path", e.reason.clone()),

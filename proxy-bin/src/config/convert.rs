@@ -10,6 +10,8 @@ use proxy_lib::config::{
     App, Limits, ProxyConfig, ProxyProtocol, ServerName, StickyCookie, Timeouts, TrustedProxies,
 };
 
+use proxy_acme::AcmeApp;
+
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
 use crate::config::{ConfigError, Loaded, LogSettings, Mode, acme, h3, listen, route, tls};
 
@@ -118,8 +120,8 @@ pub fn convert(
         if let Some(cert) = files.cert {
             certs.push((format!("apps.{name}.tls"), cert));
         }
-        if files.acme {
-            ordered.push((name.clone(), names));
+        if let Some(stand_in) = files.acme {
+            ordered.push(AcmeApp::new(name.clone(), names).self_signed_stand_in(stand_in));
         }
         watched.extend(files.revocation.map(|policy| -> Arc<dyn Reload> { policy }));
         // Names are unique map keys and routes were checked, so what is left

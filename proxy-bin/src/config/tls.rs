@@ -43,7 +43,9 @@ pub struct AppTlsParts {
 #[derive(Default)]
 pub struct AppFiles {
     pub cert: Option<CertFiles>,
-    pub acme: bool,
+    /// Ordered by ACME: with a self-signed stand-in until it is issued, or
+    /// not.
+    pub acme: Option<bool>,
     pub revocation: Option<Arc<ClientAuth>>,
 }
 
@@ -67,10 +69,10 @@ pub fn app_tls(
     warnings: &mut Vec<String>,
 ) -> Result<AppTlsParts> {
     let key = format!("{}.tls", cx.key);
-    let acme = raw.acme.unwrap_or(false);
-    if acme {
-        check_acme(&raw, cx, &key)?;
-    }
+    let acme = match raw.acme.unwrap_or(false) {
+        true => Some(check_acme(&raw, cx, &key, warnings)?),
+        false => None,
+    };
     let mut tls = AppTls::new();
     // rpxy's rule: with both ports, TLS apps redirect cleartext requests
     // unless they say otherwise; with one, there is nothing to choose.
@@ -147,20 +149,23 @@ pub fn app_tls(
 }
 
 /// `acme = true` orders the app's certificate for its server names: not
-/// with certificate files, and not without names.
-fn check_acme(raw: &RawAppTls, cx: &AppContext<'_>, key: &str) -> Result<()> {
+/// with certificate files, and not without names. Returns whether a
+/// self-signed stand-in is served until it is issued
+/// (`self_signed_if_missing`).
+fn check_acme(
+    raw: &RawAppTls,
+    cx: &AppContext<'_>,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<bool> {
     for (field, set) in [
         ("tls_cert_path", raw.tls_cert_path.is_some()),
         ("tls_cert_key_path", raw.tls_cert_key_path.is_some()),
-        (
-            "self_signed_if_missing",
-            raw.self_signed_if_missing == Some(true),
-        ),
     ] {
         if set {
             return Err(ConfigError::at(
                 format!("{key}.{field}"),
-                "acme = true orders this app's certificate: remove the certificate files or acme",
+                "acme = true orders this app's certificate: remove the certificate files or acme (self_signed_if_missing = true serves a stand-in until it is issued)",
             ));
         }
     }
@@ -170,7 +175,14 @@ fn check_acme(raw: &RawAppTls, cx: &AppContext<'_>, key: &str) -> Result<()> {
             "needs server_name: the certificate is ordered for the app's names",
         ));
     }
-    Ok(())
+    let stand_in = raw.self_signed_if_missing == Some(true);
+    if stand_in {
+        warnings.push(format!(
+            "{key}.self_signed_if_missing: {} is served a self-signed certificate until its ACME certificate is issued",
+            cx.server_names.join(", ")
+        ));
+    }
+    Ok(stand_in)
 }
 
 /// The app's client-certificate policy: `client_ca_cert_path` and the
