@@ -18,6 +18,35 @@
 //! - While an app has no certificate, handshakes naming it are refused
 //!   with `unrecognized_name` and the log says why, or served a self-signed
 //!   stand-in if the app asked for one ([`AcmeApp::self_signed_stand_in`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use proxy_acme::{Acme, AcmeApp, AcmeSettings, LETS_ENCRYPT};
+//! use proxy_certs::{CertificateSource, FileStorage, SourceMap};
+//!
+//! # async fn run(files: Arc<dyn CertificateSource>) -> Result<(), proxy_acme::Error> {
+//! let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+//! let storage = Arc::new(FileStorage::new("/var/lib/portcullis/acme"));
+//! let mut settings = AcmeSettings::new(LETS_ENCRYPT, storage, provider)?;
+//! settings.contact("ops@example.com")?;
+//! let site = AcmeApp::new("site", ["example.com", "www.example.com"]);
+//! let acme = Acme::new(settings, [site])?;
+//!
+//! // These names from ACME, every other one from `files`; give `certs` to
+//! // proxy-lib's `TlsSettings::new`.
+//! let ordered = acme.source();
+//! let mut certs = SourceMap::new(files);
+//! certs.add(ordered.names(), ordered.clone());
+//! let certs: Arc<dyn CertificateSource> = Arc::new(certs);
+//!
+//! let running = acme.start();
+//! running.cache_loaded(Duration::from_secs(10)).await;
+//! // ... serve; dropping `running` stops the orders.
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod error;

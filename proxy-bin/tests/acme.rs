@@ -161,6 +161,25 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(pebble.issued(), 2, "{}", pebble.output());
     assert_eq!(logged(&proxy, &["ACME certificate issued"]), 0);
+
+    // So does a reload, which reads the registry before it serves.
+    proxy.signal("HUP");
+    until_logged(
+        &proxy,
+        &["SIGHUP: configuration reloaded"],
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        logged(&proxy, &["ACME certificate from the cache in service"]),
+        4
+    );
+    for name in ["one.test", "www.two.test"] {
+        let (_, status) = get(tls_addr(&pebble), name, &roots).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(pebble.issued(), 2);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
