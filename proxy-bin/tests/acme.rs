@@ -16,6 +16,47 @@ use crate::support::*;
 
 const CONTACT: &str = "ops@portcullis.test";
 
+/// A CA, an origin behind the apps, and a directory for the proxy's state.
+struct Scene {
+    pebble: Pebble,
+    origin: Origin,
+    state: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn new(pebble: Pebble) -> Self {
+        Self {
+            pebble,
+            origin: Origin::start("origin").await,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A config ordering certificates for `apps` (name, server names).
+    fn config(&self, apps: &[(&str, &[&str])]) -> String {
+        config(&self.pebble, self.state.path(), apps, self.origin.addr, "")
+    }
+
+    /// Where the proxy listens for TLS: where pebble validates.
+    fn tls(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.pebble.tls_port))
+    }
+
+    /// Writes a certificate for `names` from `ca`, valid from `ago` before
+    /// now for `left` after, into the registry where the proxy looks for
+    /// it, as rustls-acme stores them: key, then chain.
+    fn cache(&self, ca: &Ca, names: &[&str], ago: Duration, left: Duration) -> Leaf {
+        let now = SystemTime::now();
+        let leaf = ca.server_between(names, now - ago, now + left);
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let key = proxy_acme::certificate_key(&self.pebble.directory, &names);
+        let path = registry(self.state.path()).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{}{}", leaf.key_pem, leaf.chain_pem)).unwrap();
+        leaf
+    }
+}
+
 /// A config serving `apps` (name, server names) with `acme = true`, plus
 /// `extra` (other apps), ordering from `pebble`, its state in `state`.
 fn config(
@@ -100,20 +141,14 @@ async fn get(
     Ok((leaf, answer.status.as_u16()))
 }
 
-fn tls_addr(pebble: &Pebble) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], pebble.tls_port))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_orders_nothing() {
-    let pebble = Pebble::start(free_port()).await;
-    let origin = Origin::start("origin").await;
-    let state = tempfile::tempdir().unwrap();
+    let scene = Scene::new(Pebble::start(free_port()).await).await;
     let apps: [(&str, &[&str]); 2] = [
         ("one", &["one.test"]),
         ("two", &["www.two.test", "two.test"]),
     ];
-    let text = config(&pebble, state.path(), &apps, origin.addr, "");
+    let text = scene.config(&apps);
 
     let started = Instant::now();
     let proxy = Portcullis::start(&text);
@@ -125,21 +160,21 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
     )
     .await;
     eprintln!("two certificates from pebble in {:?}", started.elapsed());
-    let roots = pebble.issuing_roots().await;
+    let roots = scene.pebble.issuing_roots().await;
     for name in ["one.test", "www.two.test", "two.test"] {
-        let (_, status) = get(tls_addr(&pebble), name, &roots).await.unwrap();
+        let (_, status) = get(scene.tls(), name, &roots).await.unwrap();
         assert_eq!(status, 200, "{name}");
     }
     let root_refs: Vec<&CertificateDer<'static>> = roots.iter().collect();
     let mut h3 = H3::connect(proxy.quic_addr(), "two.test", &root_refs).await;
     assert_eq!(h3.get("two.test", "/").await.status, 200);
-    assert_eq!(pebble.issued(), 2);
+    assert_eq!(scene.pebble.issued(), 2);
 
     // The registry is the owner's alone.
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let mut files = 0;
-    for entry in walk(&registry(state.path())) {
+    for entry in walk(&registry(scene.state.path())) {
         let want = if entry.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode(&entry), want, "{}", entry.display());
         files += usize::from(entry.is_file());
@@ -156,10 +191,10 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
         Duration::from_secs(10),
     )
     .await;
-    let (_, status) = get(tls_addr(&pebble), "one.test", &roots).await.unwrap();
+    let (_, status) = get(scene.tls(), "one.test", &roots).await.unwrap();
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(pebble.issued(), 2, "{}", pebble.output());
+    assert_eq!(scene.pebble.issued(), 2, "{}", scene.pebble.output());
     assert_eq!(logged(&proxy, &["ACME certificate issued"]), 0);
 
     // So does a reload, which reads the registry before it serves.
@@ -176,10 +211,10 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
         4
     );
     for name in ["one.test", "www.two.test"] {
-        let (_, status) = get(tls_addr(&pebble), name, &roots).await.unwrap();
+        let (_, status) = get(scene.tls(), name, &roots).await.unwrap();
         assert_eq!(status, 200);
     }
-    assert_eq!(pebble.issued(), 2);
+    assert_eq!(scene.pebble.issued(), 2);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -197,13 +232,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_that_fails_validation_fails_alone() {
-    let pebble = Pebble::start(free_port()).await;
+    let scene = Scene::new(Pebble::start(free_port()).await).await;
     // Pebble validates bad.test where nothing listens.
-    pebble.point("bad.test", "127.0.0.2").await;
-    let origin = Origin::start("origin").await;
-    let state = tempfile::tempdir().unwrap();
+    scene.pebble.point("bad.test", "127.0.0.2").await;
     let apps: [(&str, &[&str]); 2] = [("bad", &["bad.test"]), ("good", &["good.test"])];
-    let proxy = Portcullis::start(&config(&pebble, state.path(), &apps, origin.addr, ""));
+    let proxy = Portcullis::start(&scene.config(&apps));
 
     until_logged(
         &proxy,
@@ -224,57 +257,29 @@ async fn a_name_that_fails_validation_fails_alone() {
         Duration::from_secs(60),
     )
     .await;
-    let roots = pebble.issuing_roots().await;
-    let (_, status) = get(tls_addr(&pebble), "good.test", &roots).await.unwrap();
+    let roots = scene.pebble.issuing_roots().await;
+    let (_, status) = get(scene.tls(), "good.test", &roots).await.unwrap();
     assert_eq!(status, 200);
-    let error = get(tls_addr(&pebble), "bad.test", &roots)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        alert_of(&error),
-        Some(AlertDescription::UnrecognisedName),
-        "{error}"
+    assert_alert(
+        get(scene.tls(), "bad.test", &roots).await,
+        AlertDescription::UnrecognisedName,
     );
     assert_eq!(logged(&proxy, &["ACME certificate issued", "bad.test"]), 0);
 }
 
-/// Writes a certificate for `names` from `ca` into the registry where the
-/// proxy looks for it, as rustls-acme stores them: key, then chain.
-fn cache(
-    pebble: &Pebble,
-    state: &Path,
-    ca: &Ca,
-    names: &[&str],
-    not_before: SystemTime,
-    not_after: SystemTime,
-) -> Leaf {
-    let leaf = ca.server_between(names, not_before, not_after);
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let key = proxy_acme::certificate_key(&pebble.directory, &names);
-    let path = registry(state).join(key);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, format!("{}{}", leaf.key_pem, leaf.chain_pem)).unwrap();
-    leaf
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_near_expiry_is_renewed_while_serving() {
-    let pebble = Pebble::start(free_port()).await;
-    let origin = Origin::start("origin").await;
-    let state = tempfile::tempdir().unwrap();
-    // Renewal is due two thirds into the lifetime: 8 s from now.
-    let now = SystemTime::now();
+    let scene = Scene::new(Pebble::start(free_port()).await).await;
+    // Renewal is due two thirds into the lifetime: 6 s from now.
     let old_ca = Ca::root("Previous CA");
-    let old = cache(
-        &pebble,
-        state.path(),
+    let old = scene.cache(
         &old_ca,
         &["renew.test"],
-        now - Duration::from_secs(112),
-        now + Duration::from_secs(60),
+        Duration::from_secs(102),
+        Duration::from_secs(60),
     );
     let apps: [(&str, &[&str]); 1] = [("renew", &["renew.test"])];
-    let proxy = Portcullis::start(&config(&pebble, state.path(), &apps, origin.addr, ""));
+    let proxy = Portcullis::start(&scene.config(&apps));
     until_logged(
         &proxy,
         &["ACME certificate from the cache in service"],
@@ -284,13 +289,13 @@ async fn a_certificate_near_expiry_is_renewed_while_serving() {
     .await;
 
     let client = client_config(&[&old_ca.der], None, &[b"http/1.1"]);
-    let stream = tls_connect(tls_addr(&pebble), "renew.test", client)
+    let stream = tls_connect(scene.tls(), "renew.test", client)
         .await
         .unwrap();
     assert_eq!(peer_leaf(&stream), old.chain[0]);
     let mut open = H1::over(stream).await;
     assert_eq!(open.get("renew.test", "/").await.status, 200);
-    assert_eq!(pebble.issued(), 0);
+    assert_eq!(scene.pebble.issued(), 0);
 
     until_logged(
         &proxy,
@@ -299,11 +304,11 @@ async fn a_certificate_near_expiry_is_renewed_while_serving() {
         Duration::from_secs(60),
     )
     .await;
-    let roots = pebble.issuing_roots().await;
-    let (leaf, status) = get(tls_addr(&pebble), "renew.test", &roots).await.unwrap();
+    let roots = scene.pebble.issuing_roots().await;
+    let (leaf, status) = get(scene.tls(), "renew.test", &roots).await.unwrap();
     assert_eq!(status, 200);
     assert_ne!(leaf, old.chain[0]);
-    assert_eq!(pebble.issued(), 1);
+    assert_eq!(scene.pebble.issued(), 1);
     // The connection made on the old certificate goes on.
     assert_eq!(open.get("renew.test", "/").await.status, 200);
     until_logged(
@@ -317,18 +322,13 @@ async fn a_certificate_near_expiry_is_renewed_while_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_ca_down_at_start_cached_certificates_serve_and_orders_retry_until_it_is_back() {
-    let pebble = Pebble::prepare(free_port()).await;
-    let origin = Origin::start("origin").await;
-    let state = tempfile::tempdir().unwrap();
-    let now = SystemTime::now();
+    let scene = Scene::new(Pebble::prepare(free_port()).await).await;
     let earlier_ca = Ca::root("Earlier CA");
-    let cached = cache(
-        &pebble,
-        state.path(),
+    let cached = scene.cache(
         &earlier_ca,
         &["cached.test"],
-        now - Duration::from_secs(60),
-        now + Duration::from_secs(90 * 24 * 3600),
+        Duration::from_secs(60),
+        Duration::from_secs(90 * 24 * 3600),
     );
     let apps: [(&str, &[&str]); 2] = [("cached", &["cached.test"]), ("new", &["new.test"])];
     let stand_in = format!(
@@ -338,9 +338,9 @@ server_name = "standin.test"
 tls = {{ acme = true, self_signed_if_missing = true, https_redirection = false }}
 reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
 "#,
-        origin.addr
+        scene.origin.addr
     );
-    let text = config(&pebble, state.path(), &apps, origin.addr, "") + &stand_in;
+    let text = scene.config(&apps) + &stand_in;
     let proxy = Portcullis::start(&text);
 
     until_logged(
@@ -351,30 +351,27 @@ reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
     )
     .await;
     let (leaf, status) = get(
-        tls_addr(&pebble),
+        scene.tls(),
         "cached.test",
         std::slice::from_ref(&earlier_ca.der),
     )
     .await
     .unwrap();
     assert_eq!((leaf, status), (cached.chain[0].clone(), 200));
-    let error = get(
-        tls_addr(&pebble),
-        "new.test",
-        std::slice::from_ref(&earlier_ca.der),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        alert_of(&error),
-        Some(AlertDescription::UnrecognisedName),
-        "{error}"
+    assert_alert(
+        get(
+            scene.tls(),
+            "new.test",
+            std::slice::from_ref(&earlier_ca.der),
+        )
+        .await,
+        AlertDescription::UnrecognisedName,
     );
 
     // The app that asked for a stand-in is served a self-signed
     // certificate meanwhile (a client trusting nothing of ours refuses it).
     let error = get(
-        tls_addr(&pebble),
+        scene.tls(),
         "standin.test",
         std::slice::from_ref(&earlier_ca.der),
     )
@@ -389,7 +386,7 @@ reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
         1
     );
 
-    pebble.start_server().await;
+    scene.pebble.start_server().await;
     for name in ["new.test", "standin.test"] {
         until_logged(
             &proxy,
@@ -399,13 +396,13 @@ reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
         )
         .await;
     }
-    let roots = pebble.issuing_roots().await;
+    let roots = scene.pebble.issuing_roots().await;
     for name in ["new.test", "standin.test"] {
-        let (_, status) = get(tls_addr(&pebble), name, &roots).await.unwrap();
+        let (_, status) = get(scene.tls(), name, &roots).await.unwrap();
         assert_eq!(status, 200);
     }
     assert_eq!(
-        pebble.issued(),
+        scene.pebble.issued(),
         2,
         "the cached certificate is not ordered again"
     );

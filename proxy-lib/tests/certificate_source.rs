@@ -109,11 +109,9 @@ async fn a_source_of_ones_own_serves_tls_and_http3_and_refuses_what_it_does_not_
 
     // b.test is an app, but the source does not serve it: refused before
     // the source is asked for a certificate.
-    let error = tls_connect(addr, "b.test", client()).await.unwrap_err();
-    assert_eq!(
-        alert_of(&error),
-        Some(AlertDescription::UnrecognisedName),
-        "{error}"
+    assert_alert(
+        tls_connect(addr, "b.test", client()).await,
+        AlertDescription::UnrecognisedName,
     );
     assert!(
         !source
@@ -170,25 +168,15 @@ async fn an_acme_validation_gets_the_challenge_certificate_and_the_connection_en
     // Validating a name with nothing pending is refused, whether the
     // source serves the name or not.
     for name in ["a.test", "other.test"] {
-        let error = tls_connect(addr, name, acme(&[&source.ca.der]))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            alert_of(&error),
-            Some(AlertDescription::NoApplicationProtocol),
-            "{name}: {error}"
-        );
+        let refused = tls_connect(addr, name, acme(&[&source.ca.der])).await;
+        assert_alert(refused, AlertDescription::NoApplicationProtocol);
     }
     // A client offering acme-tls/1 among others is an ordinary client:
     // no challenge certificate for it, and new.test is not served yet.
     let mixed = client_config(&[&source.ca.der], None, &[b"acme-tls/1", b"http/1.1"]);
-    let error = tls_connect(addr, "new.test", mixed.clone())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        alert_of(&error),
-        Some(AlertDescription::UnrecognisedName),
-        "{error}"
+    assert_alert(
+        tls_connect(addr, "new.test", mixed.clone()).await,
+        AlertDescription::UnrecognisedName,
     );
     let stream = tls_connect(addr, "a.test", mixed).await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));

@@ -68,6 +68,15 @@ pub fn alert_of(error: &io::Error) -> Option<rustls::AlertDescription> {
     }
 }
 
+/// Asserts that `result` is a handshake ended by the server's `alert`.
+#[track_caller]
+pub fn assert_alert<T>(result: io::Result<T>, alert: rustls::AlertDescription) {
+    match result {
+        Ok(_) => panic!("the handshake succeeded; expected the alert {alert:?}"),
+        Err(error) => assert_eq!(alert_of(&error), Some(alert), "{error}"),
+    }
+}
+
 /// A client certificate that can be withdrawn: presented while `on`, and
 /// not at all after [`Presenting::withdraw`]. Configurations sharing one
 /// resolver (and one session store) resume each other's sessions, as a
