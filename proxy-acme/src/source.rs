@@ -130,12 +130,21 @@ impl Managed {
     }
 }
 
-#[derive(Debug)]
 struct Entry {
     managed: Arc<Managed>,
     resolver: Arc<ResolvesServerCertAcme>,
     /// Served while there is no certificate, if the app asked for it.
     stand_in: Option<Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for Entry {
+    // Not the resolver's: it holds the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("managed", &self.managed)
+            .field("stand_in", &self.stand_in.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// An app whose certificate is ordered: its name (for the log and
@@ -201,8 +210,15 @@ impl AcmeSource {
     }
 
     fn entry(&self, server_name: Option<&str>) -> Option<&Entry> {
-        let name = server_name?.trim_end_matches('.').to_ascii_lowercase();
-        self.entries.get(*self.by_name.get(&name)?)
+        let name = server_name?;
+        // Names as clients send them need no copy to be looked up.
+        let index = if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_name
+                .get(&name.trim_end_matches('.').to_ascii_lowercase())
+        } else {
+            self.by_name.get(name)
+        };
+        self.entries.get(*index?)
     }
 }
 
