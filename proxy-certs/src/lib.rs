@@ -33,6 +33,7 @@ mod resolver;
 mod sessions;
 mod source;
 mod storage;
+pub mod tickets;
 mod tls;
 mod upstream;
 mod verified;
@@ -54,7 +55,7 @@ pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_
 pub use resolver::{CertMap, SniResolver};
 pub use sessions::{SessionScope, scoped};
 pub use source::{CertificateSource, SourceMap};
-pub use storage::{FileStorage, Storage, StorageFuture, check_key};
+pub use storage::{FileStorage, Lock, MemoryStorage, Storage, StorageFuture, check_key};
 pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_ca_certificates, system_roots, upstream_config,

@@ -7,3 +7,4 @@ mod reload;
 mod settings;
 mod sni;
 mod storage;
+mod tickets;

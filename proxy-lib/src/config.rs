@@ -315,17 +315,20 @@ impl ProxyConfigBuilder {
                     .iter()
                     .filter_map(|app| app.tls.client_auth.as_ref())
                     .collect();
+                // 0-RTT needs sessions kept here: no tickets then.
+                let tickets = !early_data;
                 let tls = if policies.is_empty() {
-                    base.clone()
+                    settings.config(None, SessionScope::no_client_auth(), tickets)?
                 } else {
                     let scopes: Vec<SessionScope> = policies.iter().map(|p| p.scope()).collect();
                     let verifiers = policies
                         .iter()
                         .map(|&p| -> Arc<dyn ClientCertVerifier> { p.clone() })
                         .collect();
-                    settings.server_config(
+                    settings.config(
                         Some(proxy_certs::optional_any_of(verifiers)),
                         SessionScope::any_of(&scopes),
+                        tickets,
                     )?
                 };
                 Some(http3.server_config(&tls, early_data)?)

@@ -18,6 +18,7 @@ mod limits;
 mod parking;
 mod routing;
 mod static_files;
+mod tickets;
 mod timeouts;
 mod tls;
 mod tls_streams;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
+use proxy_certs::tickets::TicketKeys;
 use proxy_certs::{CertificateSource, ClientAuth, SessionScope};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -28,6 +29,7 @@ pub struct TlsSettings {
     pub(crate) certs: Arc<dyn CertificateSource>,
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
+    tickets: Option<Arc<TicketKeys>>,
     pub(crate) public_port: Option<u16>,
     pub(crate) http3: Option<Http3>,
 }
@@ -43,6 +45,7 @@ impl TlsSettings {
             certs,
             provider: Arc::new(proxy_certs::hardened(provider)),
             sessions: ServerSessionMemoryCache::new(DEFAULT_SESSION_CACHE),
+            tickets: None,
             public_port: None,
             http3: None,
         }
@@ -69,6 +72,19 @@ impl TlsSettings {
     /// every `TlsSettings`.
     pub fn sessions(&mut self, sessions: Arc<dyn StoresServerSessions>) -> &mut Self {
         self.sessions = sessions;
+        self
+    }
+
+    /// Seals TLS session tickets with `keys`, which a fleet can share
+    /// ([`proxy_certs::tickets::TicketKeeper`]), so that a client resumes
+    /// on any node that has them, each client-certificate policy only its
+    /// own tickets. Sessions then live with the client; the store of
+    /// [`sessions`](Self::sessions) serves only TLS 1.2 clients that take
+    /// no ticket. HTTP/3 uses the keys too unless an app accepts 0-RTT
+    /// early data, which rustls allows only with sessions kept here.
+    /// Default: no tickets, sessions kept by this process.
+    pub fn tickets(&mut self, keys: Arc<TicketKeys>) -> &mut Self {
+        self.tickets = Some(keys);
         self
     }
 
@@ -101,6 +117,17 @@ impl TlsSettings {
         client_auth: Option<Arc<dyn ClientCertVerifier>>,
         scope: SessionScope,
     ) -> Result<Arc<ServerConfig>> {
+        self.config(client_auth, scope, true)
+    }
+
+    /// As [`server_config`](Self::server_config), sealing tickets only if
+    /// `tickets` (and keys were given).
+    pub(crate) fn config(
+        &self,
+        client_auth: Option<Arc<dyn ClientCertVerifier>>,
+        scope: SessionScope,
+        tickets: bool,
+    ) -> Result<Arc<ServerConfig>> {
         let mut config = proxy_certs::server_config(
             self.provider.clone(),
             self.certs.clone(),
@@ -109,6 +136,9 @@ impl TlsSettings {
         )
         .map_err(|e| Error::config(format!("TLS settings cannot be used: {e}")))?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        if let Some(keys) = self.tickets.as_ref().filter(|_| tickets) {
+            config.ticketer = keys.scoped(scope);
+        }
         Ok(Arc::new(config))
     }
 

@@ -1,0 +1,344 @@
+//! Keeping the ticket keys of a fleet: every node reads the stored ring
+//! each poll and serves it; the node that finds the newest key older than
+//! the rotation interval takes the rotation lock, reads again, adds a key
+//! and writes the ring back with a compare-and-swap (a lock can be lost:
+//! the write must not trust it).
+//!
+//! A new key encrypts only after an activation delay of one poll interval
+//! plus the allowed clock skew: by then every node has read it, so no node
+//! issues a ticket another cannot open. Keys are dropped oldest first
+//! beyond `max_keys`. A node that cannot reach the store keeps serving the
+//! ring it has, says so once, tries again with growing back-off (at most
+//! the poll interval apart), and rotates its own keys meanwhile; when the
+//! store is back it serves the stored ring again, keeping its own keys to
+//! open the tickets it issued alone.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+use crate::storage::Storage;
+use crate::tickets::ring::{KeyRing, RingError, TicketKey};
+use crate::tickets::ticketer::TicketKeys;
+
+/// Where the ring is stored.
+pub const RING_KEY: &str = "tickets/ring";
+/// The lock a node holds while it rotates.
+const ROTATION_LOCK: &str = "tickets/rotation";
+const LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How keys rotate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// A new key every this long (default 12 hours, as Caddy).
+    pub interval: Duration,
+    /// Keys kept, the newest included (default 4, as Caddy); tickets
+    /// open for about `interval × (max_keys − 1)`.
+    pub max_keys: usize,
+    /// How often every node reads the stored ring (default 1 minute).
+    pub poll: Duration,
+    /// The clock difference between nodes allowed for (default 30 s).
+    pub skew: Duration,
+    /// Seals the keys at rest, so that a reader of the store cannot open
+    /// tickets. Every node needs the same.
+    pub secret: Option<Vec<u8>>,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(12 * 3600),
+            max_keys: 4,
+            poll: Duration::from_secs(60),
+            skew: Duration::from_secs(30),
+            secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotation")
+            .field("interval", &self.interval)
+            .field("max_keys", &self.max_keys)
+            .field("poll", &self.poll)
+            .field("skew", &self.skew)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Rotation {
+    /// Seconds between a key's making and its first ticket.
+    pub fn activation_delay(&self) -> u64 {
+        (self.poll + self.skew).as_secs()
+    }
+
+    /// The lifetime announced in tickets, in seconds.
+    pub fn lifetime(&self) -> u32 {
+        let keys = u32::try_from(self.max_keys.max(2) - 1).unwrap_or(u32::MAX);
+        let interval = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX);
+        interval.saturating_mul(keys)
+    }
+}
+
+/// What one round found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    /// The stored ring is served.
+    Serving,
+    /// This node made the first ring, or rotated it.
+    Wrote,
+    /// Another node holds the rotation lock or wrote first: read again at
+    /// the next poll.
+    Busy,
+}
+
+/// Why a round failed.
+#[derive(Debug)]
+pub enum SyncError {
+    /// The store did not answer.
+    Storage(std::io::Error),
+    /// The stored ring cannot be read (another secret, or damaged): it is
+    /// left alone.
+    Unreadable(RingError),
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Storage(e) => write!(f, "the store: {e}"),
+            Self::Unreadable(e) => write!(f, "the stored ring cannot be read: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {}
+
+impl From<std::io::Error> for SyncError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// The ticket keys of this node, kept in step with the store.
+#[derive(Debug)]
+pub struct TicketKeeper {
+    storage: Arc<dyn Storage>,
+    rotation: Rotation,
+    keys: Arc<TicketKeys>,
+    /// Whether the last round failed (to log an outage once).
+    failing: Mutex<bool>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TicketKeeper {
+    /// Keys kept in `storage`; until the first [`sync`](Self::sync), a
+    /// key of this node's own serves.
+    pub fn new(storage: Arc<dyn Storage>, rotation: Rotation) -> std::io::Result<Self> {
+        let now = now();
+        let first = TicketKey::generate(now, now, &[])
+            .ok_or_else(|| std::io::Error::other("no random bytes for a ticket key"))?;
+        let ring = KeyRing {
+            generation: 0,
+            keys: vec![first],
+        };
+        Ok(Self {
+            keys: TicketKeys::new(ring, rotation.lifetime()),
+            storage,
+            rotation,
+            failing: Mutex::new(false),
+        })
+    }
+
+    /// The keys the TLS configurations seal tickets with.
+    pub fn keys(&self) -> &Arc<TicketKeys> {
+        &self.keys
+    }
+
+    /// The rotation settings.
+    pub fn rotation(&self) -> &Rotation {
+        &self.rotation
+    }
+
+    /// One round: reads the stored ring and serves it, makes it if there is
+    /// none, rotates it if due.
+    pub async fn sync(&self) -> Result<Synced, SyncError> {
+        let secret = self.rotation.secret.as_deref();
+        let Some(bytes) = self.storage.load(RING_KEY).await? else {
+            return self.create().await;
+        };
+        let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
+        self.adopt(stored.clone());
+        if !self.due(&stored) {
+            return Ok(Synced::Serving);
+        }
+        let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
+            return Ok(Synced::Busy);
+        };
+        let rotated = self.rotate_stored().await;
+        self.storage.unlock(ROTATION_LOCK, &lock).await?;
+        rotated
+    }
+
+    /// Under the rotation lock: reads again, and rotates if still due.
+    async fn rotate_stored(&self) -> Result<Synced, SyncError> {
+        let secret = self.rotation.secret.as_deref();
+        let Some(bytes) = self.storage.load(RING_KEY).await? else {
+            return Ok(Synced::Busy);
+        };
+        let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
+        if !self.due(&stored) {
+            self.adopt(stored);
+            return Ok(Synced::Serving);
+        }
+        let now = now();
+        let rotated = self.rotated(stored, now, now + self.rotation.activation_delay());
+        let encoded = rotated.encode(secret).map_err(SyncError::Unreadable)?;
+        if !self
+            .storage
+            .compare_and_swap(RING_KEY, Some(&bytes), &encoded)
+            .await?
+        {
+            return Ok(Synced::Busy);
+        }
+        info!(
+            generation = rotated.generation,
+            keys = rotated.keys.len(),
+            "session-ticket keys rotated"
+        );
+        self.adopt(rotated);
+        Ok(Synced::Wrote)
+    }
+
+    /// The first ring of the store: this node's keys.
+    async fn create(&self) -> Result<Synced, SyncError> {
+        let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
+            return Ok(Synced::Busy);
+        };
+        let mut ring = self.keys.ring();
+        ring.keys.retain(|k| k.active_from != u64::MAX);
+        ring.generation = 1;
+        let written = match ring.encode(self.rotation.secret.as_deref()) {
+            Ok(encoded) => self
+                .storage
+                .compare_and_swap(RING_KEY, None, &encoded)
+                .await
+                .map_err(SyncError::Storage),
+            Err(e) => Err(SyncError::Unreadable(e)),
+        };
+        self.storage.unlock(ROTATION_LOCK, &lock).await?;
+        if !written? {
+            return Ok(Synced::Busy);
+        }
+        info!("session-ticket keys stored for the first time");
+        self.adopt(ring);
+        Ok(Synced::Wrote)
+    }
+
+    fn due(&self, ring: &KeyRing) -> bool {
+        ring.newest_made()
+            .is_none_or(|made| made.saturating_add(self.rotation.interval.as_secs()) <= now())
+    }
+
+    /// `ring` with a new key encrypting from `active_from`, the oldest
+    /// beyond `max_keys` dropped.
+    fn rotated(&self, mut ring: KeyRing, now: u64, active_from: u64) -> KeyRing {
+        if let Some(key) = TicketKey::generate(now, active_from, &ring.keys) {
+            ring.keys.push(key);
+        }
+        let excess = ring
+            .keys
+            .len()
+            .saturating_sub(self.rotation.max_keys.max(1));
+        ring.keys.drain(..excess);
+        ring.generation += 1;
+        ring
+    }
+
+    /// Serves `stored`, keeping the keys this node made on its own (while
+    /// the store was away) to open the tickets it issued with them, but
+    /// never to issue more.
+    fn adopt(&self, stored: KeyRing) {
+        let current = self.keys.ring();
+        let lifetime = u64::from(self.rotation.lifetime());
+        let oldest = now().saturating_sub(lifetime);
+        let mut own: Vec<TicketKey> = current
+            .keys
+            .into_iter()
+            .filter(|k| stored.key(k.id).is_none() && k.made >= oldest)
+            .map(|mut k| {
+                k.active_from = u64::MAX;
+                k
+            })
+            .collect();
+        let excess = own.len().saturating_sub(self.rotation.max_keys);
+        own.drain(..excess);
+        own.extend(stored.keys);
+        let ring = KeyRing {
+            generation: stored.generation,
+            keys: own,
+        };
+        if ring != self.keys.ring() {
+            self.keys.replace(ring);
+        }
+    }
+
+    /// Without the store: a key of this node's own when rotation is due.
+    fn rotate_alone(&self) {
+        let ring = self.keys.ring();
+        let issuing: Vec<&TicketKey> = ring
+            .keys
+            .iter()
+            .filter(|k| k.active_from != u64::MAX)
+            .collect();
+        let newest = issuing.iter().map(|k| k.made).max();
+        if newest.is_some_and(|made| made.saturating_add(self.rotation.interval.as_secs()) > now())
+        {
+            return;
+        }
+        let now = now();
+        let generation = ring.generation;
+        let mut rotated = self.rotated(ring, now, now);
+        rotated.generation = generation;
+        warn!("session-ticket keys rotated on this node alone: the store is unreachable");
+        self.keys.replace(rotated);
+    }
+
+    /// Keeps the keys in step with the store for ever: a round every poll
+    /// interval, sooner after a failure (1 s, 2 s, 4 s, … up to the poll
+    /// interval). An outage is logged when it starts and when it ends.
+    pub async fn run(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        loop {
+            let pause = match self.sync().await {
+                Ok(_) => {
+                    if std::mem::replace(&mut *self.failing(), false) {
+                        info!("session-ticket keys: the store answers again");
+                    }
+                    failures = 0;
+                    self.rotation.poll
+                }
+                Err(error) => {
+                    if !std::mem::replace(&mut *self.failing(), true) {
+                        warn!(%error, "session-ticket keys: serving the keys in memory until the store answers");
+                    }
+                    self.rotate_alone();
+                    failures = failures.saturating_add(1);
+                    Duration::from_secs(1u64 << failures.min(16)).min(self.rotation.poll)
+                }
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
