@@ -11,6 +11,7 @@ mod listen;
 mod raw;
 mod route;
 mod self_signed;
+mod tickets;
 mod tls;
 mod units;
 mod upstream_tls;
@@ -24,7 +25,7 @@ use proxy_certs::Reload;
 use proxy_lib::ProxyConfig;
 
 pub use acme::AcmePlan;
-pub use tls::{Sessions, sessions};
+pub use tickets::{Sessions, sessions};
 
 /// A config file turned into what the binary runs.
 #[derive(Debug)]
@@ -38,6 +39,10 @@ pub struct Loaded {
     /// The certificates ordered by ACME, when an app asks for it: start
     /// them before serving.
     pub acme: Option<AcmePlan>,
+    /// The keeper of the session-ticket keys, when TLS is served with
+    /// tickets: keep it running (the same keeper across reloads that leave
+    /// `[session_tickets]` alone).
+    pub tickets: Option<Arc<proxy_certs::tickets::TicketKeeper>>,
     /// What is read from files while serving (certificates, revocation
     /// lists), to be watched for changes.
     pub watched: Vec<Arc<dyn Reload>>,

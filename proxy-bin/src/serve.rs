@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use proxy_certs::tickets::TicketKeeper;
 use proxy_certs::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
 use proxy_lib::{Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,6 +28,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut certs = CertWatch::start(loaded.watched);
     let mut _orders = start_orders(loaded.acme).await;
+    let mut tickets = TicketTask::default();
+    tickets.follow(loaded.tickets).await;
     let (updates, config) = watch::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
     let shutdown = CancellationToken::new();
@@ -45,7 +48,7 @@ pub async fn run(
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
             _ = hangup.recv() => {
-                if let Some((new_certs, orders)) = reload(&path, &sessions, &updates).await {
+                if let Some((new_certs, orders)) = reload(&path, &sessions, &updates, &mut tickets).await {
                     certs.replace(new_certs);
                     // The previous orders stop once the new ones serve.
                     _orders = orders;
@@ -84,6 +87,7 @@ async fn reload(
     path: &Path,
     sessions: &Sessions,
     updates: &watch::Sender<Arc<ProxyConfig>>,
+    tickets: &mut TicketTask,
 ) -> Option<(Vec<Arc<dyn Reload>>, Option<proxy_acme::Running>)> {
     match config::load(path, sessions, config::Mode::Serve) {
         Ok(loaded) => {
@@ -91,6 +95,7 @@ async fn reload(
                 warn!("{warning}");
             }
             let orders = start_orders(loaded.acme).await;
+            tickets.follow(loaded.tickets).await;
             updates.send_replace(Arc::new(loaded.proxy));
             info!(file = %path.display(), "SIGHUP: configuration reloaded");
             Some((loaded.watched, orders))
@@ -98,6 +103,50 @@ async fn reload(
         Err(e) => {
             error!("SIGHUP: configuration refused, still serving the previous one: {e}");
             None
+        }
+    }
+}
+
+/// The session-ticket keeper in service, kept in step with its store.
+#[derive(Default)]
+struct TicketTask(Option<(Arc<TicketKeeper>, tokio::task::JoinHandle<()>)>);
+
+/// How long serving waits for the first read of the ticket-key store.
+const TICKETS_FIRST_READ: Duration = Duration::from_secs(5);
+
+impl TicketTask {
+    /// Keeps `keeper` running (nothing to do if it already is): one round
+    /// with the store first, so that the first tickets use the fleet's
+    /// keys; the previous keeper stops.
+    async fn follow(&mut self, keeper: Option<Arc<TicketKeeper>>) {
+        let running = self.0.as_ref().map(|(k, _)| k);
+        if running.map(Arc::as_ptr) == keeper.as_ref().map(Arc::as_ptr) {
+            return;
+        }
+        if let Some((_, task)) = self.0.take() {
+            task.abort();
+        }
+        let Some(keeper) = keeper else {
+            return;
+        };
+        match tokio::time::timeout(TICKETS_FIRST_READ, keeper.sync()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                warn!(%error, "session-ticket keys: the store cannot be used yet; this node's keys serve meanwhile")
+            }
+            Err(_) => {
+                warn!(limit = ?TICKETS_FIRST_READ, "session-ticket keys: the store did not answer in time; this node's keys serve meanwhile")
+            }
+        }
+        let task = tokio::spawn(keeper.clone().run());
+        self.0 = Some((keeper, task));
+    }
+}
+
+impl Drop for TicketTask {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.0.take() {
+            task.abort();
         }
     }
 }

@@ -9,5 +9,6 @@ mod config_errors;
 mod h3;
 mod memory;
 mod process;
+mod tickets;
 mod tls;
 mod upstream_tls;

@@ -13,7 +13,9 @@ use proxy_lib::config::{
 use proxy_acme::AcmeApp;
 
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
-use crate::config::{ConfigError, Loaded, LogSettings, Mode, acme, h3, listen, route, tls};
+use crate::config::{
+    ConfigError, Loaded, LogSettings, Mode, acme, h3, listen, route, tickets, tls,
+};
 
 /// Default `[log] level`.
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -25,7 +27,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub fn convert(
     mut raw: RawConfig,
     base: &Path,
-    sessions: &tls::Sessions,
+    sessions: &tickets::Sessions,
     mode: Mode,
 ) -> Result<Loaded> {
     let mut warnings = Vec::new();
@@ -131,6 +133,7 @@ pub fn convert(
             .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
     }
     let acme = acme::plan(acme_section, ordered, base)?;
+    let keeper = tickets::keeper(raw.session_tickets.take(), base, sessions, mode)?;
     let certs = match (raw.listen_port_tls, certs.is_empty() && acme.is_none()) {
         (Some(port), false) => {
             let listen = addresses
@@ -143,6 +146,7 @@ pub fn convert(
                 listen,
                 public_port,
                 sessions,
+                keeper.as_ref(),
                 &mut warnings,
             )?;
             if let Some((_, http3)) = &http3 {
@@ -195,6 +199,7 @@ pub fn convert(
         },
         worker_threads: raw.worker_threads,
         acme,
+        tickets: keeper.filter(|_| certs.is_some()),
         watched: certs
             .map(|source| -> Arc<dyn Reload> { source })
             .into_iter()

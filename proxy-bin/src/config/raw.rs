@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub http3: Option<RawHttp3>,
     /// Ours; rpxy spells it `[experimental.acme]`.
     pub acme: Option<RawAcme>,
+    /// Ours.
+    pub session_tickets: Option<RawSessionTickets>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,4 +289,17 @@ pub struct RawAcme {
     pub registry_path: Option<String>,
     /// Ours: a PEM bundle trusted for the directory's HTTPS.
     pub dir_ca_cert_path: Option<String>,
+}
+
+/// `[session_tickets]` (ours).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessionTickets {
+    pub enabled: Option<bool>,
+    pub storage: Option<String>,
+    pub rotation_interval: Option<ConfigDuration>,
+    pub max_keys: Option<usize>,
+    pub poll_interval: Option<ConfigDuration>,
+    pub max_clock_skew: Option<ConfigDuration>,
+    pub secret: Option<String>,
 }

@@ -9,10 +9,11 @@ use proxy_acme::Acme;
 use proxy_certs::{CertFiles, CertificateSource, ClientAuth, ErrorKind, FileSource, SourceMap};
 use proxy_lib::config::{AppTls, TlsSettings};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
 use crate::config::raw::RawAppTls;
+use crate::config::tickets::Sessions;
 use crate::config::{ConfigError, Mode, self_signed};
+use proxy_certs::tickets::TicketKeeper;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -20,15 +21,6 @@ type Result<T> = std::result::Result<T, ConfigError>;
 /// includes the hybrid post-quantum X25519MLKEM768.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// The TLS session store of the process, kept across reloads (each
-/// client-certificate policy sees only its own sessions in it).
-pub type Sessions = Arc<dyn StoresServerSessions>;
-
-/// A new session store of the engine's default size.
-pub fn sessions() -> Sessions {
-    ServerSessionMemoryCache::new(proxy_lib::config::DEFAULT_SESSION_CACHE)
 }
 
 /// One app's TLS options, and the files it reads while serving.
@@ -243,6 +235,7 @@ pub fn settings(
     listen: Vec<std::net::SocketAddr>,
     public_port: Option<u16>,
     sessions: &Sessions,
+    tickets: Option<&Arc<TicketKeeper>>,
     warnings: &mut Vec<String>,
 ) -> Result<(TlsSettings, Arc<FileSource>)> {
     let files: Vec<CertFiles> = certs.iter().map(|(_, f)| f.clone()).collect();
@@ -281,7 +274,10 @@ pub fn settings(
         None => source.resolver(),
     };
     let mut settings = TlsSettings::new(certificates, &provider());
-    settings.sessions(sessions.clone());
+    settings.sessions(sessions.store());
+    if let Some(keeper) = tickets {
+        settings.tickets(keeper.keys().clone());
+    }
     for addr in listen {
         settings.listen(addr);
     }
