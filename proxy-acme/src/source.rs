@@ -210,15 +210,10 @@ impl AcmeSource {
     }
 
     fn entry(&self, server_name: Option<&str>) -> Option<&Entry> {
-        let name = server_name?;
-        // Names as clients send them need no copy to be looked up.
-        let index = if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.by_name
-                .get(&name.trim_end_matches('.').to_ascii_lowercase())
-        } else {
-            self.by_name.get(name)
-        };
-        self.entries.get(*index?)
+        let index = self
+            .by_name
+            .get(proxy_certs::normalized_name(server_name?).as_ref())?;
+        self.entries.get(*index)
     }
 }
 
@@ -286,7 +281,7 @@ impl Acme {
         {
             let names: Vec<String> = names
                 .iter()
-                .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+                .map(|n| proxy_certs::normalized_name(n).into_owned())
                 .collect();
             check_names(&names).map_err(|e| Error::new(e.field, format!("{app}: {}", e.reason)))?;
             for name in &names {

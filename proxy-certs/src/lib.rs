@@ -52,7 +52,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, FileSource};
 pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_key};
-pub use resolver::{CertMap, SniResolver};
+pub use resolver::{CertMap, SniResolver, normalized_name};
 pub use sessions::{SessionScope, scoped};
 pub use source::{CertificateSource, SourceMap};
 pub use storage::{FileStorage, Lock, MemoryStorage, Storage, StorageFuture, check_key};

@@ -4,6 +4,7 @@
 //! and atomically: a handshake sees either the old map or the new one,
 //! never a half-built one.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,10 +30,10 @@ impl CertMap {
     /// Serves `key` for `name`: a host name, or `*.` and a domain for a
     /// wildcard. Names are matched without regard to case or a final dot.
     pub fn insert(&mut self, name: &str, key: Arc<CertifiedKey>) {
-        let name = normalize(name);
+        let name = normalized_name(name);
         match name.strip_prefix("*.") {
             Some(domain) => self.wildcard.insert(domain.to_owned(), key),
-            None => self.exact.insert(name, key),
+            None => self.exact.insert(name.into_owned(), key),
         };
     }
 
@@ -45,8 +46,8 @@ impl CertMap {
     /// The certificate for `server_name` (the SNI, if the client sent one).
     pub fn get(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let found = server_name.and_then(|name| {
-            let name = normalize(name);
-            self.exact.get(&name).or_else(|| {
+            let name = normalized_name(name);
+            self.exact.get(name.as_ref()).or_else(|| {
                 let (_, domain) = name.split_once('.')?;
                 self.wildcard.get(domain)
             })
@@ -60,8 +61,15 @@ impl CertMap {
     }
 }
 
-fn normalize(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
+/// A server name as certificates are looked up by: lower-case, without a
+/// final dot. Copied only when it is not so already (clients' SNI mostly
+/// is).
+pub fn normalized_name(name: &str) -> Cow<'_, str> {
+    if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.trim_end_matches('.').to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// A rustls certificate resolver over a [`CertMap`] that can be replaced

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::resolver::SniResolver;
+use crate::resolver::{SniResolver, normalized_name};
 
 /// Certificates by server name, for TLS listeners.
 ///
@@ -70,22 +70,16 @@ impl SourceMap {
         source: Arc<dyn CertificateSource>,
     ) -> &mut Self {
         for name in names {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            self.owned.insert(name, source.clone());
+            self.owned
+                .insert(normalized_name(name).into_owned(), source.clone());
         }
         self
     }
 
     fn source(&self, server_name: Option<&str>) -> &Arc<dyn CertificateSource> {
-        let owner = server_name.and_then(|name| {
-            if name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase()) {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                self.owned.get(&name)
-            } else {
-                self.owned.get(name)
-            }
-        });
-        owner.unwrap_or(&self.rest)
+        server_name
+            .and_then(|name| self.owned.get(normalized_name(name).as_ref()))
+            .unwrap_or(&self.rest)
     }
 }
 

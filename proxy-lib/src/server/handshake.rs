@@ -62,7 +62,7 @@ pub(crate) async fn accept(
     let sni: Option<Box<str>> = start
         .client_hello()
         .server_name()
-        .map(|name| name.trim_end_matches('.').to_ascii_lowercase().into());
+        .map(|name| proxy_certs::normalized_name(name).into());
     if !tls.settings.certs.serves(sni.as_deref()) {
         debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), "no certificate for the server name");
         let _ = tokio::time::timeout_at(deadline, start.io.write_all(&UNRECOGNIZED_NAME)).await;
