@@ -61,3 +61,10 @@ pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_ca_certificates, system_roots, upstream_config,
 };
 pub use watch::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
+
+/// Whole seconds since the Unix epoch (0 before it), as lock expiries and
+/// ticket keys record time.
+pub(crate) fn unix_seconds(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::storage::{Lock, Storage, StorageFuture, check_key};
+use crate::unix_seconds;
 
 /// Values as files under a directory: a key's segments are its path.
 /// Directories are made readable by their owner only (0700) and files
@@ -182,11 +183,6 @@ const LOCKS: &str = ".locks";
 
 /// How long a compare-and-swap may hold its key at most.
 const CAS_LOCK_TTL: Duration = Duration::from_secs(10);
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 fn private_dir() -> std::fs::DirBuilder {
     let mut builder = std::fs::DirBuilder::new();

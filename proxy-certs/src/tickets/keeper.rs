@@ -133,9 +133,7 @@ pub struct TicketKeeper {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::unix_seconds(SystemTime::now())
 }
 
 impl TicketKeeper {
@@ -223,7 +221,7 @@ impl TicketKeeper {
             return Ok(Synced::Busy);
         };
         let mut ring = self.keys.ring();
-        ring.keys.retain(|k| k.active_from != u64::MAX);
+        ring.keys.retain(TicketKey::issues);
         ring.generation = 1;
         let written = match ring.encode(self.rotation.secret.as_deref()) {
             Ok(encoded) => self
@@ -271,11 +269,11 @@ impl TicketKeeper {
         let oldest = now().saturating_sub(lifetime);
         let mut own: Vec<TicketKey> = current
             .keys
-            .into_iter()
+            .iter()
             .filter(|k| stored.key(k.id).is_none() && k.made >= oldest)
-            .map(|mut k| {
-                k.active_from = u64::MAX;
-                k
+            .map(|k| TicketKey {
+                active_from: TicketKey::DECRYPT_ONLY,
+                ..k.clone()
             })
             .collect();
         let excess = own.len().saturating_sub(self.rotation.max_keys);
@@ -285,7 +283,7 @@ impl TicketKeeper {
             generation: stored.generation,
             keys: own,
         };
-        if ring != self.keys.ring() {
+        if ring != current {
             self.keys.replace(ring);
         }
     }
@@ -293,14 +291,7 @@ impl TicketKeeper {
     /// Without the store: a key of this node's own when rotation is due.
     fn rotate_alone(&self) {
         let ring = self.keys.ring();
-        let issuing: Vec<&TicketKey> = ring
-            .keys
-            .iter()
-            .filter(|k| k.active_from != u64::MAX)
-            .collect();
-        let newest = issuing.iter().map(|k| k.made).max();
-        if newest.is_some_and(|made| made.saturating_add(self.rotation.interval.as_secs()) > now())
-        {
+        if !self.due(&ring) {
             return;
         }
         let now = now();

@@ -44,6 +44,15 @@ impl fmt::Debug for TicketKey {
 }
 
 impl TicketKey {
+    /// The `active_from` of a key kept only to open the tickets it sealed:
+    /// one this node made alone while the store was away.
+    pub const DECRYPT_ONLY: u64 = u64::MAX;
+
+    /// Whether it may seal new tickets at some point.
+    pub fn issues(&self) -> bool {
+        self.active_from != Self::DECRYPT_ONLY
+    }
+
     /// A new random key made at `now`, encrypting from `active_from`, with
     /// an id none of `taken` has.
     pub fn generate(now: u64, active_from: u64, taken: &[TicketKey]) -> Option<Self> {
@@ -99,9 +108,14 @@ impl KeyRing {
         self.keys.iter().find(|k| k.id == id)
     }
 
-    /// The newest key's making time.
+    /// The making time of the newest key that issues tickets (decrypt-only
+    /// keys do not count: rotation is about the keys that seal).
     pub fn newest_made(&self) -> Option<u64> {
-        self.keys.iter().map(|k| k.made).max()
+        self.keys
+            .iter()
+            .filter(|k| k.issues())
+            .map(|k| k.made)
+            .max()
     }
 
     /// The ring as stored, sealed under `secret` if there is one.

@@ -19,6 +19,7 @@ use rustls::server::ProducesTickets;
 
 use crate::sessions::SessionScope;
 use crate::tickets::ring::KeyRing;
+use crate::unix_seconds;
 
 const FORMAT: u8 = 0x50;
 const PREFIX: usize = 1 + 4;
@@ -114,12 +115,6 @@ impl ScopedTicketer {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl ProducesTickets for ScopedTicketer {
     fn enabled(&self) -> bool {
         true
@@ -135,7 +130,7 @@ impl ProducesTickets for ScopedTicketer {
             .ring
             .keys
             .iter()
-            .rposition(|k| k.active_from <= now())?;
+            .rposition(|k| k.active_from <= unix_seconds(SystemTime::now()))?;
         let id = live.ring.keys[index].id;
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).ok()?;
