@@ -9,9 +9,9 @@ use std::time::SystemTime;
 use proxy_acme::{Acme, AcmeApp, AcmeSettings, LETS_ENCRYPT};
 use proxy_certs::FileStorage;
 
-use crate::config::ConfigError;
 use crate::config::raw::RawAcme;
 use crate::config::tls::provider;
+use crate::config::{ConfigError, Mode};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -46,15 +46,21 @@ pub fn section(ours: Option<RawAcme>, rpxy: Option<RawAcme>) -> Result<Option<Se
 pub struct AcmePlan {
     /// The orders, not started.
     pub acme: Acme,
-    /// One line per app: its names, and whether a cached certificate
-    /// serves them or they will be ordered.
+    /// For `--check`, one line per app: its names, and whether a cached
+    /// certificate serves them or they will be ordered (empty when
+    /// serving: the orders read the registry themselves).
     pub report: Vec<String>,
 }
 
 /// The orders of `apps`, under
 /// `section`'s settings (defaults without one: Let's Encrypt, state in
 /// `acme_registry` beside the file). `None` when no app asks for ACME.
-pub fn plan(section: Option<Section>, apps: Vec<AcmeApp>, base: &Path) -> Result<Option<AcmePlan>> {
+pub fn plan(
+    section: Option<Section>,
+    apps: Vec<AcmeApp>,
+    base: &Path,
+    mode: Mode,
+) -> Result<Option<AcmePlan>> {
     let Some(first) = apps.first() else {
         return Ok(None);
     };
@@ -91,10 +97,13 @@ pub fn plan(section: Option<Section>, apps: Vec<AcmeApp>, base: &Path) -> Result
             .map_err(|e| at("dir_ca_cert_path", e.to_string()))?;
         settings.directory_roots(roots);
     }
-    let report = apps
-        .iter()
-        .map(|app| report_line(&storage, directory, app.name(), app.names()))
-        .collect();
+    let report = match mode {
+        Mode::Check => apps
+            .iter()
+            .map(|app| report_line(&storage, directory, app.name(), app.names()))
+            .collect(),
+        Mode::Serve => Vec::new(),
+    };
     let acme = Acme::new(settings, apps.clone()).map_err(|e| {
         let owner = apps.iter().find_map(|app| {
             let reason = e.reason.strip_prefix(app.name())?.strip_prefix(": ")?;

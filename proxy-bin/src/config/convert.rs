@@ -132,7 +132,7 @@ pub fn convert(
             .app(app)
             .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
     }
-    let acme = acme::plan(acme_section, ordered, base)?;
+    let acme = acme::plan(acme_section, ordered, base, mode)?;
     let keeper = tickets::keeper(raw.session_tickets.take(), base, sessions, mode)?;
     let certs = match (raw.listen_port_tls, certs.is_empty() && acme.is_none()) {
         (Some(port), false) => {
