@@ -51,12 +51,12 @@ pub(crate) async fn drive(mut state: AcmeState<io::Error>, app: Arc<Managed>) {
                 let reason = bounded(error.to_string());
                 if parse {
                     warn!(app = %name, names, error = %reason, "the cached ACME certificate cannot be used; ordering a new one");
+                    // The cache held something: StorageCache left this to
+                    // whoever deploys it, which nobody will.
                     app.cache_checked();
                 } else {
+                    // A failed cache read was marked checked by StorageCache.
                     warn!(app = %name, names, error = %reason, "ACME storage failed");
-                }
-                if matches!(error, EventError::CertCacheLoad(_)) {
-                    app.cache_checked();
                 }
                 app.failed(reason);
             }
