@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use proxy_certs::tickets::TicketKeeper;
+use proxy_certs::tickets::{Synced, TicketKeeper};
 use proxy_certs::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
 use proxy_lib::{Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -129,7 +129,18 @@ impl TicketTask {
         let Some(keeper) = keeper else {
             return;
         };
-        match tokio::time::timeout(TICKETS_FIRST_READ, keeper.sync()).await {
+        // Processes started together race to make the first ring: the
+        // ones that lose read the winner's at once rather than a poll
+        // later, so that no client meets keys of a single node.
+        let first = async {
+            loop {
+                match keeper.sync().await {
+                    Ok(Synced::Busy) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    done => return done,
+                }
+            }
+        };
+        match tokio::time::timeout(TICKETS_FIRST_READ, first).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 warn!(%error, "session-ticket keys: the store cannot be used yet; this node's keys serve meanwhile")

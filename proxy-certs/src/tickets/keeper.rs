@@ -288,10 +288,17 @@ impl TicketKeeper {
         }
     }
 
-    /// Without the store: a key of this node's own when rotation is due.
+    /// Without the store: a key of this node's own once the newest key is
+    /// a whole interval overdue. Until then the fleet's key keeps issuing,
+    /// so a short outage costs no resumption across nodes; after it, fresh
+    /// keys matter more than resuming elsewhere.
     fn rotate_alone(&self) {
         let ring = self.keys.ring();
-        if !self.due(&ring) {
+        let overdue = self.rotation.interval.as_secs().saturating_mul(2);
+        if ring
+            .newest_made()
+            .is_some_and(|made| made.saturating_add(overdue) > now())
+        {
             return;
         }
         let now = now();
@@ -309,12 +316,12 @@ impl TicketKeeper {
         let mut failures: u32 = 0;
         loop {
             let pause = match self.sync().await {
-                Ok(_) => {
+                Ok(synced) => {
                     if std::mem::replace(&mut *self.failing(), false) {
                         info!("session-ticket keys: the store answers again");
                     }
                     failures = 0;
-                    self.rotation.poll
+                    self.pause(synced)
                 }
                 Err(error) => {
                     if !std::mem::replace(&mut *self.failing(), true) {
@@ -327,6 +334,23 @@ impl TicketKeeper {
             };
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// Until the next round after a good one: the poll interval, or less
+    /// when the ring is due before it (so a rotation is not late by up to
+    /// a poll), or a second when another node was writing.
+    fn pause(&self, synced: Synced) -> Duration {
+        if synced == Synced::Busy {
+            return self.rotation.poll.min(Duration::from_secs(1));
+        }
+        let due_in = self.keys.ring().newest_made().map_or(0, |made| {
+            made.saturating_add(self.rotation.interval.as_secs())
+                .saturating_sub(now())
+        });
+        self.rotation
+            .poll
+            .min(Duration::from_secs(due_in))
+            .max(Duration::from_millis(100))
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, bool> {
