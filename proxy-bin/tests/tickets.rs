@@ -1,6 +1,8 @@
 //! `[session_tickets]` in `portcullis` processes: two sharing a key
 //! directory resume each other's clients (TLS 1.3 and 1.2), after a
-//! rotation and after a restart; without a shared store they do not; the
+//! rotation and after a restart; three sharing a real Redis resume every
+//! client everywhere (HTTP/3 too), made one ring when started together,
+//! and ride out Redis going away; without a shared store they do not; the
 //! stored keys are private and sealed when a secret is set; bad values are
 //! refused at their key.
 
@@ -122,15 +124,180 @@ async fn processes_sharing_a_key_directory_resume_each_others_clients() {
     assert_eq!(resumed_across(&f.ca, &second, &first).await, [true, true]);
 }
 
+/// Over HTTP/3: a first connection to `first`, then whether every later
+/// one to `second` resumed (no server certificate to verify).
+async fn h3_resumed_across(ca: &Ca, first: &Portcullis, second: &Portcullis) -> bool {
+    let (client, verified) = counting_client_config(&[&ca.der], &[b"h3"]);
+    let mut all = true;
+    for (round, proxy) in [first, second, second, second].into_iter().enumerate() {
+        let before = verified.load(std::sync::atomic::Ordering::SeqCst);
+        let mut h3 = H3::connect_with(proxy.quic_addr(), "a.test", client.clone())
+            .await
+            .unwrap();
+        assert_eq!(h3.get("a.test", "/").await.status, 200);
+        h3.conn.close(0u32.into(), b"done");
+        // Let the tickets sent after the handshake arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let full = verified.load(std::sync::atomic::Ordering::SeqCst) > before;
+        if round == 0 {
+            assert!(full, "a first visit is a full handshake");
+        } else {
+            all &= !full;
+        }
+    }
+    all
+}
+
+/// Every node's clients resume on every other node, over TLS 1.3, 1.2
+/// and HTTP/3.
+async fn all_resume_everywhere(ca: &Ca, nodes: &[Portcullis]) {
+    for (i, first) in nodes.iter().enumerate() {
+        for (j, second) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+            assert_eq!(
+                resumed_across(ca, first, second).await,
+                [true, true],
+                "from node {i} to node {j}"
+            );
+            assert!(
+                h3_resumed_across(ca, first, second).await,
+                "HTTP/3 from node {i} to node {j}"
+            );
+        }
+    }
+}
+
+fn count_lines(nodes: &[Portcullis], needle: &str) -> usize {
+    nodes
+        .iter()
+        .map(|n| {
+            n.stderr_lines()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_sharing_redis_resumes_everywhere_through_rotation_restart_and_outage() {
+    let f = fixture().await;
+    let redis = Redis::start().await;
+    let section = format!(
+        "storage = \"{}\"\nsecret = \"a fleet's long secret\"\npoll_interval = \"1s\"\nmax_clock_skew = \"1s\"\nrotation_interval = \"8s\"\nmax_keys = 3",
+        redis.url()
+    );
+    let text = config(f.dir.path(), f.origin.addr, &section) + "\n[http3]\n";
+
+    // Started at the same instant: one ring, made once, served by all.
+    let mut nodes = Portcullis::start_together(&text, 3);
+    assert_eq!(
+        count_lines(&nodes, "stored for the first time"),
+        1,
+        "{:?}",
+        nodes
+            .iter()
+            .map(Portcullis::stderr_lines)
+            .collect::<Vec<_>>()
+    );
+    all_resume_everywhere(&f.ca, &nodes).await;
+
+    // A rotation: the new key is read by every node before it encrypts.
+    eventually_logged(&nodes, "session-ticket keys rotated", 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    all_resume_everywhere(&f.ca, &nodes).await;
+
+    // A restarted node serves the fleet's keys at once.
+    nodes[0] = Portcullis::start(&text);
+    all_resume_everywhere(&f.ca, &nodes).await;
+
+    // Redis away: the keys in memory keep serving the whole fleet (for one
+    // interval beyond the rotation due); each node says so once.
+    redis.stop();
+    for node in &nodes {
+        assert!(
+            node.wait_for_stderr("serving the keys in memory", Duration::from_secs(10))
+                .is_some(),
+            "{:?}",
+            node.stderr_lines()
+        );
+    }
+    all_resume_everywhere(&f.ca, &nodes).await;
+    assert_eq!(count_lines(&nodes, "serving the keys in memory"), 3);
+
+    // Back: every node reads the store again, and rotation goes on.
+    let rotations = count_lines(&nodes, "session-ticket keys rotated");
+    redis.restart().await;
+    for node in &nodes {
+        assert!(
+            node.wait_for_stderr("the store answers again", Duration::from_secs(10))
+                .is_some(),
+            "{:?}",
+            node.stderr_lines()
+        );
+    }
+    eventually_logged(&nodes, "session-ticket keys rotated", rotations + 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    all_resume_everywhere(&f.ca, &nodes).await;
+
+    // The password of the store's URL never reaches a log.
+    for node in &nodes {
+        assert!(
+            !node
+                .stderr_lines()
+                .iter()
+                .any(|l| l.contains(&redis.password)),
+            "{:?}",
+            node.stderr_lines()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_redis_over_tls_resume_each_others_clients() {
+    let f = fixture().await;
+    let redis = Redis::start_tls().await;
+    let section = format!(
+        "storage = \"{}\"\nredis_ca_cert_path = \"{}\"\npoll_interval = \"1s\"",
+        redis.url(),
+        redis.ca_path().display()
+    );
+    let text = config(f.dir.path(), f.origin.addr, &section);
+    let nodes = Portcullis::start_together(&text, 2);
+    assert_eq!(
+        resumed_across(&f.ca, &nodes[0], &nodes[1]).await,
+        [true, true]
+    );
+    assert_eq!(
+        resumed_across(&f.ca, &nodes[1], &nodes[0]).await,
+        [true, true]
+    );
+    assert_eq!(count_lines(&nodes, "stored for the first time"), 1);
+    assert_eq!(count_lines(&nodes, "serving the keys in memory"), 0);
+}
+
+/// Waits (up to 20 s) until `needle` was logged `count` times across
+/// `nodes`.
+async fn eventually_logged(nodes: &[Portcullis], needle: &str, count: usize) {
+    for _ in 0..200 {
+        if count_lines(nodes, needle) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{needle:?} not logged {count} times");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_with_keys_of_their_own_do_not_resume_each_others_clients() {
     let f = fixture().await;
-    let text = config(f.dir.path(), f.origin.addr, "storage = \"memory\"");
+    let text = config(f.dir.path(), f.origin.addr, "storage = \"memory\"") + "\n[http3]\n";
     let first = Portcullis::start(&text);
     let second = Portcullis::start(&text);
     assert_eq!(resumed_across(&f.ca, &first, &second).await, [false, false]);
+    assert!(!h3_resumed_across(&f.ca, &first, &second).await);
     // Each resumes its own.
     assert_eq!(resumed_across(&f.ca, &first, &first).await, [true, true]);
+    assert!(h3_resumed_across(&f.ca, &first, &first).await);
 }
 
 #[test]
@@ -154,6 +321,28 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
             &format!("storage = \"file:{}\"", file.display()),
             ": session_tickets.storage: ",
         ),
+        case(
+            "storage = \"redis://127.0.0.1:6379/x\"",
+            ": session_tickets.storage: not a Redis URL (redis: ",
+        ),
+        case(
+            &format!(
+                "storage = \"memory\"\nredis_ca_cert_path = \"{}\"",
+                file.display()
+            ),
+            ": session_tickets.redis_ca_cert_path: only for a rediss:// storage",
+        ),
+        case(
+            "storage = \"rediss://127.0.0.1:6379/0\"\nredis_ca_cert_path = \"missing.pem\"",
+            ": session_tickets.redis_ca_cert_path: ",
+        ),
+        case(
+            &format!(
+                "storage = \"rediss://127.0.0.1:6379/0\"\nredis_ca_cert_path = \"{}\"",
+                dir.path().join("a.key").display()
+            ),
+            ": session_tickets.redis_ca_cert_path: no PEM certificate",
+        ),
         case("max_keys = 1", ": session_tickets.max_keys: 1: from 2"),
         case(
             "rotation_interval = \"0s\"",
@@ -172,4 +361,16 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
             ":6:1: session_tickets.rotate: unknown field `rotate`",
         ),
     ]);
+    // A refused URL never shows its password.
+    for storage in [
+        "redis://:hunter2-secret@127.0.0.1:port/0",
+        "rediss://user:hunter2-secret@[::1/0",
+        "redis//:hunter2-secret@127.0.0.1:6379/0",
+    ] {
+        let section = format!("storage = \"{storage}\"");
+        let (code, stdout, stderr, _) = check(&config(dir.path(), up, &section));
+        assert_ne!(code, 0, "{storage}");
+        assert!(stderr.contains("session_tickets.storage: "), "{stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("hunter2"), "{stderr}");
+    }
 }

@@ -55,6 +55,8 @@ pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_
 pub use resolver::{CertMap, SniResolver, normalized_name};
 pub use sessions::{SessionScope, scoped};
 pub use source::{CertificateSource, SourceMap};
+#[cfg(feature = "redis")]
+pub use storage::RedisStorage;
 pub use storage::{FileStorage, Lock, MemoryStorage, Storage, StorageFuture, check_key};
 pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{

@@ -3,7 +3,8 @@
 //! that a fleet can share one store, with locks that expire and a
 //! compare-and-swap write (a lock can be lost: a write made under it must
 //! not trust it). [`FileStorage`], files under a directory, is the
-//! default; [`MemoryStorage`] serves one process.
+//! default; [`MemoryStorage`] serves one process; `RedisStorage` (feature
+//! `redis`) serves a fleet.
 //!
 //! A key is `/`-separated segments of ASCII letters, digits, `.`, `_` and
 //! `-`, none empty or starting with a dot, so that every backend can map it
@@ -12,6 +13,8 @@
 
 mod files;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +24,8 @@ use std::time::Duration;
 
 pub use files::FileStorage;
 pub use memory::MemoryStorage;
+#[cfg(feature = "redis")]
+pub use redis::RedisStorage;
 
 /// What a [`Storage`] operation returns.
 pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;

@@ -3,6 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod load;
+// Against a real redis-server; the feature is on in `cargo test --workspace`
+// (the binary enables it).
+#[cfg(feature = "redis")]
+mod redis;
 mod reload;
 mod settings;
 mod sni;

@@ -15,6 +15,7 @@ mod logs;
 mod origin;
 mod pebble;
 mod pki;
+mod redis;
 mod tls;
 mod tls_origin;
 
@@ -25,5 +26,6 @@ pub use origin::*;
 pub use pebble::*;
 pub use pki::*;
 pub use rcgen;
+pub use redis::*;
 pub use tls::*;
 pub use tls_origin::*;

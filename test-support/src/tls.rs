@@ -155,6 +155,77 @@ pub fn resumed(stream: &TlsStream<TcpStream>) -> bool {
     stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
 }
 
+/// A client as [`client_config`] (no identity) that counts the server
+/// certificates it verifies: a resumed handshake has none, so over QUIC,
+/// where the handshake's kind is not shown, `full handshakes = count`.
+pub fn counting_client_config(
+    roots: &[&CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> (Arc<ClientConfig>, Arc<std::sync::atomic::AtomicUsize>) {
+    let verified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(root_store(roots)),
+        provider(),
+    )
+    .build()
+    .unwrap();
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(CountingVerifier {
+            inner,
+            verified: verified.clone(),
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (Arc::new(config), verified)
+}
+
+#[derive(Debug)]
+struct CountingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    verified: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for CountingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.verified
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// A server session store that counts the sessions found in it (that is,
 /// resumed), for a proxy under test.
 #[derive(Debug)]

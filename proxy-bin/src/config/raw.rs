@@ -297,6 +297,7 @@ pub struct RawAcme {
 pub struct RawSessionTickets {
     pub enabled: Option<bool>,
     pub storage: Option<String>,
+    pub redis_ca_cert_path: Option<String>,
     pub rotation_interval: Option<ConfigDuration>,
     pub max_keys: Option<usize>,
     pub poll_interval: Option<ConfigDuration>,

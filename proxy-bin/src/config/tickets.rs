@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use proxy_certs::tickets::{Rotation, TicketKeeper};
-use proxy_certs::{FileStorage, MemoryStorage, Storage};
+use proxy_certs::{FileStorage, MemoryStorage, RedisStorage, Storage};
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
 use crate::config::raw::RawSessionTickets;
@@ -54,6 +54,8 @@ impl Sessions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Spec {
     storage: String,
+    /// The roots a `rediss://` store is verified against, as read.
+    redis_roots: Option<Vec<u8>>,
     rotation: Rotation,
 }
 
@@ -108,8 +110,25 @@ pub fn keeper(
         }
         rotation.secret = Some(secret.into_bytes());
     }
+    let location = raw.storage.unwrap_or_else(|| "memory".to_owned());
+    let redis_roots = match raw.redis_ca_cert_path {
+        None => None,
+        Some(_) if !location.starts_with("rediss://") => {
+            return Err(at(
+                "redis_ca_cert_path",
+                "only for a rediss:// storage (Redis over TLS)".into(),
+            ));
+        }
+        Some(path) => {
+            let path = base.join(path);
+            let pem = std::fs::read(&path)
+                .map_err(|e| at("redis_ca_cert_path", format!("{}: {e}", path.display())))?;
+            Some(pem)
+        }
+    };
     let spec = Spec {
-        storage: raw.storage.unwrap_or_else(|| "memory".to_owned()),
+        storage: location,
+        redis_roots,
         rotation,
     };
     let mut kept = sessions
@@ -120,7 +139,7 @@ pub fn keeper(
     if let Some((_, keeper)) = kept.as_ref().filter(|(kept, _)| *kept == spec) {
         return Ok(Some(keeper.clone()));
     }
-    let storage = storage(&spec.storage, base).map_err(|reason| at("storage", reason))?;
+    let storage = storage(&spec, base)?;
     let keeper = TicketKeeper::new(storage, spec.rotation.clone())
         .map(Arc::new)
         .map_err(|e| at("storage", e.to_string()))?;
@@ -130,27 +149,43 @@ pub fn keeper(
     Ok(Some(keeper))
 }
 
-/// The store a `storage` value names.
-fn storage(spec: &str, base: &Path) -> std::result::Result<Arc<dyn Storage>, String> {
-    if spec == "memory" {
+/// The store `spec` names; a fault is reported at its key.
+fn storage(spec: &Spec, base: &Path) -> Result<Arc<dyn Storage>> {
+    let at = |field: &str, reason: String| ConfigError::at(format!("{KEY}.{field}"), reason);
+    let location = spec.storage.as_str();
+    if location == "memory" {
         return Ok(Arc::new(MemoryStorage::new()));
     }
-    if let Some(path) = spec.strip_prefix("file:") {
+    if let Some(path) = location.strip_prefix("file:") {
         if path.is_empty() {
-            return Err("file: needs a directory, as file:/var/lib/portcullis/tickets".into());
+            return Err(at(
+                "storage",
+                "file: needs a directory, as file:/var/lib/portcullis/tickets".into(),
+            ));
         }
         let dir = base.join(path);
         if dir.exists() && !dir.is_dir() {
-            return Err(format!("{} is not a directory", dir.display()));
+            return Err(at(
+                "storage",
+                format!("{} is not a directory", dir.display()),
+            ));
         }
         return Ok(Arc::new(FileStorage::new(dir)));
     }
-    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        return Err(
-            "Redis is not supported by this version yet; use file: on shared storage".into(),
-        );
+    if location.starts_with("redis://") || location.starts_with("rediss://") {
+        // The URL may carry a password: the reason names the fault only.
+        let store = RedisStorage::new(location)
+            .map_err(|e| at("storage", format!("not a Redis URL ({e})")))?;
+        let store = match &spec.redis_roots {
+            None => store,
+            Some(roots) => RedisStorage::with_roots(location, roots.clone())
+                .map_err(|e| at("redis_ca_cert_path", e.to_string()))?,
+        };
+        return Ok(Arc::new(store));
     }
-    Err(format!(
-        "{spec:?}: \"memory\", \"file:DIRECTORY\" or \"redis://HOST:PORT/DB\""
-    ))
+    let expected = "\"memory\", \"file:DIRECTORY\" or \"redis://[:PASSWORD@]HOST:PORT/DB\"";
+    if location.contains('@') {
+        return Err(at("storage", expected.into()));
+    }
+    Err(at("storage", format!("{location:?}: {expected}")))
 }

@@ -67,6 +67,18 @@ impl Portcullis {
 
     /// As [`start`](Self::start), with these environment variables set.
     pub fn start_with_env(config: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
+        Self::spawn(config, env).listening()
+    }
+
+    /// `count` processes on `config`, all spawned before any is waited
+    /// for: they start at the same instant.
+    pub fn start_together(config: &str, count: usize) -> Vec<Self> {
+        let spawned: Vec<Self> = (0..count).map(|_| Self::spawn(config, &[])).collect();
+        spawned.into_iter().map(Self::listening).collect()
+    }
+
+    /// The process on `config`, not yet waited for.
+    fn spawn(config: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -81,20 +93,24 @@ impl Portcullis {
             .unwrap();
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
-        let mut this = Self {
+        Self {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             dir,
             config_path,
             stdout,
             stderr,
-        };
-        let line = this
+        }
+    }
+
+    /// Once it listens, with its address.
+    fn listening(mut self) -> Self {
+        let line = self
             .wait_for_stderr("listening listen=", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("portcullis did not start: {:?}", this.stderr_lines()));
+            .unwrap_or_else(|| panic!("portcullis did not start: {:?}", self.stderr_lines()));
         let addr = line.rsplit("listen=").next().unwrap().trim();
-        this.addr = addr.parse().unwrap();
-        this
+        self.addr = addr.parse().unwrap();
+        self
     }
 
     /// The HTTP/3 endpoint's address, once it is logged.
