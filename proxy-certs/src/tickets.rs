@@ -3,6 +3,9 @@
 //! whichever node finds it due ([`TicketKeeper`]), sealing tickets per
 //! client-certificate policy ([`TicketKeys::scoped`]), so that a client
 //! resumes on any node of the fleet but never under another policy.
+//!
+//! The key schedule, the clock-skew rule and what happens on each failure
+//! are described in `docs/session-tickets.md` at the repository's root.
 
 mod keeper;
 mod ring;
