@@ -33,7 +33,7 @@ TLS_PORT = 18443
 # Full-handshake clients run at once (each opens one connection at a time).
 HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
-CELLS = ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
+CELLS = ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large")
 # Proxies that serve HTTP/3 here (nginx 1.22 and HAProxy 2.6 as packaged do not).
 HTTP3 = ("portcullis", "baseline", "caddy")
 
@@ -169,6 +169,24 @@ def handshakes(load, seconds):
     return {"rps": total / seconds, "requests": total, "errors": 0 if total else 1}
 
 
+def resumed_handshakes(load, seconds):
+    """A resumed TLS 1.3 handshake per request: `openssl s_time -reuse`, which
+    resumes the first connection's session by ticket on every later one and
+    prints `r` for a resumed handshake, `*` for a full one. A full handshake
+    after the first counts as an error: the cell measures resumption only."""
+    cmd = load + ["openssl", "s_time", "-connect", f"127.0.0.1:{TLS_PORT}", "-reuse",
+                  "-time", str(seconds), "-www", "/small"]
+    clients = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+               for _ in range(HANDSHAKE_CLIENTS)]
+    total = full = 0
+    for client in clients:
+        out, _ = client.communicate()
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds", out)
+        total += int(m.group(1)) if m else 0
+        full += max(out.count("*") - 1, 0) if m else 1
+    return {"rps": total / seconds, "requests": total, "errors": full}
+
+
 class Proxy:
     """One proxy process, started from its config in the work directory."""
 
@@ -274,6 +292,8 @@ def bench_proxy(name, args, work, load, pin, idle):
         rows["tls"] = measured(proxy, lambda: wrk(load, f"{tls}/small", args.seconds, 64))
         log(f"{name}: a full TLS handshake per request")
         rows["handshake"] = measured(proxy, lambda: handshakes(load, args.seconds))
+        log(f"{name}: a resumed TLS handshake per request")
+        rows["resumed"] = measured(proxy, lambda: resumed_handshakes(load, args.seconds))
         log(f"{name}: HTTP/2 over TLS")
         rows["h2"] = measured(proxy, lambda: h2load(load, f"{tls}/small", args.seconds))
         upstream_tls = configs.TLS_UPSTREAM_HOST

@@ -50,7 +50,7 @@ def spread(results, label):
 
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + columns(results) for r in ("h1", "tls", "handshake", "h2", "h2c", "h3", "upstream_tls", "large")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + columns(results) for r in ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large")
     )
     lines = [
         "# Benchmark results",
@@ -82,6 +82,9 @@ def markdown(meta, results):
         row(results, f"3. full TLS handshake per request, {HANDSHAKE_CLIENTS} clients: req/s", "↑", ["handshake", "rps"]),
         row(results, "   proxy CPU per handshake + request, µs", "↓", ["handshake", "cpu_us_per_request"], 1),
         row(results, "   capacity: handshakes per proxy CPU-second", "↑", ["handshake", "per_cpu_second"]),
+        row(results, f"3b. resumed TLS 1.3 handshake (ticket) per request, {HANDSHAKE_CLIENTS} clients: req/s", "↑", ["resumed", "rps"]),
+        row(results, "   proxy CPU per resumed handshake + request, µs", "↓", ["resumed", "cpu_us_per_request"], 1),
+        row(results, "   capacity: resumed handshakes per proxy CPU-second", "↑", ["resumed", "per_cpu_second"]),
         row(results, "4. HTTP/2 over TLS, 16 conns × 16 streams: req/s", "↑", ["h2", "rps"]),
         row(results, "   proxy CPU per request, µs", "↓", ["h2", "cpu_us_per_request"], 1),
         row(results, "   h2c (cleartext), req/s", "↑", ["h2c", "rps"]),
