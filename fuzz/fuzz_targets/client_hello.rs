@@ -3,4 +3,5 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let _ = proxy_certs::fuzzing::server_name(data);
+    let _ = proxy_certs::fuzzing::server_name_in_records(data);
 });

@@ -1,7 +1,9 @@
 //! The server name of a TLS ClientHello, read without consuming it: for
 //! choosing a configuration before a TLS library sees the handshake (QUIC
 //! carries the ClientHello in CRYPTO frames, where no acceptor can wait
-//! for it).
+//! for it), or a backend to pass the whole connection to
+//! ([`server_name_in_records`], over TCP, where the hello may be split
+//! across records and segments).
 
 /// What the bytes received so far say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +18,43 @@ pub enum Hello {
 }
 
 const CLIENT_HELLO: u8 = 1;
+const HANDSHAKE_RECORD: u8 = 22;
+/// The largest plaintext record payload (RFC 8446, 5.1).
+const MAX_RECORD: usize = 1 << 14;
+
+/// Reads the server name from `bytes`, what a TCP client sent so far: TLS
+/// records carrying the ClientHello, which may span several records (and
+/// any number of reads). Anything else first — another record type, a
+/// version other than 3.x, an oversized record, an HTTP request — is
+/// [`Hello::Malformed`].
+pub fn server_name_in_records(bytes: &[u8]) -> Hello {
+    let mut handshake = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let Some(header) = rest.get(..5) else {
+            return if rest.first().is_some_and(|&t| t != HANDSHAKE_RECORD)
+                || rest.get(1).is_some_and(|&major| major != 3)
+            {
+                Hello::Malformed
+            } else {
+                Hello::Incomplete
+            };
+        };
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len == 0 || len > MAX_RECORD {
+            return Hello::Malformed;
+        }
+        let Some(payload) = rest.get(5..5 + len) else {
+            return Hello::Incomplete;
+        };
+        handshake.extend_from_slice(payload);
+        rest = &rest[5 + len..];
+        match server_name(&handshake) {
+            Hello::Incomplete => {}
+            done => return done,
+        }
+    }
+}
 const SERVER_NAME: u16 = 0;
 const HOST_NAME: u8 = 0;
 
@@ -147,6 +186,70 @@ mod tests {
             Hello::Complete(Some("a.example".into()))
         );
         assert_eq!(server_name(&hello(&[])), Hello::Complete(None));
+    }
+
+    /// `message` in TLS records of at most `size` bytes each.
+    fn records(message: &[u8], size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in message.chunks(size) {
+            out.extend([HANDSHAKE_RECORD, 3, 1]);
+            out.extend(u16::try_from(chunk.len()).unwrap().to_be_bytes());
+            out.extend(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn a_hello_over_several_records_is_read_whatever_arrived_so_far() {
+        let message = hello(&sni("Pass.Example"));
+        for size in [message.len(), 40, 7, 1] {
+            let bytes = records(&message, size);
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    server_name_in_records(&bytes[..cut]),
+                    Hello::Incomplete,
+                    "{size} {cut}"
+                );
+            }
+            assert_eq!(
+                server_name_in_records(&bytes),
+                Hello::Complete(Some("pass.example".into())),
+                "{size}"
+            );
+            // What follows the hello (the next flight) does not matter.
+            let mut more = bytes.clone();
+            more.extend([23, 3, 3, 0, 1, 0]);
+            assert_eq!(
+                server_name_in_records(&more),
+                Hello::Complete(Some("pass.example".into()))
+            );
+        }
+        let anonymous = records(&hello(&[]), 16);
+        assert_eq!(server_name_in_records(&anonymous), Hello::Complete(None));
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_hello_in_records_are_malformed() {
+        let message = hello(&sni("a.example"));
+        assert_eq!(
+            server_name_in_records(b"GET / HTTP/1.1\r\n"),
+            Hello::Malformed
+        );
+        assert_eq!(server_name_in_records(b"G"), Hello::Malformed);
+        assert_eq!(server_name_in_records(&[22, 2]), Hello::Malformed);
+        let mut alert = records(&message, 100);
+        alert[0] = 21;
+        assert_eq!(server_name_in_records(&alert), Hello::Malformed);
+        let mut huge = records(&message, 100);
+        huge[3..5].copy_from_slice(&[0x40, 0x01]);
+        assert_eq!(server_name_in_records(&huge), Hello::Malformed);
+        let mut empty = vec![HANDSHAKE_RECORD, 3, 1, 0, 0];
+        empty.extend(records(&message, 100));
+        assert_eq!(server_name_in_records(&empty), Hello::Malformed);
+        // A second record that is not a handshake, mid-hello.
+        let mut mixed = records(&message[..20], 20);
+        mixed.extend([23, 3, 3, 0, 1, 0]);
+        assert_eq!(server_name_in_records(&mixed), Hello::Malformed);
     }
 
     #[test]

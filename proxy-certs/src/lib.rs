@@ -43,11 +43,12 @@ pub mod watch;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::client_hello::{Hello, server_name};
+    pub use crate::client_hello::{server_name, server_name_in_records};
 }
 
 pub use challenge::{ACME_TLS_ALPN, challenge_config, is_tls_alpn_challenge};
 pub use client_auth::ClientAuth;
+pub use client_hello::{Hello, server_name_in_records};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{CertFiles, FileSource};
 pub use identity::{client_identity, subject_and_serial};

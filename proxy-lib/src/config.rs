@@ -7,6 +7,7 @@
 mod app;
 mod h3;
 mod health;
+mod layer4;
 mod limits;
 mod names;
 mod server_tls;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use proxy_certs::{ClientAuth, SessionScope};
 use rustls::server::danger::ClientCertVerifier;
 
+pub use crate::proxy_protocol::ProxyVersion;
 pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
 pub use h3::{
     DEFAULT_ALT_SVC_MAX_AGE, DEFAULT_H3_IDLE_TIMEOUT, DEFAULT_H3_MAX_BIDI_STREAMS,
@@ -30,6 +32,10 @@ pub(crate) use health::Probe;
 pub use health::{
     DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HEALTHY_THRESHOLD,
     DEFAULT_UNHEALTHY_THRESHOLD, HealthCheck,
+};
+pub use layer4::{
+    DEFAULT_INSPECT_TIMEOUT, DEFAULT_LAYER4_CONNECT_TIMEOUT, DEFAULT_LAYER4_IDLE_TIMEOUT, Layer4,
+    Layer4Backend, Layer4Backends, Layer4Route,
 };
 pub use limits::*;
 pub(crate) use names::check_host;
@@ -63,6 +69,7 @@ pub struct ProxyConfig {
     pub(crate) redact_query_in_access_log: bool,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
+    pub(crate) layer4: Option<Layer4>,
 }
 
 impl ProxyConfig {
@@ -111,6 +118,7 @@ pub struct ProxyConfigBuilder {
     redact_query_in_access_log: bool,
     trusted_proxies: TrustedProxies,
     proxy_protocol: Option<ProxyProtocol>,
+    layer4: Option<Layer4>,
 }
 
 impl ProxyConfigBuilder {
@@ -207,6 +215,13 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// Layer-4 routes on the TLS listeners: connections whose ClientHello
+    /// names them are passed whole to their backends. Default: none.
+    pub fn layer4(&mut self, layer4: Layer4) -> &mut Self {
+        self.layer4 = Some(layer4);
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -254,6 +269,7 @@ impl ProxyConfigBuilder {
             return Err(Error::config("max_header_size must be at least 1024 bytes"));
         }
         let tls = self.server_tls()?;
+        self.check_layer4()?;
         Ok(ProxyConfig {
             listen: self.listen.clone(),
             listen_backlog: self.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
@@ -266,7 +282,30 @@ impl ProxyConfigBuilder {
             redact_query_in_access_log: self.redact_query_in_access_log,
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
+            layer4: self.layer4.clone(),
         })
+    }
+
+    /// Layer-4 routes need a TLS listener, and a name is either passed or
+    /// terminated, never both.
+    fn check_layer4(&self) -> Result<()> {
+        let Some(layer4) = &self.layer4 else {
+            return Ok(());
+        };
+        if self.tls.as_ref().is_none_or(|tls| tls.listen.is_empty()) {
+            return Err(Error::config(
+                "layer-4 routes are read on the TLS listeners: set a TLS listener",
+            ));
+        }
+        for name in layer4.routes.iter().flat_map(|r| &r.names) {
+            if let Some(app) = self.apps.iter().find(|a| a.server_names.contains(name)) {
+                return Err(Error::config(format!(
+                    "{name} is both a layer-4 route and a server name of app {:?}",
+                    app.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The rustls configurations, checked against the apps' TLS options.

@@ -1,11 +1,12 @@
-//! The PROXY protocol (HAProxy's, versions 1 and 2), received: the header a
-//! layer-4 proxy in front sends at the start of each TCP connection to say
-//! whom the connection is really from.
+//! The PROXY protocol (HAProxy's, versions 1 and 2): the header a layer-4
+//! proxy sends at the start of each TCP connection to say whom the
+//! connection is really from — received from a proxy in front, and sent to
+//! the backends of layer-4 routes.
 //!
 //! [`parse`] reads a header from the start of a byte slice without
 //! allocating; [`read`] peeks at a socket so that only the header is
 //! consumed, and what follows (a TLS ClientHello, an HTTP request) stays
-//! for whoever serves the connection.
+//! for whoever serves the connection. [`encode`] writes one.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -187,6 +188,71 @@ pub(crate) async fn read(
         .unwrap_or(Err(NoHeader::TimedOut))
 }
 
+/// Which header a backend is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 …\r\n`).
+    V1,
+    /// The binary header, a PROXY command without TLVs.
+    V2,
+}
+
+/// The header telling a backend that the connection from `source` arrived
+/// at `destination`. Addresses of different families (an IPv4 client on an
+/// IPv6 listener) are both written as IPv6.
+pub(crate) fn encode(
+    version: ProxyVersion,
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Vec<u8> {
+    let (source, destination) = match (source, destination) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            (source, destination)
+        }
+        _ => (as_v6(source), as_v6(destination)),
+    };
+    match version {
+        ProxyVersion::V1 => {
+            let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!(
+                "PROXY {family} {} {} {} {}\r\n",
+                source.ip(),
+                destination.ip(),
+                source.port(),
+                destination.port()
+            )
+            .into_bytes()
+        }
+        ProxyVersion::V2 => {
+            let mut header = SIGNATURE.to_vec();
+            header.push(0x21); // version 2, PROXY
+            let (family, len): (u8, u16) = if source.is_ipv4() {
+                (0x11, 12) // TCP over IPv4
+            } else {
+                (0x21, 36) // TCP over IPv6
+            };
+            header.push(family);
+            header.extend(len.to_be_bytes());
+            for addr in [source, destination] {
+                match addr.ip() {
+                    IpAddr::V4(ip) => header.extend(ip.octets()),
+                    IpAddr::V6(ip) => header.extend(ip.octets()),
+                }
+            }
+            header.extend(source.port().to_be_bytes());
+            header.extend(destination.port().to_be_bytes());
+            header
+        }
+    }
+}
+
+fn as_v6(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        v6 @ SocketAddr::V6(_) => v6,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +363,47 @@ mod tests {
         let mut huge = v2_header(1, 0x11, &v4);
         huge[14..16].copy_from_slice(&60_000u16.to_be_bytes());
         assert_eq!(parse(&huge), Header::Invalid);
+    }
+
+    #[test]
+    fn headers_written_are_read_back_naming_the_source() {
+        let pairs = [
+            ("192.0.2.7:50123", "127.0.0.1:443"),
+            ("[2001:db8::7]:50123", "[::1]:443"),
+            ("192.0.2.7:50123", "[::1]:443"),
+        ];
+        for (source, destination) in pairs {
+            let source: SocketAddr = source.parse().unwrap();
+            let destination = destination.parse().unwrap();
+            for version in [ProxyVersion::V1, ProxyVersion::V2] {
+                let mut header = encode(version, source, destination);
+                let len = header.len();
+                header.extend(b"\x16\x03\x01 the hello");
+                let Header::Complete {
+                    len: read,
+                    source: named,
+                } = parse(&header)
+                else {
+                    panic!("{version:?} {source}: {:?}", parse(&header));
+                };
+                assert_eq!(read, len, "{version:?} {source}");
+                let named = named.unwrap();
+                assert_eq!(named.port(), source.port());
+                let ip = match named.ip() {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                    v4 => v4,
+                };
+                assert_eq!(ip, source.ip(), "{version:?}");
+            }
+        }
+        assert_eq!(
+            encode(
+                ProxyVersion::V1,
+                "192.0.2.7:50123".parse().unwrap(),
+                "127.0.0.1:443".parse().unwrap()
+            ),
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 50123 443\r\n"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod h1;
 mod handshake;
 mod listener;
 mod parking;
+mod passthrough;
 mod proxy;
 mod quic;
 

@@ -13,6 +13,7 @@ mod forwarding;
 mod h3;
 mod h3_early_data;
 mod hostile;
+mod layer4;
 mod lifecycle;
 mod limits;
 mod parking;

@@ -32,6 +32,7 @@ pub struct Ca {
 }
 
 /// A certificate and its key, as files and as DER.
+#[derive(Clone)]
 pub struct Leaf {
     /// The certificate's serial number, unique in the process.
     pub serial: u64,

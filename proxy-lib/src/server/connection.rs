@@ -28,6 +28,7 @@ use crate::response::ResponseBody;
 use crate::server::h1::{self, Served};
 use crate::server::handshake;
 use crate::server::parking::{Idle, Lot, Parked};
+use crate::server::passthrough::{self, Passage};
 use crate::state::Shared;
 use crate::stream::Stream;
 
@@ -94,6 +95,25 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
         .admission
         .pressure
         .header_timeout(snapshot.config.timeouts.tls_handshake);
+    let passing = snapshot.config.clone();
+    if let Some(layer4) = &passing.layer4 {
+        let certs = passing.tls.as_ref().map(|tls| &tls.settings.certs);
+        let serves = |name: &str| certs.is_some_and(|c| c.serves(Some(name)));
+        match passthrough::inspect(&tcp, layer4, serves).await {
+            Passage::Terminate => {}
+            Passage::Pass(backends, sni) => {
+                drop(snapshot);
+                // `ctx` holds the connection's slot while bytes move:
+                // passed connections count against max_clients.
+                passthrough::pass(tcp, ctx.peer, sni, backends, layer4, shared).await;
+                return;
+            }
+            Passage::Refuse(reason) => {
+                debug!(peer = %ctx.peer, reason, "connection closed before TLS");
+                return;
+            }
+        }
+    }
     let Some((stream, info)) = handshake::accept(tcp, ctx.peer, &snapshot, timeout).await else {
         return;
     };
