@@ -7,6 +7,7 @@
 mod acme;
 mod convert;
 mod h3;
+mod layer4;
 mod listen;
 mod raw;
 mod route;

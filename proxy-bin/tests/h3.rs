@@ -7,19 +7,7 @@ use std::path::Path;
 use crate::support::*;
 
 fn config(dir: &Path, upstream: std::net::SocketAddr, section: &str) -> String {
-    format!(
-        r#"listen_port = 0
-listen_port_tls = 0
-listen_address_v4 = "127.0.0.1"
-{section}
-[apps.a]
-server_name = "a.test"
-tls = {{ tls_cert_path = "{cert}", tls_cert_key_path = "{key}" }}
-reverse_proxy = [{{ upstream = [{{ location = "{upstream}" }}] }}]
-"#,
-        cert = dir.join("a.crt").display(),
-        key = dir.join("a.key").display(),
-    )
+    tls_app(dir, upstream, section, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod support;
 mod acme;
 mod config_errors;
 mod h3;
+mod layer4;
 mod memory;
 mod process;
 mod tickets;

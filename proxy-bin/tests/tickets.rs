@@ -16,22 +16,8 @@ use rustls::ClientConfig;
 
 /// A config serving a.test over TLS with `section` as `[session_tickets]`.
 fn config(dir: &Path, upstream: SocketAddr, section: &str) -> String {
-    format!(
-        r#"listen_port = 0
-listen_port_tls = 0
-listen_address_v4 = "127.0.0.1"
-
-[session_tickets]
-{section}
-
-[apps.a]
-server_name = "a.test"
-tls = {{ tls_cert_path = "{cert}", tls_cert_key_path = "{key}", https_redirection = false }}
-reverse_proxy = [{{ upstream = [{{ location = "{upstream}" }}] }}]
-"#,
-        cert = dir.join("a.crt").display(),
-        key = dir.join("a.key").display(),
-    )
+    let section = format!("[session_tickets]\n{section}");
+    tls_app(dir, upstream, &section, ", https_redirection = false")
 }
 
 fn client(ca: &Ca, version: &'static rustls::SupportedProtocolVersion) -> Arc<ClientConfig> {
@@ -358,7 +344,7 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
         ),
         case(
             "rotate = true",
-            ":6:1: session_tickets.rotate: unknown field `rotate`",
+            ":5:1: session_tickets.rotate: unknown field `rotate`",
         ),
     ]);
     // A refused URL never shows its password.

@@ -18,18 +18,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A config with app `a` (a.test) on TLS, certificate files in `dir`.
 fn tls_config(dir: &Path, upstream: std::net::SocketAddr, tls_extra: &str) -> String {
-    format!(
-        r#"listen_port = 0
-listen_port_tls = 0
-listen_address_v4 = "127.0.0.1"
-[apps.a]
-server_name = "a.test"
-tls = {{ tls_cert_path = "{cert}", tls_cert_key_path = "{key}"{tls_extra} }}
-reverse_proxy = [{{ upstream = [{{ location = "{upstream}" }}] }}]
-"#,
-        cert = dir.join("a.crt").display(),
-        key = dir.join("a.key").display(),
-    )
+    tls_app(dir, upstream, "", tls_extra)
 }
 
 fn https_get(host: &str) -> Request<Full<Bytes>> {

@@ -12,6 +12,7 @@
 mod client;
 mod h3_client;
 mod logs;
+mod nginx;
 mod origin;
 mod pebble;
 mod pki;
@@ -22,6 +23,7 @@ mod tls_origin;
 pub use client::*;
 pub use h3_client::*;
 pub use logs::*;
+pub use nginx::*;
 pub use origin::*;
 pub use pebble::*;
 pub use pki::*;

@@ -14,7 +14,7 @@ use proxy_acme::AcmeApp;
 
 use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
 use crate::config::{
-    ConfigError, Loaded, LogSettings, Mode, acme, h3, listen, route, tickets, tls,
+    ConfigError, Loaded, LogSettings, Mode, acme, h3, layer4, listen, route, tickets, tls,
 };
 
 /// Default `[log] level`.
@@ -181,6 +181,15 @@ pub fn convert(
             key,
             "is the TLS port clients see (in redirections and Alt-Svc): set listen_port_tls",
         ));
+    }
+    if let Some(layer4) = layer4::section(raw.layer4.take())? {
+        if certs.is_none() {
+            return Err(ConfigError::at(
+                "layer4",
+                "routes are read on the TLS listener: set listen_port_tls and an app's certificate",
+            ));
+        }
+        builder.layer4(layer4);
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
 

@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub acme: Option<RawAcme>,
     /// Ours.
     pub session_tickets: Option<RawSessionTickets>,
+    /// Ours: TLS connections passed whole by SNI.
+    pub layer4: Option<RawLayer4>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,4 +305,35 @@ pub struct RawSessionTickets {
     pub poll_interval: Option<ConfigDuration>,
     pub max_clock_skew: Option<ConfigDuration>,
     pub secret: Option<String>,
+}
+
+/// `[layer4]` (ours): routes by the ClientHello's server name, on the TLS
+/// listeners beside the apps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer4 {
+    #[serde(default)]
+    pub routes: Vec<RawLayer4Route>,
+    pub default_upstream: Option<Vec<RawLayer4Upstream>>,
+    pub default_load_balance: Option<String>,
+    pub default_proxy_protocol: Option<String>,
+    pub inspect_timeout: Option<ConfigDuration>,
+    pub connect_timeout: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer4Route {
+    pub server_name: OneOrMany,
+    pub upstream: Vec<RawLayer4Upstream>,
+    pub load_balance: Option<String>,
+    pub proxy_protocol: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer4Upstream {
+    pub location: String,
+    pub proxy_protocol: Option<String>,
 }

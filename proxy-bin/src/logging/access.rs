@@ -10,6 +10,14 @@
 //! is TLS ` upstream_tls=VERSION/CIPHER/ALPN/full|resumed/HANDSHAKEus
 //! upstream_cert="SERIAL;SUBJECT"`, and ` incomplete` when the client went
 //! away or the upstream broke before the response ended.
+//!
+//! A connection passed whole by a layer-4 route is one line too, with the
+//! server name, the duration, the backend, the bytes each way and why it
+//! ended (`closed`, `idle`, `reset`, `shutdown`, `no backend`):
+//!
+//! ```text
+//! 127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "LAYER4 pass.example" 12.500102 backend=10.0.0.5:443 up=517 down=48213 end=closed
+//! ```
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -47,6 +55,10 @@ struct Fields {
     upstream_tls: String,
     upstream_cert: String,
     completed: bool,
+    backend: String,
+    bytes_up: u64,
+    bytes_down: u64,
+    end: String,
 }
 
 impl Visit for Fields {
@@ -63,6 +75,8 @@ impl Visit for Fields {
             "sni" => &mut self.sni,
             "upstream_tls" => &mut self.upstream_tls,
             "upstream_cert" => &mut self.upstream_cert,
+            "backend" => &mut self.backend,
+            "end" => &mut self.end,
             _ => return,
         };
         let _ = write!(slot, "{value:?}");
@@ -84,6 +98,8 @@ impl Visit for Fields {
             "status" => self.status = value,
             "bytes" => self.bytes = value,
             "duration_us" => self.duration_us = value,
+            "bytes_up" => self.bytes_up = value,
+            "bytes_down" => self.bytes_down = value,
             _ => {}
         }
     }
@@ -106,6 +122,22 @@ impl<S: Subscriber> Layer<S> for AccessLayer {
 
 fn format_line(f: &Fields, now: SystemTime) -> String {
     let mut line = String::with_capacity(160);
+    if !f.backend.is_empty() {
+        let _ = writeln!(
+            line,
+            "{} - - [{}] \"LAYER4 {}\" {}.{:06} backend={} up={} down={} end={}",
+            f.client,
+            clf_time(now),
+            f.sni,
+            f.duration_us / 1_000_000,
+            f.duration_us % 1_000_000,
+            f.backend,
+            f.bytes_up,
+            f.bytes_down,
+            f.end.replace(' ', "-"),
+        );
+        return line;
+    }
     let _ = write!(
         line,
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" {}.{:06} app={} upstream={}",

@@ -221,6 +221,26 @@ fn wait_for(lines: &Lines, needle: &str, limit: Duration) -> Option<String> {
     }
 }
 
+/// A config with app `a` (a.test) on TLS forwarding to `upstream`, on
+/// 127.0.0.1:0, its certificate files `dir/a.crt` and `dir/a.key`: `top`
+/// goes before the app (keys and sections, from line 4), `tls_extra` into
+/// its `tls` table.
+pub fn tls_app(dir: &std::path::Path, upstream: SocketAddr, top: &str, tls_extra: &str) -> String {
+    format!(
+        r#"listen_port = 0
+listen_port_tls = 0
+listen_address_v4 = "127.0.0.1"
+{top}
+[apps.a]
+server_name = "a.test"
+tls = {{ tls_cert_path = "{cert}", tls_cert_key_path = "{key}"{tls_extra} }}
+reverse_proxy = [{{ upstream = [{{ location = "{upstream}" }}] }}]
+"#,
+        cert = dir.join("a.crt").display(),
+        key = dir.join("a.key").display(),
+    )
+}
+
 /// A config with one app `a.test` forwarding to `upstream`, on 127.0.0.1:0.
 pub fn forwarding(upstream: SocketAddr, extra: &str) -> String {
     format!(

@@ -54,12 +54,13 @@ impl Layer4Backend {
 }
 
 /// Backends tried in turn: each new connection starts at the next one
-/// (round robin) and goes on to the following ones while they refuse
-/// (failover).
+/// (round robin), or at the first ([`in_order`](Self::in_order)), and goes
+/// on to the following ones while they refuse (failover).
 #[derive(Debug, Clone)]
 pub struct Layer4Backends {
     list: Arc<[Layer4Backend]>,
     next: Arc<AtomicUsize>,
+    rotate: bool,
 }
 
 impl Layer4Backends {
@@ -71,12 +72,24 @@ impl Layer4Backends {
         Ok(Self {
             list: list.into(),
             next: Arc::new(AtomicUsize::new(0)),
+            rotate: true,
         })
+    }
+
+    /// Every connection starts at the first backend; the others take over
+    /// only while it refuses.
+    pub fn in_order(mut self) -> Self {
+        self.rotate = false;
+        self
     }
 
     /// The backends in the order this connection tries them.
     pub(crate) fn for_connection(&self) -> impl Iterator<Item = &Layer4Backend> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % self.list.len();
+        let start = if self.rotate {
+            self.next.fetch_add(1, Ordering::Relaxed) % self.list.len()
+        } else {
+            0
+        };
         self.list[start..].iter().chain(&self.list[..start])
     }
 }
