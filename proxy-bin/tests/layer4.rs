@@ -66,6 +66,53 @@ async fn a_real_nginx_behind_a_route_reads_the_client_from_a_proxy_v2_header() {
         logged.contains(&format!("backend=127.0.0.1:{port} up=")) && logged.ends_with("end=closed"),
         "{logged}"
     );
+    assert!(
+        !logged.contains(" up=0 ") && !logged.contains(" down=0 "),
+        "{logged}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_passed_connection_is_cut_and_logged_with_its_bytes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    ca.server(&["a.test"]).write(dir.path(), "a");
+    // A backend that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let section = format!(
+        "[layer4]\nidle_timeout = \"1s\"\nroutes = [{{ server_name = 'quiet.test', upstream = [{{ location = '{backend}' }}] }}]"
+    );
+    let origin = Origin::start("o").await;
+    let proxy = Portcullis::start(&config(dir.path(), origin.addr, &section));
+    let hello = client_hello("quiet.test", None);
+    let mut tcp = tokio::net::TcpStream::connect(proxy.tls_addr())
+        .await
+        .unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("cut at the idle timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    let logged = proxy
+        .wait_for_stdout("\"LAYER4 quiet.test\"", std::time::Duration::from_secs(5))
+        .expect("an access-log line");
+    assert!(
+        logged.ends_with(&format!(
+            "backend={backend} up={} down=0 end=idle",
+            hello.len()
+        )),
+        "{logged}"
+    );
 }
 
 #[test]

@@ -43,46 +43,65 @@ pub(crate) fn spawn(
         };
         let relay = relay(client, upstream, idle);
         tokio::select! {
-            result = relay => match result {
-                Ok((up, down)) => debug!(%peer, upstream = %target, up, down, "tunnel closed"),
-                Err(error) => debug!(%peer, upstream = %target, %error, "tunnel ended"),
+            relayed = relay => match relayed.end {
+                Ok(()) => debug!(%peer, upstream = %target, up = relayed.up, down = relayed.down, "tunnel closed"),
+                Err(error) => debug!(%peer, upstream = %target, up = relayed.up, down = relayed.down, %error, "tunnel ended"),
             },
             () = stop.cancelled() => debug!(%peer, upstream = %target, "tunnel stopped by shutdown"),
         }
     });
 }
 
+/// What a relay moved, and how it ended.
+#[derive(Debug)]
+pub(crate) struct Relayed {
+    /// Bytes read from the first side (sent towards the second).
+    pub(crate) up: u64,
+    /// Bytes read from the second side.
+    pub(crate) down: u64,
+    /// `Ok` when both sides closed; the idle timeout is `TimedOut`.
+    pub(crate) end: io::Result<()>,
+}
+
 /// Copies both ways until both sides close or nothing moved for `idle`.
-/// Returns the bytes sent upstream and down.
-pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> io::Result<(u64, u64)>
+/// The bytes are counted as they are read, so an error still says how
+/// many moved.
+pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> Relayed
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let mut a = Observed::new(a, LastRead(last.clone()));
-    let mut b = Observed::new(b, LastRead(last.clone()));
+    let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut a = Observed::new(a, LastRead(last.clone(), up.clone()));
+    let mut b = Observed::new(b, LastRead(last.clone(), down.clone()));
     let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
     let mut watchdog = pin!(tokio::time::sleep(idle));
-    loop {
+    let end = loop {
         tokio::select! {
-            result = copy.as_mut() => return result,
+            result = copy.as_mut() => break result.map(|_| ()),
             () = watchdog.as_mut() => {
                 let deadline = last.load(Ordering::Relaxed) + millis(idle);
                 if now_ms() >= deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle"));
+                    break Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle"));
                 }
                 watchdog.as_mut().reset(clock::instant(deadline));
             }
         }
+    };
+    Relayed {
+        up: up.load(Ordering::Relaxed),
+        down: down.load(Ordering::Relaxed),
+        end,
     }
 }
 
-/// Records when bytes last arrived.
-struct LastRead(Arc<AtomicU64>);
+/// Records when bytes last arrived, and counts them.
+struct LastRead(Arc<AtomicU64>, Arc<AtomicU64>);
 
 impl ReadObserver for LastRead {
-    fn observe(&mut self, _bytes: &[u8]) {
+    fn observe(&mut self, bytes: &[u8]) {
         self.0.store(now_ms(), Ordering::Relaxed);
+        self.1.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use crate::support::*;
 use proxy_certs::SniResolver;
 use proxy_lib::config::{Layer4, Layer4Backend, Layer4Backends, Layer4Route, ProxyVersion};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -94,20 +93,6 @@ impl Recorder {
     fn received(&self) -> Vec<Vec<u8>> {
         self.0.lock().unwrap().clone()
     }
-}
-
-/// The first flight of a TLS client for `name`: its ClientHello records,
-/// split into records of at most `fragment` bytes if given.
-fn client_hello(name: &str, fragment: Option<usize>) -> Vec<u8> {
-    let mut config = (*client_config(&[], None, &[b"http/1.1"])).clone();
-    config.max_fragment_size = fragment;
-    let server = ServerName::try_from(name.to_owned()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).unwrap();
-    }
-    hello
 }
 
 #[tokio::test]

@@ -226,6 +226,21 @@ impl rustls::client::danger::ServerCertVerifier for CountingVerifier {
     }
 }
 
+/// The first flight of a TLS client for `name` (trusting no one): its
+/// ClientHello records, split into records of at most `fragment` bytes if
+/// given. For a server that reads the hello without answering it.
+pub fn client_hello(name: &str, fragment: Option<usize>) -> Vec<u8> {
+    let mut config = (*client_config(&[], None, &[b"http/1.1"])).clone();
+    config.max_fragment_size = fragment;
+    let server = ServerName::try_from(name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), server).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    hello
+}
+
 /// A server session store that counts the sessions found in it (that is,
 /// resumed), for a proxy under test.
 #[derive(Debug)]

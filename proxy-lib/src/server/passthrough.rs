@@ -154,11 +154,14 @@ pub(crate) async fn pass(
     };
     let relay = crate::tunnel::relay(client, upstream, layer4.idle_timeout);
     let (moved, end) = tokio::select! {
-        result = relay => match result {
-            Ok(moved) => (moved, "closed"),
-            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => ((0, 0), "idle"),
-            Err(_) => ((0, 0), "reset"),
-        },
+        relayed = relay => {
+            let end = match &relayed.end {
+                Ok(()) => "closed",
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => "idle",
+                Err(_) => "reset",
+            };
+            ((relayed.up, relayed.down), end)
+        }
         () = shared.hard_stop.cancelled() => ((0, 0), "shutdown"),
     };
     log(peer, sni.as_deref(), &backend, moved, started, end);
