@@ -14,6 +14,7 @@ mod route;
 mod self_signed;
 mod tickets;
 mod tls;
+mod trusted;
 mod units;
 mod upstream_tls;
 

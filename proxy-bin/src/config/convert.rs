@@ -6,15 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proxy_certs::Reload;
-use proxy_lib::config::{
-    App, Limits, ProxyConfig, ProxyProtocol, ServerName, StickyCookie, Timeouts, TrustedProxies,
-};
+use proxy_lib::config::{App, Limits, ProxyConfig, ServerName, StickyCookie, Timeouts};
 
 use proxy_acme::AcmeApp;
 
-use crate::config::raw::{OneOrMany, RawApp, RawConfig, RawExperimental};
+use crate::config::raw::{RawApp, RawConfig, RawExperimental};
 use crate::config::{
-    ConfigError, Loaded, LogSettings, Mode, acme, h3, layer4, listen, route, tickets, tls,
+    ConfigError, Loaded, LogSettings, Mode, acme, h3, layer4, listen, route, tickets, tls, trusted,
 };
 
 /// Default `[log] level`.
@@ -72,8 +70,8 @@ pub fn convert(
     }
     builder.limits(limits(&raw, base)?);
     builder.redact_query_in_access_log(raw.redact_query_in_access_log.unwrap_or(false));
-    builder.trusted_proxies(trusted_proxies(&raw)?);
-    if let Some(expected) = proxy_protocol(&raw)? {
+    builder.trusted_proxies(trusted::trusted_proxies(&raw)?);
+    if let Some(expected) = trusted::proxy_protocol(&raw)? {
         builder.proxy_protocol(expected);
     }
     builder.timeouts(timeouts(&raw));
@@ -227,57 +225,6 @@ fn writable_dir(dir: &Path) -> std::io::Result<()> {
         .create_new(true)
         .open(&probe)?;
     std::fs::remove_file(&probe)
-}
-
-/// rpxy's `trusted_forwarded_proxies`: ranges, addresses, or `cloudflare`.
-fn trusted_proxies(raw: &RawConfig) -> Result<TrustedProxies> {
-    let mut trusted = TrustedProxies::none();
-    let entries = raw
-        .trusted_forwarded_proxies
-        .clone()
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default();
-    for (i, entry) in entries.iter().enumerate() {
-        trusted
-            .add(entry)
-            .map_err(|e| ConfigError::at(format!("trusted_forwarded_proxies[{i}]"), e))?;
-    }
-    Ok(trusted)
-}
-
-/// `[experimental.tcp_recv_proxy_protocol]`: the PROXY protocol from the
-/// listed proxies (required), within `timeout` milliseconds.
-fn proxy_protocol(raw: &RawConfig) -> Result<Option<ProxyProtocol>> {
-    const KEY: &str = "experimental.tcp_recv_proxy_protocol";
-    let Some(table) = raw
-        .experimental
-        .as_ref()
-        .and_then(|e| e.tcp_recv_proxy_protocol.as_ref())
-    else {
-        return Ok(None);
-    };
-    let mut from = TrustedProxies::none();
-    let entries = table
-        .trusted_proxies
-        .clone()
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default();
-    for (i, entry) in entries.iter().enumerate() {
-        from.add(entry)
-            .map_err(|e| ConfigError::at(format!("{KEY}.trusted_proxies[{i}]"), e))?;
-    }
-    let mut expected = ProxyProtocol::new(from)
-        .map_err(|e| ConfigError::at(format!("{KEY}.trusted_proxies"), e))?;
-    match table.timeout {
-        Some(0) => {
-            expected.timeout(std::time::Duration::from_secs(5));
-        }
-        Some(ms) => {
-            expected.timeout(std::time::Duration::from_millis(ms));
-        }
-        None => {}
-    }
-    Ok(Some(expected))
 }
 
 /// `[sticky_cookie]` (ours) and rpxy's `sticky_cookie_secret`.
