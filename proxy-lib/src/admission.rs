@@ -171,3 +171,30 @@ mod tests {
         assert_eq!(admission.count(a, &limits), Ok(None), "no limit, no count");
     }
 }
+
+/// Tunnels of one kind open at once, against a limit read from the
+/// configuration in force when each one opens.
+#[derive(Debug, Default)]
+pub(crate) struct TunnelCount(AtomicUsize);
+
+/// One tunnel counted in a [`TunnelCount`] until dropped.
+#[derive(Debug)]
+pub(crate) struct TunnelSlot<'a>(&'a AtomicUsize);
+
+impl TunnelCount {
+    /// Counts one more tunnel, or `None` at `max`.
+    pub(crate) fn enter(&self, max: usize) -> Option<TunnelSlot<'_>> {
+        let held = self.0.fetch_add(1, Ordering::AcqRel);
+        if held >= max {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(TunnelSlot(&self.0))
+    }
+}
+
+impl Drop for TunnelSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

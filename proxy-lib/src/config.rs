@@ -5,11 +5,13 @@
 //! that exists is valid.
 
 mod app;
+mod bridge;
 mod h3;
 mod health;
 mod layer4;
 mod limits;
 mod names;
+mod peer_allow;
 mod server_tls;
 mod sticky;
 mod trusted;
@@ -24,6 +26,10 @@ use rustls::server::danger::ClientCertVerifier;
 
 pub use crate::proxy_protocol::ProxyVersion;
 pub use app::{App, DEFAULT_INDEX_FILE, Route, RouteTarget, StaticFiles};
+pub use bridge::{
+    BridgeIngress, BridgePeer, BridgeRule, DEFAULT_MAX_TUNNELS, DEFAULT_TUNNEL_ANSWER_TIMEOUT,
+    DEFAULT_TUNNEL_CONNECT_TIMEOUT, DEFAULT_TUNNEL_IDLE_TIMEOUT, TunnelLimits,
+};
 pub use h3::{
     DEFAULT_ALT_SVC_MAX_AGE, DEFAULT_H3_IDLE_TIMEOUT, DEFAULT_H3_MAX_BIDI_STREAMS,
     DEFAULT_H3_MAX_CONNECTIONS, DEFAULT_H3_MAX_UNI_STREAMS, Http3,
@@ -40,9 +46,11 @@ pub use layer4::{
 pub use limits::*;
 pub(crate) use names::check_host;
 pub use names::{PathPrefix, ReplacePath, ServerName};
+pub use peer_allow::PeerAllow;
 pub(crate) use server_tls::ServerTls;
 pub use server_tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
 pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
+pub(crate) use trusted::AddressRange;
 pub use trusted::{DEFAULT_PROXY_PROTOCOL_TIMEOUT, ProxyProtocol, TrustedProxies};
 pub use upstream::{HostHeader, LoadBalance, Upstream, UpstreamGroup, UpstreamProtocol};
 pub(crate) use upstream_tls::CompiledTls;
@@ -70,6 +78,8 @@ pub struct ProxyConfig {
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) proxy_protocol: Option<ProxyProtocol>,
     pub(crate) layer4: Option<Layer4>,
+    pub(crate) bridge_ingress: Option<BridgeIngress>,
+    pub(crate) bridge_peer: Option<BridgePeer>,
 }
 
 impl ProxyConfig {
@@ -119,6 +129,8 @@ pub struct ProxyConfigBuilder {
     trusted_proxies: TrustedProxies,
     proxy_protocol: Option<ProxyProtocol>,
     layer4: Option<Layer4>,
+    bridge_ingress: Option<BridgeIngress>,
+    bridge_peer: Option<BridgePeer>,
 }
 
 impl ProxyConfigBuilder {
@@ -222,6 +234,19 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// The ingress side of the TLS bridge: `CONNECT` listeners and the
+    /// rules that pick a peer. Default: none.
+    pub fn bridge_ingress(&mut self, ingress: BridgeIngress) -> &mut Self {
+        self.bridge_ingress = Some(ingress);
+        self
+    }
+
+    /// The peer side of the TLS bridge. Default: none.
+    pub fn bridge_peer(&mut self, peer: BridgePeer) -> &mut Self {
+        self.bridge_peer = Some(peer);
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -231,10 +256,11 @@ impl ProxyConfigBuilder {
     /// Checks the whole and returns the configuration.
     pub fn build(&self) -> Result<ProxyConfig> {
         let tls_listeners = self.tls.as_ref().map_or(0, |tls| tls.listen.len());
-        if self.listen.is_empty() && tls_listeners == 0 {
+        let bridge = self.bridge_ingress.is_some() || self.bridge_peer.is_some();
+        if self.listen.is_empty() && tls_listeners == 0 && !bridge {
             return Err(Error::config("no listener: set a listen address and port"));
         }
-        if self.apps.is_empty() {
+        if self.apps.is_empty() && !bridge {
             return Err(Error::config("no app is configured"));
         }
         for app in &self.apps {
@@ -270,6 +296,7 @@ impl ProxyConfigBuilder {
         }
         let tls = self.server_tls()?;
         self.check_layer4()?;
+        self.check_bridge()?;
         Ok(ProxyConfig {
             listen: self.listen.clone(),
             listen_backlog: self.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
@@ -283,7 +310,26 @@ impl ProxyConfigBuilder {
             trusted_proxies: self.trusted_proxies.clone(),
             proxy_protocol: self.proxy_protocol.clone(),
             layer4: self.layer4.clone(),
+            bridge_ingress: self.bridge_ingress.clone(),
+            bridge_peer: self.bridge_peer.clone(),
         })
+    }
+
+    /// Each side of the bridge is whole, and `CONNECT` over TLS is served
+    /// with the apps' certificates.
+    fn check_bridge(&self) -> Result<()> {
+        if let Some(ingress) = &self.bridge_ingress {
+            ingress.check()?;
+            if !ingress.listen_tls.is_empty() && self.tls.is_none() {
+                return Err(Error::config(
+                    "the bridge ingress takes CONNECT over TLS with the apps' certificates: configure TLS",
+                ));
+            }
+        }
+        if let Some(peer) = &self.bridge_peer {
+            peer.check()?;
+        }
+        Ok(())
     }
 
     /// Layer-4 routes need a TLS listener, and a name is either passed or

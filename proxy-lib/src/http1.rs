@@ -12,7 +12,9 @@ mod request_head;
 mod response_head;
 
 pub(crate) use decode::{Decoded, Decoder};
-pub(crate) use encode::{chunk_size, last_chunk, request_head, response_head, switching_head};
+pub(crate) use encode::{
+    chunk_size, closing_answer, last_chunk, request_head, response_head, switching_head,
+};
 pub(crate) use fields::Refusal;
 pub(crate) use framing::{Framing, bodiless, parse_length};
 pub(crate) use prefixed::Prefixed;

@@ -99,6 +99,7 @@
 
 mod admission;
 mod body;
+mod bridge;
 mod client_auth;
 mod clock;
 pub mod config;
@@ -130,4 +131,4 @@ mod upstream;
 pub use config::ProxyConfig;
 pub use error::{BoxError, Error, ErrorKind, Result, Side};
 pub use exchange::ACCESS_LOG_TARGET;
-pub use server::Proxy;
+pub use server::{ListenerKind, Proxy};

@@ -5,10 +5,12 @@
 mod connection;
 mod h1;
 mod handshake;
+mod kind;
 mod listener;
 mod parking;
 mod passthrough;
 mod proxy;
 mod quic;
 
+pub use kind::ListenerKind;
 pub use proxy::Proxy;

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, TunnelCount};
 use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) log_limits: LogLimits,
     /// Bytes of buffered request bodies on disk.
     pub(crate) buffered_on_disk: DiskBudget,
+    /// Tunnels open through the bridge ingress, and through the peer.
+    pub(crate) ingress_tunnels: TunnelCount,
+    pub(crate) peer_tunnels: TunnelCount,
 }
 
 impl Shared {
@@ -64,6 +67,8 @@ impl Shared {
             alt_svc: ArcSwapOption::empty(),
             log_limits: LogLimits::default(),
             buffered_on_disk: DiskBudget::default(),
+            ingress_tunnels: TunnelCount::default(),
+            peer_tunnels: TunnelCount::default(),
         })
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::clock::{self, millis, now_ms};
@@ -41,14 +42,9 @@ pub(crate) fn spawn(
             debug!(%peer, upstream = %target, "upgrade did not complete");
             return;
         };
-        let relay = relay(client, upstream, idle);
-        tokio::select! {
-            relayed = relay => match relayed.end {
-                Ok(()) => debug!(%peer, upstream = %target, up = relayed.up, down = relayed.down, "tunnel closed"),
-                Err(error) => debug!(%peer, upstream = %target, up = relayed.up, down = relayed.down, %error, "tunnel ended"),
-            },
-            () = stop.cancelled() => debug!(%peer, upstream = %target, "tunnel stopped by shutdown"),
-        }
+        let relayed = relay(client, upstream, idle, &stop).await;
+        let (up, down, end) = (relayed.up, relayed.down, relayed.end());
+        debug!(%peer, upstream = %target, up, down, end, "tunnel ended");
     });
 }
 
@@ -59,14 +55,29 @@ pub(crate) struct Relayed {
     pub(crate) up: u64,
     /// Bytes read from the second side.
     pub(crate) down: u64,
-    /// `Ok` when both sides closed; the idle timeout is `TimedOut`.
+    /// `Ok` when both sides closed; the idle timeout is `TimedOut`, the
+    /// proxy's stop `Interrupted`.
     pub(crate) end: io::Result<()>,
 }
 
-/// Copies both ways until both sides close or nothing moved for `idle`.
-/// The bytes are counted as they are read, so an error still says how
-/// many moved.
-pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration) -> Relayed
+impl Relayed {
+    /// Why it ended, in a word for the logs: `closed`, `idle`, `shutdown`
+    /// or `reset`.
+    pub(crate) fn end(&self) -> &'static str {
+        match &self.end {
+            Ok(()) => "closed",
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => "idle",
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => "shutdown",
+            Err(_) => "reset",
+        }
+    }
+}
+
+/// Copies both ways until both sides close, nothing moved for `idle`, or
+/// `stop`. A side that ends its writing (half-close) has that passed on
+/// while the other direction carries on. The bytes are counted as they
+/// are read, so an error still says how many moved.
+pub(crate) async fn relay<A, B>(a: A, b: B, idle: Duration, stop: &CancellationToken) -> Relayed
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -80,6 +91,7 @@ where
     let end = loop {
         tokio::select! {
             result = copy.as_mut() => break result.map(|_| ()),
+            () = stop.cancelled() => break Err(io::Error::new(io::ErrorKind::Interrupted, "proxy stopped")),
             () = watchdog.as_mut() => {
                 let deadline = last.load(Ordering::Relaxed) + millis(idle);
                 if now_ms() >= deadline {

@@ -13,7 +13,8 @@ pub(crate) mod sticky;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub(crate) use connector::UpstreamTlsInfo;
+pub(crate) use connect::connect;
+pub(crate) use connector::{Connector, UpstreamTlsInfo, is_alert};
 pub(crate) use endpoint::Endpoint;
 pub(crate) use h1::{H1Body, SendError, idempotent};
 use health::Verdict;

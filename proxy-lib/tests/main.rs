@@ -6,6 +6,7 @@
 mod support;
 
 mod balancing;
+mod bridge;
 mod certificate_source;
 mod client_auth;
 mod client_h1;

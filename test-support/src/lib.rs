@@ -19,6 +19,7 @@ mod pki;
 mod redis;
 mod tls;
 mod tls_origin;
+mod tunnel;
 
 pub use client::*;
 pub use h3_client::*;
@@ -31,3 +32,4 @@ pub use rcgen;
 pub use redis::*;
 pub use tls::*;
 pub use tls_origin::*;
+pub use tunnel::*;

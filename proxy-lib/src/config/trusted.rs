@@ -73,12 +73,12 @@ impl ProxyProtocol {
 /// client are replaced, never extended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
-    ranges: Vec<Range>,
+    ranges: Vec<AddressRange>,
 }
 
 /// An address range: a network address and its prefix length.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Range {
+pub(crate) struct AddressRange {
     network: IpAddr,
     prefix: u8,
 }
@@ -96,7 +96,7 @@ impl TrustedProxies {
         let entry = entry.trim();
         if entry.eq_ignore_ascii_case("cloudflare") {
             for range in CLOUDFLARE {
-                self.ranges.push(Range::parse(range)?);
+                self.ranges.push(AddressRange::parse(range)?);
             }
             return Ok(self);
         }
@@ -105,7 +105,7 @@ impl TrustedProxies {
                 "{entry:?}: no ranges are built in for this provider (only \"cloudflare\"); list the CIDRs it publishes"
             )));
         }
-        self.ranges.push(Range::parse(entry)?);
+        self.ranges.push(AddressRange::parse(entry)?);
         Ok(self)
     }
 
@@ -121,8 +121,8 @@ impl TrustedProxies {
     }
 }
 
-impl Range {
-    fn parse(text: &str) -> Result<Self> {
+impl AddressRange {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
         let bad = |why: &str| Error::config(format!("{text:?} is not an address range: {why}"));
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
@@ -145,7 +145,7 @@ impl Range {
         Ok(Self { network, prefix })
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX
@@ -164,7 +164,7 @@ impl Range {
     }
 }
 
-impl fmt::Debug for Range {
+impl fmt::Debug for AddressRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
     }

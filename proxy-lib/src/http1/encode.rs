@@ -101,6 +101,29 @@ pub(crate) fn switching_head(out: &mut Vec<u8>, status: StatusCode, headers: &He
     out.extend_from_slice(b"\r\n");
 }
 
+/// A whole answer after which the connection closes, for those sent
+/// outside the HTTP/1.1 server (a refused connection, a bridge's
+/// `CONNECT`): `text` is the plain-text body.
+pub(crate) fn closing_answer(status: StatusCode, text: &str) -> Vec<u8> {
+    let body = format!(
+        "{} {}: {text}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut out = Vec::with_capacity(body.len() + 128);
+    status_line(&mut out, status);
+    field(&mut out, b"content-type", b"text/plain; charset=utf-8");
+    field(
+        &mut out,
+        b"content-length",
+        body.len().to_string().as_bytes(),
+    );
+    field(&mut out, b"connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
 fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());

@@ -19,6 +19,7 @@ use tracing::debug;
 
 use crate::admission::ClientSlot;
 use crate::body::ClientBody;
+use crate::bridge;
 use crate::clock::{self, now_ms};
 use crate::config::{Limits, ProxyConfig};
 use crate::conn::{ConnCtx, IdleCheck};
@@ -26,9 +27,9 @@ use crate::handler;
 use crate::http1::Prefixed;
 use crate::response::ResponseBody;
 use crate::server::h1::{self, Served};
-use crate::server::handshake;
 use crate::server::parking::{Idle, Lot, Parked};
 use crate::server::passthrough::{self, Passage};
+use crate::server::{ListenerKind, handshake};
 use crate::state::Shared;
 use crate::stream::Stream;
 
@@ -63,7 +64,7 @@ fn h2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecu
 /// Serves `stream` until it closes, goes idle, is drained or is stopped.
 pub(crate) async fn serve(
     tcp: TcpStream,
-    tls: bool,
+    kind: ListenerKind,
     peer: SocketAddr,
     shared: Arc<Shared>,
     lot: Arc<Lot>,
@@ -71,14 +72,17 @@ pub(crate) async fn serve(
 ) {
     let ctx = ConnCtx::accepted(peer, slot);
     let serving = async {
-        if tls {
+        match kind {
+            ListenerKind::Http => {
+                let config = shared.snapshot().config.clone();
+                let idle = Idle::new(Stream::Tcp(tcp));
+                drive(idle, Arc::new(ctx), config, &shared, &lot).await;
+            }
             // Boxed: a cleartext connection's task does not carry the
             // handshake's state.
-            Box::pin(serve_tls(tcp, ctx, &shared, &lot)).await;
-        } else {
-            let config = shared.snapshot().config.clone();
-            let idle = Idle::new(Stream::Tcp(tcp));
-            drive(idle, Arc::new(ctx), config, &shared, &lot).await;
+            ListenerKind::Https => Box::pin(serve_tls(tcp, ctx, &shared, &lot)).await,
+            // `ctx` holds the connection's slot while the tunnel lasts.
+            _ => Box::pin(serve_bridge(tcp, kind, &ctx, &shared)).await,
         }
     };
     tokio::select! {
@@ -127,6 +131,31 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
         serve_h2(io, shared, ctx.for_http2(), &config).await;
     } else {
         drive(Idle::new(Stream::Tls(stream)), ctx, config, shared, lot).await;
+    }
+}
+
+/// A bridge listener's connection: the ingress (cleartext, or TLS with the
+/// apps' certificates) or the peer.
+async fn serve_bridge(tcp: TcpStream, kind: ListenerKind, ctx: &ConnCtx, shared: &Arc<Shared>) {
+    let snapshot = shared.snapshot();
+    let config = snapshot.config.clone();
+    match kind {
+        ListenerKind::BridgeIngress => {
+            drop(snapshot);
+            bridge::serve_ingress(Stream::Tcp(tcp), ctx.peer, &config, shared).await;
+        }
+        ListenerKind::BridgeIngressTls => {
+            let timeout = config.timeouts.tls_handshake;
+            let accepted = handshake::accept(tcp, ctx.peer, &snapshot, timeout).await;
+            drop(snapshot);
+            if let Some((stream, _info)) = accepted {
+                bridge::serve_ingress(Stream::Tls(stream), ctx.peer, &config, shared).await;
+            }
+        }
+        _ => {
+            drop(snapshot);
+            bridge::serve_peer(tcp, ctx.peer, &config, shared).await;
+        }
     }
 }
 

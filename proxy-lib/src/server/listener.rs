@@ -13,9 +13,10 @@ use tracing::{debug, error, warn};
 
 use crate::admission::{ClientSlot, Refused};
 use crate::error::ErrorKind;
+use crate::http1;
 use crate::proxy_protocol;
-use crate::server::connection;
 use crate::server::parking::Lot;
+use crate::server::{ListenerKind, connection};
 use crate::state::Shared;
 
 /// Binds a listening TCP socket with address reuse and the given backlog.
@@ -35,7 +36,7 @@ pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// drains.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    tls: bool,
+    kind: ListenerKind,
     shared: Arc<Shared>,
     lot: Arc<Lot>,
     stop: CancellationToken,
@@ -59,9 +60,12 @@ pub(crate) async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             debug!(peer = %peer, error = %e, "TCP_NODELAY failed");
         }
-        let proxy_protocol = shared.snapshot().config.proxy_protocol.clone();
+        let proxy_protocol = match kind.takes_proxy_protocol() {
+            true => shared.snapshot().config.proxy_protocol.clone(),
+            false => None,
+        };
         match proxy_protocol {
-            None => admit_and_serve(stream, tls, peer, &shared, &lot),
+            None => admit_and_serve(stream, kind, peer, &shared, &lot),
             Some(expected) => {
                 if !expected.from.contains(peer.ip()) {
                     if let Some(suppressed) = shared.log_limits.untrusted_peer.admit() {
@@ -75,7 +79,7 @@ pub(crate) async fn accept_loop(
                     let mut stream = stream;
                     match proxy_protocol::read(&mut stream, expected.timeout).await {
                         Ok(source) => {
-                            admit_and_serve(stream, tls, source.unwrap_or(peer), &shared, &lot);
+                            admit_and_serve(stream, kind, source.unwrap_or(peer), &shared, &lot);
                         }
                         Err(failure) => {
                             debug!(peer = %peer, ?failure, "no PROXY protocol header; closed");
@@ -91,22 +95,22 @@ pub(crate) async fn accept_loop(
 /// any) and serves it, or refuses it past a connection limit.
 fn admit_and_serve(
     stream: TcpStream,
-    tls: bool,
+    kind: ListenerKind,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     lot: &Arc<Lot>,
 ) {
     match admit(shared, lot, peer) {
         Ok(slot) => {
-            let serving = connection::serve(stream, tls, peer, shared.clone(), lot.clone(), slot);
+            let serving = connection::serve(stream, kind, peer, shared.clone(), lot.clone(), slot);
             shared.tasks.spawn(serving);
         }
         Err(refused) => {
             if let Some(suppressed) = shared.log_limits.clients_full.admit() {
                 let limit = refused.limit();
-                warn!(peer = %peer, tls, limit, suppressed, "connection limit reached; refusing connections");
+                warn!(peer = %peer, listener = ?kind, limit, suppressed, "connection limit reached; refusing connections");
             }
-            if !tls {
+            if matches!(kind, ListenerKind::Http | ListenerKind::BridgeIngress) {
                 // No HTTP answer can be read before a TLS handshake.
                 shared.tasks.spawn(refuse(stream));
             }
@@ -133,28 +137,11 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// What a client over `max_clients` receives before the connection closes:
-/// the answer to [`ErrorKind::Overloaded`], in raw HTTP/1.1 since no
-/// connection is served for it.
-fn overloaded_answer() -> String {
-    let kind = ErrorKind::Overloaded;
-    let status = kind.status();
-    let body = format!(
-        "{} {}: {kind}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    )
-}
-
 async fn refuse(mut stream: TcpStream) {
     let answer = async {
-        stream.write_all(overloaded_answer().as_bytes()).await?;
+        let kind = ErrorKind::Overloaded;
+        let answer = http1::closing_answer(kind.status(), &kind.to_string());
+        stream.write_all(&answer).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;

@@ -152,18 +152,9 @@ pub(crate) async fn pass(
         log(peer, sni.as_deref(), "-", (0, 0), started, "no backend");
         return;
     };
-    let relay = crate::tunnel::relay(client, upstream, layer4.idle_timeout);
-    let (moved, end) = tokio::select! {
-        relayed = relay => {
-            let end = match &relayed.end {
-                Ok(()) => "closed",
-                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => "idle",
-                Err(_) => "reset",
-            };
-            ((relayed.up, relayed.down), end)
-        }
-        () = shared.hard_stop.cancelled() => ((0, 0), "shutdown"),
-    };
+    let relayed =
+        crate::tunnel::relay(client, upstream, layer4.idle_timeout, &shared.hard_stop).await;
+    let (moved, end) = ((relayed.up, relayed.down), relayed.end());
     log(peer, sni.as_deref(), &backend, moved, started, end);
 }
 

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::server::parking::Lot;
-use crate::server::{connection, listener, quic};
+use crate::server::{ListenerKind, connection, listener, quic};
 use crate::state::Shared;
 
 /// How long connections get to close after the drain deadline.
@@ -53,24 +53,36 @@ struct Listener {
     stop: CancellationToken,
 }
 
-/// What a listener is configured as: an address, and whether it speaks TLS.
+/// What a listener is configured as: an address, and what it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ListenAddr {
     addr: SocketAddr,
-    tls: bool,
+    kind: ListenerKind,
 }
 
 /// Every listener of `config`.
 fn endpoints(config: &ProxyConfig) -> Vec<ListenAddr> {
-    let plain = config
-        .listen
-        .iter()
-        .map(|&addr| ListenAddr { addr, tls: false });
-    let tls = config
-        .listen_tls()
-        .iter()
-        .map(|&addr| ListenAddr { addr, tls: true });
-    plain.chain(tls).collect()
+    let ingress = config.bridge_ingress.as_ref();
+    let lists: [(&[SocketAddr], ListenerKind); 5] = [
+        (&config.listen, ListenerKind::Http),
+        (config.listen_tls(), ListenerKind::Https),
+        (
+            ingress.map_or(&[], |i| &i.listen),
+            ListenerKind::BridgeIngress,
+        ),
+        (
+            ingress.map_or(&[], |i| &i.listen_tls),
+            ListenerKind::BridgeIngressTls,
+        ),
+        (
+            config.bridge_peer.as_ref().map_or(&[], |p| &p.listen_tls),
+            ListenerKind::BridgePeer,
+        ),
+    ];
+    lists
+        .into_iter()
+        .flat_map(|(addrs, kind)| addrs.iter().map(move |&addr| ListenAddr { addr, kind }))
+        .collect()
 }
 
 impl Proxy {
@@ -100,12 +112,17 @@ impl Proxy {
     /// The cleartext addresses actually bound (useful when a configured
     /// port is 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.bound(false)
+        self.bound(ListenerKind::Http)
     }
 
     /// The TLS addresses actually bound.
     pub fn local_tls_addrs(&self) -> Vec<SocketAddr> {
-        self.bound(true)
+        self.bound(ListenerKind::Https)
+    }
+
+    /// The addresses actually bound by the listeners of one kind.
+    pub fn local_addrs_of(&self, kind: ListenerKind) -> Vec<SocketAddr> {
+        self.bound(kind)
     }
 
     /// The UDP addresses serving HTTP/3.
@@ -129,7 +146,7 @@ impl Proxy {
             Some(_) => self
                 .listeners
                 .iter()
-                .filter(|l| l.configured.tls)
+                .filter(|l| l.configured.kind == ListenerKind::Https)
                 .map(|l| (l.configured, l.local))
                 .collect(),
         };
@@ -179,14 +196,17 @@ impl Proxy {
     }
 
     fn note_tls_port(&self) {
-        let port = self.bound(true).first().map_or(0, SocketAddr::port);
+        let port = self
+            .bound(ListenerKind::Https)
+            .first()
+            .map_or(0, SocketAddr::port);
         self.shared.tls_port.store(port, Ordering::Relaxed);
     }
 
-    fn bound(&self, tls: bool) -> Vec<SocketAddr> {
+    fn bound(&self, kind: ListenerKind) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter(|l| l.configured.tls == tls)
+            .filter(|l| l.configured.kind == kind)
             .map(|l| l.local)
             .collect()
     }
@@ -301,11 +321,7 @@ impl Listener {
         };
         let socket = listener::bind(addr, backlog).map_err(bind_error)?;
         let local = socket.local_addr().map_err(bind_error)?;
-        if configured.tls {
-            info!(listen = %local, "listening for TLS");
-        } else {
-            info!(listen = %local, "listening");
-        }
+        info!(listen = %local, "{}", configured.kind.describe());
         Ok(Self {
             configured,
             local,
@@ -316,9 +332,9 @@ impl Listener {
 
     fn start(&mut self, shared: &Arc<Shared>, lot: &Arc<Lot>) {
         if let Some(socket) = self.socket.take() {
-            let tls = self.configured.tls;
+            let kind = self.configured.kind;
             let stop = self.stop.clone();
-            let task = listener::accept_loop(socket, tls, shared.clone(), lot.clone(), stop);
+            let task = listener::accept_loop(socket, kind, shared.clone(), lot.clone(), stop);
             shared.tasks.spawn(task);
         }
     }

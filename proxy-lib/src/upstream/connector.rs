@@ -75,6 +75,23 @@ impl Connector {
         }
     }
 
+    /// For a tunnel through a bridge peer: `http/1.1` offered by ALPN, or
+    /// nothing. Sessions resume from the upstream's cache.
+    pub(crate) fn tunnel(tls: &Arc<CompiledTls>, alpn: bool) -> Self {
+        let mut config = (*tls.config).clone();
+        config.alpn_protocols = if alpn {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            Vec::new()
+        };
+        Self {
+            tls: tls.clone(),
+            config: Arc::new(config),
+            http1_config: None,
+            speaks: Speaks::Http1,
+        }
+    }
+
     /// Runs the handshake on `tcp` within the upstream's handshake timeout.
     /// `http1` asks for HTTP/1.1 even where the upstream could choose h2.
     pub(crate) async fn handshake(

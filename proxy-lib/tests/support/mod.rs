@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use proxy_lib::Proxy;
 use proxy_lib::config::{
     App, LoadBalance, PathPrefix, ProxyConfig, ProxyConfigBuilder, ReplacePath, Route, RouteTarget,
     ServerName, Upstream, UpstreamGroup,
 };
+use proxy_lib::{ListenerKind, Proxy};
 pub use test_support::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,10 @@ pub struct TestProxy {
     pub tls_addr: Option<SocketAddr>,
     /// The first HTTP/3 endpoint, if any.
     pub quic_addr: Option<SocketAddr>,
+    /// The first bridge listeners, if any: ingress, ingress over TLS, peer.
+    pub ingress_addr: Option<SocketAddr>,
+    pub ingress_tls_addr: Option<SocketAddr>,
+    pub peer_addr: Option<SocketAddr>,
     pub config: watch::Sender<Arc<ProxyConfig>>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
@@ -41,13 +45,25 @@ impl TestProxy {
         let proxy = Proxy::bind(rx).await.expect("proxy binds");
         let tls_addr = proxy.local_tls_addrs().first().copied();
         let quic_addr = proxy.local_quic_addrs().first().copied();
-        let addr = proxy.local_addrs().first().copied().or(tls_addr).unwrap();
+        let first = |kind| proxy.local_addrs_of(kind).first().copied();
+        let ingress_addr = first(ListenerKind::BridgeIngress);
+        let ingress_tls_addr = first(ListenerKind::BridgeIngressTls);
+        let peer_addr = first(ListenerKind::BridgePeer);
+        let addr = proxy.local_addrs().first().copied();
+        let addr = [addr, tls_addr, ingress_addr, ingress_tls_addr, peer_addr]
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Self {
             addr,
             tls_addr,
             quic_addr,
+            ingress_addr,
+            ingress_tls_addr,
+            peer_addr,
             config: tx,
             shutdown,
             task,
