@@ -5,6 +5,7 @@
 //! the line and column.
 
 mod acme;
+mod bridge;
 mod convert;
 mod h3;
 mod layer4;
@@ -84,6 +85,14 @@ impl ConfigError {
     /// A refusal of the value at `key`.
     pub(crate) fn at(key: impl Into<String>, reason: impl fmt::Display) -> Self {
         Self::new(Some(key.into()), reason.to_string())
+    }
+
+    /// The same error at `to` when it is at `from`.
+    pub(crate) fn renamed(mut self, from: &str, to: &str) -> Self {
+        if self.key.as_deref() == Some(from) {
+            self.key = Some(to.to_owned());
+        }
+        self
     }
 
     fn in_file(mut self, file: &Path) -> Self {

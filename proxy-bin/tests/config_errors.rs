@@ -112,7 +112,7 @@ fn bad_files_are_refused_with_file_key_and_reason() {
         ),
         (
             format!("listen_port = 8443\nlisten_port_tls = 8443\n{APP}"),
-            ": listen_port_tls: 8443 is listen_port too: HTTP and HTTPS need ports of their own",
+            ": listen_port_tls: 8443 is listen_port too: each listener needs a port of its own",
         ),
         (
             APP.into(),

@@ -5,6 +5,7 @@
 mod support;
 
 mod acme;
+mod bridge;
 mod config_errors;
 mod h3;
 mod layer4;

@@ -9,16 +9,21 @@ mod peer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::error::{Error, Side};
+use crate::admission::{TunnelCount, TunnelSlot};
+use crate::config::ProxyConfig;
+use crate::error::{Error, ErrorKind, Side};
 use crate::exchange::ACCESS_LOG_TARGET;
 use crate::state::Shared;
+use crate::stream::Stream;
 
 pub(crate) use connect::ConnectTarget;
+use connect::NoRequest;
 pub(crate) use ingress::serve as serve_ingress;
 pub(crate) use peer::serve as serve_peer;
 
@@ -84,6 +89,50 @@ impl Outcome {
             "bridge tunnel"
         );
     }
+}
+
+/// A `CONNECT` read and counted: its target, the bytes the client sent
+/// behind it, the outcome to log, and the tunnel's place under
+/// `max_tunnels`.
+struct Opening<'a> {
+    target: ConnectTarget,
+    early: BytesMut,
+    outcome: Outcome,
+    _slot: TunnelSlot<'a>,
+}
+
+/// Reads the client's `CONNECT` within `timeouts.client_header` of
+/// `started` and counts the tunnel in `count`; `None` when the client went
+/// away or was answered (400, 405, 503).
+async fn read_connect<'a>(
+    client: &mut Stream,
+    (side, peer, started): (&'static str, SocketAddr, Instant),
+    config: &ProxyConfig,
+    (count, max): (&'a TunnelCount, usize),
+    shared: &Shared,
+) -> Option<Opening<'a>> {
+    let deadline = started + config.timeouts.client_header;
+    let (target, early) = match connect::read_request(client, deadline, &config.limits).await {
+        Ok(request) => request,
+        Err(NoRequest::Gone) => return None,
+        Err(NoRequest::Refused(error)) => {
+            let outcome = Outcome::new(side, peer, None, started);
+            failed(client, outcome, &error, shared).await;
+            return None;
+        }
+    };
+    let outcome = Outcome::new(side, peer, Some(target.clone()), started);
+    let Some(slot) = count.enter(max) else {
+        let error = Error::new(ErrorKind::Overloaded).with_context("max_tunnels reached");
+        failed(client, outcome, &error, shared).await;
+        return None;
+    };
+    Some(Opening {
+        target,
+        early,
+        outcome,
+        _slot: slot,
+    })
 }
 
 /// Answers `error`'s status and logs why: the client's own mistakes at

@@ -94,17 +94,6 @@ async fn service(pki: &Pki) -> TlsOrigin {
     .await
 }
 
-/// A GET over TLS inside `tunnel`, verifying the service's certificate.
-async fn get_inside(tunnel: TcpStream, pki: &Pki) -> Answer {
-    let client = client_config(&[&pki.service_ca.der], None, &[b"http/1.1"]);
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(client)
-        .connect(name, tunnel)
-        .await
-        .unwrap();
-    H1::over(tls).await.get("localhost", "/").await
-}
-
 fn limits() -> TunnelLimits {
     TunnelLimits::default()
 }
@@ -130,7 +119,7 @@ async fn a_tls_session_crosses_ingress_and_peer_to_the_service() {
     let ingress = ingress(rules, limits()).await;
     let (status, head, tunnel) = connect(ingress.addr, &format!("LocalHost:{port}")).await;
     assert_eq!(status, 200, "{head}");
-    let answer = get_inside(tunnel, &pki).await;
+    let answer = get_inside(tunnel, "localhost", &pki.service_ca).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), "service");
     // The service saw the client's own handshake: its SNI, no certificate

@@ -19,6 +19,7 @@ mod pki;
 mod redis;
 mod tls;
 mod tls_origin;
+mod trafficserver;
 mod tunnel;
 
 pub use client::*;
@@ -32,4 +33,5 @@ pub use rcgen;
 pub use redis::*;
 pub use tls::*;
 pub use tls_origin::*;
+pub use trafficserver::*;
 pub use tunnel::*;

@@ -76,3 +76,30 @@ pub async fn counts_until_eof() -> SocketAddr {
     });
     addr
 }
+
+/// A TLS session over an open `tunnel`, sending `sni`.
+pub async fn tls_inside<S>(
+    tunnel: S,
+    sni: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tunnel)
+        .await
+}
+
+/// A GET for `/` over TLS inside `tunnel` to `name`, trusting only `root`:
+/// the client's own session, end to end.
+pub async fn get_inside<S>(tunnel: S, name: &str, root: &crate::Ca) -> crate::Answer
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = crate::client_config(&[&root.der], None, &[b"http/1.1"]);
+    let tls = tls_inside(tunnel, name, client).await.unwrap();
+    crate::H1::over(tls).await.get(name, "/").await
+}

@@ -12,7 +12,8 @@ use proxy_acme::AcmeApp;
 
 use crate::config::raw::{RawApp, RawConfig, RawExperimental};
 use crate::config::{
-    ConfigError, Loaded, LogSettings, Mode, acme, h3, layer4, listen, route, tickets, tls, trusted,
+    ConfigError, Loaded, LogSettings, Mode, acme, bridge, h3, layer4, listen, route, tickets, tls,
+    trusted,
 };
 
 /// Default `[log] level`.
@@ -33,19 +34,11 @@ pub fn convert(
         check_experimental(experimental)?;
     }
     let http3 = h3::http3(&raw)?;
+    listen::distinct_ports(&raw)?;
     if raw.listen_port.is_none() && raw.listen_port_tls.is_none() {
         return Err(ConfigError::at(
             "listen_port",
             "required (or listen_port_tls): the port to serve HTTP on",
-        ));
-    }
-    if let (Some(plain), Some(tls)) = (raw.listen_port, raw.listen_port_tls)
-        && plain == tls
-        && plain != 0
-    {
-        return Err(ConfigError::at(
-            "listen_port_tls",
-            format!("{tls} is listen_port too: HTTP and HTTPS need ports of their own"),
         ));
     }
     for (key, port) in [
@@ -188,6 +181,28 @@ pub fn convert(
             ));
         }
         builder.layer4(layer4);
+    }
+    if let Some(section) = raw.bridge.take() {
+        if section.ingress.is_none() && section.peer.is_none() {
+            return Err(ConfigError::at(
+                "bridge",
+                "empty: add [bridge.ingress] or [bridge.peer]",
+            ));
+        }
+        if let Some(ingress) = section.ingress {
+            if ingress.listen_port_tls.is_some() && certs.is_none() {
+                return Err(ConfigError::at(
+                    "bridge.ingress.listen_port_tls",
+                    "CONNECT over TLS is served with the apps' certificates: set listen_port_tls and an app's certificate",
+                ));
+            }
+            builder.bridge_ingress(bridge::ingress(ingress, &addresses, base, &mut warnings)?);
+        }
+        if let Some(peer) = section.peer {
+            let (peer, revocation) = bridge::peer(peer, &addresses, base)?;
+            watched.extend(revocation.map(|policy| -> Arc<dyn Reload> { policy }));
+            builder.bridge_peer(peer);
+        }
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
 

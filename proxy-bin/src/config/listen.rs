@@ -67,3 +67,37 @@ fn addresses(
     }
     Ok(addresses)
 }
+
+/// Every listener has a port of its own (0 excepted: the system picks).
+pub fn distinct_ports(raw: &RawConfig) -> Result<()> {
+    let ingress = raw.bridge.as_ref().and_then(|b| b.ingress.as_ref());
+    let peer = raw.bridge.as_ref().and_then(|b| b.peer.as_ref());
+    let ports = [
+        ("listen_port", raw.listen_port),
+        ("listen_port_tls", raw.listen_port_tls),
+        (
+            "bridge.ingress.listen_port",
+            ingress.and_then(|i| i.listen_port),
+        ),
+        (
+            "bridge.ingress.listen_port_tls",
+            ingress.and_then(|i| i.listen_port_tls),
+        ),
+        (
+            "bridge.peer.listen_port_tls",
+            peer.and_then(|p| p.listen_port_tls),
+        ),
+    ];
+    for (i, (key, port)) in ports.iter().enumerate() {
+        let Some(port) = port.filter(|&p| p != 0) else {
+            continue;
+        };
+        if let Some((earlier, _)) = ports[..i].iter().find(|(_, p)| *p == Some(port)) {
+            return Err(ConfigError::at(
+                *key,
+                format!("{port} is {earlier} too: each listener needs a port of its own"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -50,6 +50,8 @@ pub struct RawConfig {
     pub session_tickets: Option<RawSessionTickets>,
     /// Ours: TLS connections passed whole by SNI.
     pub layer4: Option<RawLayer4>,
+    /// Ours: the TLS bridge's ingress and peer.
+    pub bridge: Option<RawBridge>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,7 +170,7 @@ pub struct RawUpstream {
 }
 
 /// An upstream's `tls_options` table (ours: rpxy has none).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTls {
     pub ca_cert_path: Option<String>,
@@ -185,7 +187,7 @@ pub struct RawUpstreamTls {
 }
 
 /// `sni = "name"`, or `sni = false` for none.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged, expecting = "a server name, or false to send none")]
 pub enum RawSni {
     Name(String),
@@ -336,4 +338,53 @@ pub struct RawLayer4Route {
 pub struct RawLayer4Upstream {
     pub location: String,
     pub proxy_protocol: Option<String>,
+}
+
+/// `[bridge]` (ours): the TLS bridge, after Traffic Server's `tls_bridge`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridge {
+    pub ingress: Option<RawBridgeIngress>,
+    pub peer: Option<RawBridgePeer>,
+}
+
+/// `[bridge.ingress]`: CONNECT from clients, sent to peers by rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridgeIngress {
+    pub listen_port: Option<u16>,
+    pub listen_port_tls: Option<u16>,
+    #[serde(default)]
+    pub rules: Vec<RawBridgeRule>,
+    /// A Traffic Server `plugin.config` whose `tls_bridge.so` rules are
+    /// added after `rules`, with `ats_tls_options`.
+    pub ats_plugin_config: Option<String>,
+    pub ats_tls_options: Option<RawUpstreamTls>,
+    pub connect_timeout: Option<ConfigDuration>,
+    pub answer_timeout: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
+    pub max_tunnels: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridgeRule {
+    pub target: String,
+    pub peer: String,
+    pub tls_options: Option<RawUpstreamTls>,
+}
+
+/// `[bridge.peer]`: CONNECT from ingresses with client certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridgePeer {
+    pub listen_port_tls: Option<u16>,
+    pub tls_cert_path: Option<String>,
+    pub tls_cert_key_path: Option<String>,
+    pub client_ca_cert_path: Option<String>,
+    pub client_crl_path: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub connect_timeout: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
+    pub max_tunnels: Option<usize>,
 }

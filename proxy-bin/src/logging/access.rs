@@ -18,6 +18,14 @@
 //! ```text
 //! 127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "LAYER4 pass.example" 12.500102 backend=10.0.0.5:443 up=517 down=48213 end=closed
 //! ```
+//!
+//! So is a tunnel of the TLS bridge, with the status answered, the side
+//! (`ingress` or `peer`), the peer or address it went to (`via`), the
+//! bytes each way and why it ended (`answered` when it never opened):
+//!
+//! ```text
+//! 127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "CONNECT db.service.com:443" 200 3.000412 bridge=ingress via=peer.example:4443 up=517 down=48213 end=closed
+//! ```
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -59,6 +67,9 @@ struct Fields {
     bytes_up: u64,
     bytes_down: u64,
     end: String,
+    bridge: String,
+    connect: String,
+    via: String,
 }
 
 impl Visit for Fields {
@@ -77,6 +88,9 @@ impl Visit for Fields {
             "upstream_cert" => &mut self.upstream_cert,
             "backend" => &mut self.backend,
             "end" => &mut self.end,
+            "bridge" => &mut self.bridge,
+            "connect" => &mut self.connect,
+            "via" => &mut self.via,
             _ => return,
         };
         let _ = write!(slot, "{value:?}");
@@ -122,6 +136,24 @@ impl<S: Subscriber> Layer<S> for AccessLayer {
 
 fn format_line(f: &Fields, now: SystemTime) -> String {
     let mut line = String::with_capacity(160);
+    if !f.bridge.is_empty() {
+        let _ = writeln!(
+            line,
+            "{} - - [{}] \"CONNECT {}\" {} {}.{:06} bridge={} via={} up={} down={} end={}",
+            f.client,
+            clf_time(now),
+            f.connect,
+            f.status,
+            f.duration_us / 1_000_000,
+            f.duration_us % 1_000_000,
+            f.bridge,
+            f.via,
+            f.bytes_up,
+            f.bytes_down,
+            f.end.replace(' ', "-"),
+        );
+        return line;
+    }
     if !f.backend.is_empty() {
         let _ = writeln!(
             line,

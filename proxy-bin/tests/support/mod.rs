@@ -123,6 +123,16 @@ impl Portcullis {
         self.logged_addr("listening for TLS listen=")
     }
 
+    /// The bridge ingress's cleartext listener, once it is logged.
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.logged_addr("listening for bridge CONNECT listen=")
+    }
+
+    /// The bridge peer's listener, once it is logged.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.logged_addr("listening as bridge peer listen=")
+    }
+
     /// The address after `listen=` on the first stderr line with `needle`.
     fn logged_addr(&self, needle: &str) -> SocketAddr {
         let line = self

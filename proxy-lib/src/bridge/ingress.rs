@@ -9,8 +9,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::bridge::connect::{self, ConnectTarget, NoRequest};
-use crate::bridge::{Outcome, failed, tunnel};
+use crate::bridge::connect::{self, ConnectTarget};
+use crate::bridge::{Opening, failed, read_connect, tunnel};
 use crate::config::{BridgeIngress, BridgeRule, ProxyConfig};
 use crate::error::{Error, ErrorKind};
 use crate::http1::Prefixed;
@@ -28,20 +28,16 @@ pub(crate) async fn serve(
     let Some(ingress) = &config.bridge_ingress else {
         return;
     };
-    let started = Instant::now();
-    let deadline = started + config.timeouts.client_header;
-    let (target, early) = match connect::read_request(&mut client, deadline, &config.limits).await {
-        Ok(request) => request,
-        Err(NoRequest::Gone) => return,
-        Err(NoRequest::Refused(error)) => {
-            let outcome = Outcome::new("ingress", peer, None, started);
-            return failed(&mut client, outcome, &error, shared).await;
-        }
-    };
-    let outcome = Outcome::new("ingress", peer, Some(target.clone()), started);
-    let Some(_slot) = shared.ingress_tunnels.enter(ingress.limits.max_tunnels) else {
-        let error = Error::new(ErrorKind::Overloaded).with_context("max_tunnels reached");
-        return failed(&mut client, outcome, &error, shared).await;
+    let side = ("ingress", peer, Instant::now());
+    let count = (&shared.ingress_tunnels, ingress.limits.max_tunnels);
+    let Some(Opening {
+        target,
+        early,
+        outcome,
+        _slot,
+    }) = read_connect(&mut client, side, config, count, shared).await
+    else {
+        return;
     };
     let Some(rule) = ingress.rule_for(&target.host) else {
         let error =

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::bridge::connect::{self, ConnectTarget, NoRequest};
-use crate::bridge::{Outcome, failed, tunnel};
+use crate::bridge::connect::{self, ConnectTarget};
+use crate::bridge::{Opening, Outcome, failed, read_connect, tunnel};
 use crate::config::{BridgePeer, ProxyConfig};
 use crate::error::{Error, ErrorKind};
 use crate::http1::Prefixed;
@@ -52,19 +52,15 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, config: &ProxyConfig
             .with_context("the client certificate is no longer accepted");
         return failed(&mut client, outcome, &error, shared).await;
     }
-    let deadline = started + config.timeouts.client_header;
-    let (target, early) = match connect::read_request(&mut client, deadline, &config.limits).await {
-        Ok(request) => request,
-        Err(NoRequest::Gone) => return,
-        Err(NoRequest::Refused(error)) => {
-            let outcome = Outcome::new("peer", peer, None, started);
-            return failed(&mut client, outcome, &error, shared).await;
-        }
-    };
-    let outcome = Outcome::new("peer", peer, Some(target.clone()), started);
-    let Some(_slot) = shared.peer_tunnels.enter(bridge.limits.max_tunnels) else {
-        let error = Error::new(ErrorKind::Overloaded).with_context("max_tunnels reached");
-        return failed(&mut client, outcome, &error, shared).await;
+    let count = (&shared.peer_tunnels, bridge.limits.max_tunnels);
+    let Some(Opening {
+        target,
+        early,
+        outcome,
+        _slot,
+    }) = read_connect(&mut client, ("peer", peer, started), config, count, shared).await
+    else {
+        return;
     };
     let (onward, addr) = match open(bridge, &target).await {
         Ok(opened) => opened,
