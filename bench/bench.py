@@ -30,12 +30,18 @@ ORIGIN_TLS_PORT = 18444
 PROXY_PORT = 18081
 H2C_PORT = 18082
 TLS_PORT = 18443
+# Layer-4 routing of nginx and HAProxy (portcullis routes on TLS_PORT).
+L4_PORT = 18446
+# Clients at once in the new-tunnel cell, each making one connection.
+L4_BATCH = 64
 # Full-handshake clients run at once (each opens one connection at a time).
 HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
-CELLS = ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large")
+CELLS = ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large", "l4", "l4_new")
 # Proxies that serve HTTP/3 here (nginx 1.22 and HAProxy 2.6 as packaged do not).
 HTTP3 = ("portcullis", "baseline", "caddy")
+# Proxies that route by SNI at layer 4 here, and where.
+LAYER4 = {"portcullis": TLS_PORT, "baseline": TLS_PORT, "nginx": L4_PORT, "haproxy": L4_PORT}
 
 
 def log(message):
@@ -145,6 +151,42 @@ def h2load(load, url, seconds):
     }
 
 
+def layer4_throughput(load, port, seconds):
+    """100 KiB responses over 16 TLS connections to the origin, passed
+    whole by the proxy by their SNI: MB/s through the tunnel."""
+    cmd = load + ["h2load", "--h1", "-c16", "-m1", "-t1", "-D", str(seconds),
+                  f"--connect-to=127.0.0.1:{port}", f"https://{configs.LAYER4_HOST}/100k"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    finished = re.search(r"finished in [^,]+, ([\d.]+) req/s, (\S+)/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    return {
+        "rps": float(finished.group(1)),
+        "mb_per_s": rate_mb(finished.group(2)),
+        "requests": int(done.group(2)),
+        "errors": int(done.group(3)) + int(done.group(4)),
+    }
+
+
+def layer4_new(load, port, seconds):
+    """A new tunnel per request: batches of L4_BATCH clients each open one
+    TLS connection through the proxy to the origin and fetch /small, until
+    `seconds` have passed."""
+    cmd = load + ["h2load", "--h1", f"-c{L4_BATCH}", f"-n{L4_BATCH}", "-t1",
+                  f"--connect-to=127.0.0.1:{port}", f"https://{configs.LAYER4_HOST}/small"]
+    started = time.monotonic()
+    succeeded = failed = 0
+    while time.monotonic() - started < seconds:
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+        if not done:
+            failed += L4_BATCH
+            continue
+        succeeded += int(done.group(1))
+        failed += int(done.group(2)) + int(done.group(3))
+    elapsed = time.monotonic() - started
+    return {"rps": succeeded / elapsed, "requests": succeeded, "errors": failed}
+
+
 def h3load(load, binary, seconds):
     """16 HTTP/3 connections with 16 requests in flight on each."""
     cmd = load + [binary, f"127.0.0.1:{TLS_PORT}", "bench.local", "/small", "16", "16", str(seconds)]
@@ -192,9 +234,10 @@ class Proxy:
 
     def __init__(self, name, work, binary, pin):
         self.name, self.work = name, work
-        ports = (PROXY_PORT, H2C_PORT, TLS_PORT)
+        ports = (PROXY_PORT, H2C_PORT, TLS_PORT, L4_PORT)
         cmd, env = configs.command(name, work, binary, ports, (ORIGIN_PORT, ORIGIN_TLS_PORT))
         self.h2c_port = PROXY_PORT if name in ("portcullis", "baseline", "caddy") else H2C_PORT
+        self.l4_port = LAYER4.get(name)
         self.process = subprocess.Popen(
             pin + cmd,
             env={**os.environ, **env},
@@ -204,6 +247,8 @@ class Proxy:
         )
         wait_port(PROXY_PORT)
         wait_port(TLS_PORT)
+        if self.l4_port:
+            wait_port(self.l4_port)
 
     @property
     def pid(self):
@@ -266,6 +311,9 @@ def check_answers(proxy):
         (["-k", f"https://127.0.0.1:{TLS_PORT}/small"], small),
         (["-H", f"Host: {configs.TLS_UPSTREAM_HOST}", f"http://127.0.0.1:{PROXY_PORT}/small"], small),
     ]
+    if proxy.l4_port:
+        host = configs.LAYER4_HOST
+        checks.append((["-k", "--resolve", f"{host}:{proxy.l4_port}:127.0.0.1", f"https://{host}:{proxy.l4_port}/small"], small))
     for extra, size in checks:
         out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"] + extra,
                              capture_output=True, text=True).stdout
@@ -278,38 +326,42 @@ def bench_proxy(name, args, work, load, pin, idle):
     binary = args.baseline if name == "baseline" else args.portcullis
     proxy = Proxy(name, work, binary, pin)
     base = f"http://127.0.0.1:{PROXY_PORT}"
+    tls = f"https://127.0.0.1:{TLS_PORT}"
+    upstream_tls = configs.TLS_UPSTREAM_HOST
+    rows = {}
+
+    def cell(key, label, run, warm=None, serves=True):
+        """Measures `run` as cell `key`, unless BENCH_CELLS leaves it out or
+        this proxy does not serve it here (an empty cell)."""
+        rows[key] = {}
+        if key in args.cells and serves:
+            if warm:
+                warm()
+            log(f"{name}: {label}")
+            rows[key] = measured(proxy, run)
+
     try:
         check_answers(proxy)
         wrk(load, f"{base}/small", 1, 64)  # warm up: pools filled, caches hot
-        rows = {}
-        log(f"{name}: HTTP/1.1 keep-alive")
-        rows["h1"] = measured(proxy, lambda: wrk(load, f"{base}/small", args.seconds, 64))
-        log(f"{name}: h2c")
-        rows["h2c"] = measured(proxy, lambda: h2load(load, f"http://127.0.0.1:{proxy.h2c_port}/small", args.seconds))
-        tls = f"https://127.0.0.1:{TLS_PORT}"
-        wrk(load, f"{tls}/small", 1, 64)
-        log(f"{name}: HTTP/1.1 keep-alive over TLS")
-        rows["tls"] = measured(proxy, lambda: wrk(load, f"{tls}/small", args.seconds, 64))
-        log(f"{name}: a full TLS handshake per request")
-        rows["handshake"] = measured(proxy, lambda: handshakes(load, args.seconds))
-        log(f"{name}: a resumed TLS handshake per request")
-        rows["resumed"] = measured(proxy, lambda: resumed_handshakes(load, args.seconds))
-        log(f"{name}: HTTP/2 over TLS")
-        rows["h2"] = measured(proxy, lambda: h2load(load, f"{tls}/small", args.seconds))
-        upstream_tls = configs.TLS_UPSTREAM_HOST
-        wrk(load, f"{base}/small", 1, 64, upstream_tls)
-        log(f"{name}: HTTP/1.1 keep-alive to a TLS upstream")
-        rows["upstream_tls"] = measured(proxy, lambda: wrk(load, f"{base}/small", args.seconds, 64, upstream_tls))
-        if name in HTTP3:
-            h3load(load, args.h3load, 1)
-            log(f"{name}: HTTP/3, 16 conns × 16 streams")
-            rows["h3"] = measured(proxy, lambda: h3load(load, args.h3load, args.seconds))
-        else:
-            rows["h3"] = {}
-        log(f"{name}: 100 KiB responses")
-        rows["large"] = measured(proxy, lambda: wrk(load, f"{base}/100k", args.seconds, 16))
+        cell("h1", "HTTP/1.1 keep-alive", lambda: wrk(load, f"{base}/small", args.seconds, 64))
+        cell("h2c", "h2c", lambda: h2load(load, f"http://127.0.0.1:{proxy.h2c_port}/small", args.seconds))
+        cell("tls", "HTTP/1.1 keep-alive over TLS", lambda: wrk(load, f"{tls}/small", args.seconds, 64),
+             warm=lambda: wrk(load, f"{tls}/small", 1, 64))
+        cell("handshake", "a full TLS handshake per request", lambda: handshakes(load, args.seconds))
+        cell("resumed", "a resumed TLS handshake per request", lambda: resumed_handshakes(load, args.seconds))
+        cell("h2", "HTTP/2 over TLS", lambda: h2load(load, f"{tls}/small", args.seconds))
+        cell("upstream_tls", "HTTP/1.1 keep-alive to a TLS upstream",
+             lambda: wrk(load, f"{base}/small", args.seconds, 64, upstream_tls),
+             warm=lambda: wrk(load, f"{base}/small", 1, 64, upstream_tls))
+        cell("h3", "HTTP/3, 16 conns × 16 streams", lambda: h3load(load, args.h3load, args.seconds),
+             warm=lambda: h3load(load, args.h3load, 1), serves=name in HTTP3)
+        cell("large", "100 KiB responses", lambda: wrk(load, f"{base}/100k", args.seconds, 16))
+        cell("l4", "layer-4 tunnels by SNI, 100 KiB responses",
+             lambda: layer4_throughput(load, proxy.l4_port, args.seconds), serves=bool(proxy.l4_port))
+        cell("l4_new", "a new layer-4 tunnel per request",
+             lambda: layer4_new(load, proxy.l4_port, args.seconds), serves=bool(proxy.l4_port))
         rows["peak_rss_kib"] = memory_kib(proxy.pid, "VmHWM")
-        if idle:
+        if idle and "idle" in args.cells:
             log(f"{name}: {args.idle} idle connections")
             rows["idle"] = idle_memory(proxy, args.idle)
         return rows
@@ -320,7 +372,7 @@ def bench_proxy(name, args, work, load, pin, idle):
 def combine(rounds):
     """One result from several rounds: the median of every measured figure,
     the highest peak RSS, and each round's HTTP/1.1 req/s for the spread."""
-    combined = {"rounds_h1_rps": [r["h1"].get("rps") for r in rounds]}
+    combined = {"rounds_h1_rps": [r["h1"].get("rps") for r in rounds if r["h1"]]}
     for cell in CELLS:
         keys = {k for r in rounds for k, v in r[cell].items() if isinstance(v, (int, float))}
         values = {k: [r[cell][k] for r in rounds if k in r[cell]] for k in sorted(keys)}
@@ -372,7 +424,11 @@ def main():
     # The peers to run (default all): BENCH_PEERS=nginx,haproxy for a shorter run.
     parser.add_argument("--peers", default=os.environ.get("BENCH_PEERS", ",".join(PROXIES[1:])))
     parser.add_argument("--out", default=os.environ.get("BENCH_OUT", str(Path(__file__).with_name("results"))))
+    # The cells to measure (default all, and the idle row): BENCH_CELLS=l4,l4_new
+    # for the layer-4 rows alone.
+    parser.add_argument("--cells", default=os.environ.get("BENCH_CELLS", ",".join(CELLS + ("idle",))))
     args = parser.parse_args()
+    args.cells = set(args.cells.split(","))
     if os.environ.get("BENCH_SMOKE"):
         args.seconds, args.idle, args.rounds = 1, 200, 1
 

@@ -3,13 +3,20 @@ keep-alive pool (64 idle connections), the same certificate on the TLS port
 (ECDSA P-256, HTTP/1.1 and HTTP/2 by ALPN), no access log, one worker,
 nothing but 127.0.0.1. Requests for TLS_UPSTREAM_HOST go to the origin's
 TLS port instead (a bench.local certificate from a CA of the run's own,
-which every proxy verifies), with SNI bench.local and HTTP/1.1."""
+which every proxy verifies), with SNI bench.local and HTTP/1.1.
+
+Layer-4 routing: TLS connections whose ClientHello names LAYER4_HOST are
+passed whole, unopened, to the origin's TLS port: portcullis on its TLS
+port beside the apps, nginx (`stream`, `ssl_preread`) and HAProxy (`mode
+tcp`, `req.ssl_sni`) on a port of their own; Caddy needs a plugin
+(caddy-l4) that Debian does not ship."""
 
 import subprocess
 
 POOL = 64
 SMALL_BODY = "hello from the origin\n"
 TLS_UPSTREAM_HOST = "tls-upstream.local"
+LAYER4_HOST = "pass.local"
 
 
 def write_site(work):
@@ -80,8 +87,8 @@ http {{
 
 def command(name, work, binary, ports, origin):
     """The command line and extra environment that start proxy `name`;
-    `ports` holds the cleartext, h2c and TLS ports, `origin` the origin's
-    cleartext and TLS ports."""
+    `ports` holds the cleartext, h2c, TLS and layer-4 ports, `origin` the
+    origin's cleartext and TLS ports."""
     return {
         "portcullis": portcullis,
         "baseline": portcullis,
@@ -92,7 +99,7 @@ def command(name, work, binary, ports, origin):
 
 
 def portcullis(work, binary, ports, origins):
-    port, _, tls_port = ports
+    port, _, tls_port, _ = ports
     origin, origin_tls = origins
     conf = work / "portcullis.toml"
     conf.write_text(f"""
@@ -126,15 +133,19 @@ reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }}]
 [apps.tls_upstream]
 server_name = "{TLS_UPSTREAM_HOST}"
 reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin_tls}", tls = true, tls_options = {{ ca_cert_path = "{work}/upstream-ca.pem", sni = "bench.local" }} }}] }}]
+
+[layer4]
+routes = [{{ server_name = "{LAYER4_HOST}", upstream = [{{ location = "127.0.0.1:{origin_tls}" }}] }}]
 """)
     return [binary, "--config", str(conf)], {}
 
 
 def nginx(work, binary, ports, origins):
-    port, h2c_port, tls_port = ports
+    port, h2c_port, tls_port, l4_port = ports
     origin, origin_tls = origins
     conf = work / "nginx-proxy.conf"
     conf.write_text(f"""
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes 1;
 daemon off;
 pid {work}/nginx-proxy.pid;
@@ -188,12 +199,23 @@ http {{
         }}
     }}
 }}
+stream {{
+    map $ssl_preread_server_name $layer4 {{
+        {LAYER4_HOST} 127.0.0.1:{origin_tls};
+        default 127.0.0.1:1;
+    }}
+    server {{
+        listen 127.0.0.1:{l4_port} backlog=4096;
+        ssl_preread on;
+        proxy_pass $layer4;
+    }}
+}}
 """)
     return ["nginx", "-c", str(conf), "-e", str(work / "nginx-proxy-error.log")], {}
 
 
 def caddy(work, binary, ports, origins):
-    port, _, tls_port = ports
+    port, _, tls_port, _ = ports
     origin, origin_tls = origins
     proxy = f"""reverse_proxy 127.0.0.1:{origin} {{
         transport http {{
@@ -247,7 +269,7 @@ http://{TLS_UPSTREAM_HOST}:{port} {{
 
 
 def haproxy(work, binary, ports, origins):
-    port, h2c_port, tls_port = ports
+    port, h2c_port, tls_port, l4_port = ports
     origin, origin_tls = origins
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
@@ -277,5 +299,16 @@ backend origin
 
 backend origin_tls
     server origin_tls 127.0.0.1:{origin_tls} ssl verify required ca-file {work}/upstream-ca.pem sni str(bench.local) verifyhost bench.local pool-max-conn {POOL}
+
+frontend layer4
+    mode tcp
+    bind 127.0.0.1:{l4_port}
+    tcp-request inspect-delay 5s
+    tcp-request content accept if {{ req.ssl_hello_type 1 }}
+    use_backend layer4_origin if {{ req.ssl_sni -i {LAYER4_HOST} }}
+
+backend layer4_origin
+    mode tcp
+    server origin_tls 127.0.0.1:{origin_tls}
 """)
     return ["haproxy", "-db", "-f", str(conf)], {}

@@ -16,6 +16,8 @@ for tool in nginx caddy haproxy wrk h2load taskset; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || need+=(python3-matplotlib)
+# nginx's stream module, for the layer-4 rows.
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 if [ ${#need[@]} -gt 0 ]; then
   # Packaged services must not start on install: they would listen on all
   # interfaces. The benchmark starts its own instances on 127.0.0.1.
@@ -25,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    nginx caddy haproxy wrk nghttp2-client python3-matplotlib util-linux >/dev/null
+    nginx libnginx-mod-stream caddy haproxy wrk nghttp2-client python3-matplotlib util-linux >/dev/null
 fi
 
 (cd "$root" && cargo build -j2 --release -p proxy-bin -p h3load)

@@ -115,6 +115,32 @@ async fn an_idle_passed_connection_is_cut_and_logged_with_its_bytes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer4_routes_alone_need_no_certificate_of_ours() {
+    let backend_ca = Ca::root("Backend CA");
+    let backend = TlsOrigin::start(
+        "backend",
+        TlsOriginOptions::new(backend_ca.server(&["pass.test"])),
+    )
+    .await;
+    let config = format!(
+        "listen_port = 0\nlisten_port_tls = 0\nlisten_address_v4 = \"127.0.0.1\"\n[layer4]\nroutes = [{{ server_name = 'pass.test', upstream = [{{ location = '{}' }}] }}]\n[apps.a]\nserver_name = \"a.test\"\nreverse_proxy = [{{ upstream = [{{ location = \"127.0.0.1:9\" }}] }}]\n",
+        backend.addr
+    );
+    let proxy = Portcullis::start(&config);
+    let client = client_config(&[&backend_ca.der], None, &[b"http/1.1"]);
+    let stream = tls_connect(proxy.tls_addr(), "pass.test", client.clone())
+        .await
+        .unwrap();
+    let answer = H1::over(stream).await.get("pass.test", "/").await;
+    assert_eq!(answer.text(), "backend");
+    // Any other name meets a TLS listener with no certificate.
+    assert_alert(
+        tls_connect(proxy.tls_addr(), "a.test", client).await,
+        rustls::AlertDescription::UnrecognisedName,
+    );
+}
+
 #[test]
 fn bad_layer4_settings_are_refused_at_their_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,6 +189,10 @@ fn bad_layer4_settings_are_refused_at_their_key() {
         case(
             "[layer4]\nroutes = [{ server_name = 'a.test', upstream = [{ location = '127.0.0.1:443' }] }]",
             ": a.test is both a layer-4 route and a server name of app \"a\"",
+        ),
+        case(
+            "[layer4]\nmax_connections = 0\ndefault_upstream = [{ location = '127.0.0.1:443' }]",
+            ": layer4.max_connections: must be at least 1",
         ),
         case(
             &route(", weight = 1"),

@@ -40,8 +40,8 @@ pub use health::{
     DEFAULT_UNHEALTHY_THRESHOLD, HealthCheck,
 };
 pub use layer4::{
-    DEFAULT_INSPECT_TIMEOUT, DEFAULT_LAYER4_CONNECT_TIMEOUT, DEFAULT_LAYER4_IDLE_TIMEOUT, Layer4,
-    Layer4Backend, Layer4Backends, Layer4Route,
+    DEFAULT_INSPECT_TIMEOUT, DEFAULT_LAYER4_CONNECT_TIMEOUT, DEFAULT_LAYER4_IDLE_TIMEOUT,
+    DEFAULT_LAYER4_MAX_CONNECTIONS, Layer4, Layer4Backend, Layer4Backends, Layer4Route,
 };
 pub use limits::*;
 pub(crate) use names::check_host;

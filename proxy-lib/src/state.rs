@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// Tunnels open through the bridge ingress, and through the peer.
     pub(crate) ingress_tunnels: TunnelCount,
     pub(crate) peer_tunnels: TunnelCount,
+    /// Connections passed whole by layer-4 routes.
+    pub(crate) layer4_passed: TunnelCount,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             buffered_on_disk: DiskBudget::default(),
             ingress_tunnels: TunnelCount::default(),
             peer_tunnels: TunnelCount::default(),
+            layer4_passed: TunnelCount::default(),
         })
     }
 

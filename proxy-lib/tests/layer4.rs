@@ -329,6 +329,44 @@ async fn connections_take_turns_and_skip_a_dead_backend() {
     assert_eq!(bodies, ["one", "one", "two", "one", "one", "two"]);
 }
 
+#[tokio::test]
+async fn passed_connections_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Proxy CA");
+    let origin = Origin::start("app").await;
+    let (recorder, address) = Recorder::start().await;
+    let mut layer4 = Layer4::new(
+        vec![Layer4Route::new(&["pass.test"], backends(&[address])).unwrap()],
+        None,
+    );
+    layer4.max_connections(1);
+    let proxy = start(&ca, dir.path(), &origin, layer4).await;
+    let port = proxy.tls_addr.unwrap();
+    let hello = client_hello("pass.test", None);
+    let mut first = TcpStream::connect(port).await.unwrap();
+    first.write_all(&hello).await.unwrap();
+    eventually("the first is passed", || async {
+        recorder.received().len() == 1
+    })
+    .await;
+    // The second is closed unread while the first holds the only place.
+    let mut second = TcpStream::connect(port).await.unwrap();
+    second.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+    assert_eq!(recorder.received().len(), 1);
+    // Once the first ends, its place is free.
+    drop(first);
+    eventually("a third is passed", || async {
+        let mut third = TcpStream::connect(port).await.unwrap();
+        third.write_all(&hello).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        recorder.received().len() >= 2
+    })
+    .await;
+}
+
 #[test]
 fn a_name_is_either_passed_or_terminated() {
     let dir = tempfile::tempdir().unwrap();

@@ -307,3 +307,59 @@ fn limits(
     }
     Ok(limits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_of(
+        plugin: &str,
+        files: &[(&str, &str)],
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::write(dir.path().join("plugin.config"), plugin).unwrap();
+        ats_rules(&dir.path().join("plugin.config"))
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn traffic_server_rules_come_in_order_from_arguments_and_files() {
+        let plugin = "# comment\nstats_over_http.so\n/usr/lib/trafficserver/modules/tls_bridge.so a[.]test p1:4443 --file more.rules b[.]test p2:4443\n";
+        let more = "# regex peer\n\nc[.]test p3:4443\n  d[.]test   p4:4443  \n";
+        assert_eq!(
+            rules_of(plugin, &[("more.rules", more)]).unwrap(),
+            pairs(&[
+                ("a[.]test", "p1:4443"),
+                ("c[.]test", "p3:4443"),
+                ("d[.]test", "p4:4443"),
+                ("b[.]test", "p2:4443")
+            ])
+        );
+    }
+
+    #[test]
+    fn broken_traffic_server_rules_are_refused_with_the_file() {
+        for (plugin, files, want) in [
+            ("tls_bridge.so a[.]test\n", &[][..], "has no peer after it"),
+            ("tls_bridge.so --file\n", &[][..], "--file names no file"),
+            ("tls_bridge.so --file gone.rules\n", &[][..], "gone.rules"),
+            (
+                "tls_bridge.so --file bad.rules\n",
+                &[("bad.rules", "a b c\n")][..],
+                "each line is REGEX PEER",
+            ),
+            ("stats_over_http.so\n", &[][..], "no tls_bridge.so rules"),
+        ] {
+            let error = rules_of(plugin, files).unwrap_err();
+            assert!(error.contains(want), "{plugin}: {error}");
+        }
+    }
+}

@@ -125,7 +125,10 @@ pub fn convert(
     }
     let acme = acme::plan(acme_section, ordered, base, mode)?;
     let keeper = tickets::keeper(raw.session_tickets.take(), base, sessions, mode)?;
-    let certs = match (raw.listen_port_tls, certs.is_empty() && acme.is_none()) {
+    let none = certs.is_empty() && acme.is_none();
+    // Layer-4 routes alone need no certificate of ours: the TLS listener
+    // then only passes connections (and refuses unknown names).
+    let certs = match (raw.listen_port_tls, none && raw.layer4.is_none()) {
         (Some(port), false) => {
             let listen = addresses
                 .iter()
@@ -152,6 +155,8 @@ pub fn convert(
                 "no app has a certificate: set tls_cert_path and tls_cert_key_path, or acme = true, in an app's tls",
             ));
         }
+        // Layer-4 routes without a TLS port: refused below, at [layer4].
+        (None, false) if none => None,
         (None, false) => {
             let at = match (certs.first(), &acme) {
                 (Some((key, _)), _) => key.clone(),

@@ -79,6 +79,18 @@ pub fn section(raw: Option<RawLayer4>) -> Result<Option<Layer4>> {
     if let Some(timeout) = bounded("idle_timeout", raw.idle_timeout)? {
         layer4.idle_timeout(timeout);
     }
+    match raw.max_connections {
+        Some(0) => {
+            return Err(ConfigError::at(
+                format!("{KEY}.max_connections"),
+                "must be at least 1",
+            ));
+        }
+        Some(max) => {
+            layer4.max_connections(max);
+        }
+        None => {}
+    }
     Ok(Some(layer4))
 }
 

@@ -322,6 +322,7 @@ pub struct RawLayer4 {
     pub inspect_timeout: Option<ConfigDuration>,
     pub connect_timeout: Option<ConfigDuration>,
     pub idle_timeout: Option<ConfigDuration>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

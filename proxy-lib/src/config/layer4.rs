@@ -16,6 +16,8 @@ pub const DEFAULT_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LAYER4_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a passed connection may move no byte. Default: 10 min.
 pub const DEFAULT_LAYER4_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How many connections may be passed at once. Default: 4096.
+pub const DEFAULT_LAYER4_MAX_CONNECTIONS: usize = 4096;
 
 /// One backend of a layer-4 route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,7 @@ pub struct Layer4 {
     pub(crate) inspect_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
 }
 
 impl Layer4 {
@@ -152,7 +155,16 @@ impl Layer4 {
             inspect_timeout: DEFAULT_INSPECT_TIMEOUT,
             connect_timeout: DEFAULT_LAYER4_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_LAYER4_IDLE_TIMEOUT,
+            max_connections: DEFAULT_LAYER4_MAX_CONNECTIONS,
         }
+    }
+
+    /// Connections passed at once; more are closed as they arrive (they
+    /// count against `max_clients` too). Default:
+    /// [`DEFAULT_LAYER4_MAX_CONNECTIONS`].
+    pub fn max_connections(&mut self, max: usize) -> &mut Self {
+        self.max_connections = max.max(1);
+        self
     }
 
     /// Time from accept to a complete ClientHello. Default:

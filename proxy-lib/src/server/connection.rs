@@ -15,7 +15,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::admission::ClientSlot;
 use crate::body::ClientBody;
@@ -107,6 +107,12 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
             Passage::Terminate => {}
             Passage::Pass(backends, sni) => {
                 drop(snapshot);
+                let Some(_passing) = shared.layer4_passed.enter(layer4.max_connections) else {
+                    if let Some(suppressed) = shared.log_limits.clients_full.admit() {
+                        warn!(peer = %ctx.peer, limit = "layer4.max_connections", suppressed, "connection limit reached; refusing connections");
+                    }
+                    return;
+                };
                 // `ctx` holds the connection's slot while bytes move:
                 // passed connections count against max_clients.
                 passthrough::pass(tcp, ctx.peer, sni, backends, layer4, shared).await;
