@@ -394,3 +394,27 @@ async fn connect_over_tls_uses_the_apps_certificates() {
     tunnel.read_exact(&mut greeting).await.unwrap();
     assert_eq!(&greeting, b"hi");
 }
+
+#[tokio::test]
+async fn new_rules_apply_to_new_connects_after_a_reload() {
+    let pki = pki();
+    let greeter = speaks_first(b"hi").await;
+    let peer = peer(&pki, &[&greeter.to_string()], limits()).await;
+    let dead = dead_port().await;
+    let listen = free_port();
+    let config = |peer_addr: SocketAddr| {
+        let mut bridge = BridgeIngress::new(vec![rule(&pki, ".*", peer_addr, Some(&pki.client))]);
+        bridge.listen(SocketAddr::from(([127, 0, 0, 1], listen)));
+        let mut builder = ProxyConfig::builder();
+        builder.bridge_ingress(bridge);
+        builder.build().unwrap()
+    };
+    let ingress = TestProxy::start(config(dead)).await;
+    let (status, _, _) = connect(ingress.addr, &greeter.to_string()).await;
+    assert_eq!(status, 502);
+    ingress.reload(config(peer.peer_addr.unwrap()));
+    eventually("the new rule sends to the live peer", || async {
+        connect(ingress.addr, &greeter.to_string()).await.0 == 200
+    })
+    .await;
+}

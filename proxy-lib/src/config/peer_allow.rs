@@ -10,7 +10,7 @@
 //! operator listed the range.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::AddressRange;
 use crate::config::check_host;
@@ -155,12 +155,13 @@ impl fmt::Debug for PeerAllow {
 }
 
 /// Whether `ip` is on the public internet: not loopback, private,
-/// shared (CGNAT), link-local, unspecified, multicast, broadcast or
-/// reserved.
+/// shared (CGNAT), link-local, benchmarking, unspecified, multicast,
+/// broadcast or reserved; an IPv6 address embedding an IPv4 one (mapped,
+/// or NAT64's `64:ff9b::/96`) is judged by the IPv4 address.
 fn is_public(ip: IpAddr) -> bool {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -170,16 +171,21 @@ fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || a >= 240
                 || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0 && v4.octets()[2] == 0))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0))
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., high, low] = segments;
+                let embedded = Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+                return is_public(IpAddr::V4(embedded));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6 == Ipv6Addr::UNSPECIFIED)
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -206,6 +212,8 @@ mod tests {
         assert!(allow.admits("example.com", 443));
         assert!(!allow.admits("example.com", 22));
         assert!(allow.reaches(addr("93.184.215.14:443")));
+        assert!(allow.reaches(addr("[64:ff9b::5db8:d70e]:443")));
+        assert!(allow.reaches(addr("[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443")));
         for private in [
             "127.0.0.1:443",
             "10.1.2.3:443",
@@ -218,6 +226,9 @@ mod tests {
             "[fd00::1]:443",
             "[fe80::1]:443",
             "[::ffff:127.0.0.1]:443",
+            "[64:ff9b::7f00:1]:443",
+            "[64:ff9b::a00:1]:443",
+            "198.18.0.1:443",
         ] {
             assert!(!allow.reaches(addr(private)), "{private}");
         }
