@@ -24,6 +24,8 @@ use crate::stream::Stream;
 
 pub(crate) use connect::ConnectTarget;
 use connect::NoRequest;
+#[cfg(feature = "fuzzing")]
+pub(crate) use connect::fuzz as fuzz_connect;
 pub(crate) use ingress::serve as serve_ingress;
 pub(crate) use peer::serve as serve_peer;
 

@@ -8,8 +8,10 @@ use http::Method;
 use crate::http1::{Decoded, Decoder};
 
 /// A request head, as an HTTP/1.1 client would send it, with the default
-/// limits; then, split at `split`, the same bytes arriving in two reads.
+/// limits (and a `CONNECT`'s target, as the bridge reads it); then, split
+/// at `split`, the same bytes arriving in two reads.
 pub fn request_head(bytes: &[u8]) {
+    crate::bridge::fuzz_connect(bytes);
     let mut buf = BytesMut::from(bytes);
     let _ = crate::http1::fuzz_request_head(&mut buf, 64 * 1024, 100);
     if bytes.len() > 1 {
@@ -22,9 +24,10 @@ pub fn request_head(bytes: &[u8]) {
     }
 }
 
-/// A response head from an upstream, to a GET and to a HEAD.
+/// A response head from an upstream, to a GET and to a HEAD, and from a
+/// bridge peer, to a `CONNECT`.
 pub fn response_head(bytes: &[u8]) {
-    for method in [Method::GET, Method::HEAD] {
+    for method in [Method::GET, Method::HEAD, Method::CONNECT] {
         let mut buf = BytesMut::from(bytes);
         let _ = crate::http1::fuzz_response_head(&mut buf, &method);
     }

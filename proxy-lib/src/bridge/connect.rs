@@ -67,6 +67,15 @@ pub(crate) async fn read_request<S: AsyncRead + Unpin>(
     Ok((target, buf))
 }
 
+/// A request head and, for a `CONNECT`, its target, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz(bytes: &[u8]) {
+    let mut buf = BytesMut::from(bytes);
+    if let Ok(Some(head)) = parse_request_head(&mut buf, 64 * 1024, 100) {
+        let _ = target(&head.parts.uri);
+    }
+}
+
 /// The authority of a `CONNECT`'s target: `host:port`, nothing else.
 fn target(uri: &http::Uri) -> Result<ConnectTarget, Error> {
     let bad = |why: &str| Error::new(ErrorKind::BadRequest).with_context(why.to_owned());
