@@ -334,6 +334,13 @@ fn bad_bridge_values_are_refused_at_their_key() {
             ": bridge.ingress.max_tunnels: must be at least 1",
         ),
         (
+            ingress(
+                &format!("{{ target = 'a', peer = '127.0.0.1:4443', tls_options = {tls} }}"),
+                "clients = ['10.0.0.0/8', 'the office']",
+            ),
+            ": bridge.ingress.clients: \"the office\" is not an address range",
+        ),
+        (
             ingress("", &format!("ats_plugin_config = '{d}/missing.config'")),
             ": bridge.ingress.ats_plugin_config: ",
         ),

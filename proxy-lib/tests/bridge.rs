@@ -418,3 +418,38 @@ async fn new_rules_apply_to_new_connects_after_a_reload() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn only_the_clients_named_may_use_the_ingress() {
+    let pki = pki();
+    let greeter = speaks_first(b"hi").await;
+    let peer = peer(&pki, &[&greeter.to_string()], limits()).await;
+    let mut bridge = BridgeIngress::new(vec![rule(
+        &pki,
+        ".*",
+        peer.peer_addr.unwrap(),
+        Some(&pki.client),
+    )]);
+    bridge
+        .listen("127.0.0.1:0".parse().unwrap())
+        .clients(&["10.0.0.0/8", "192.168.0.0/16"])
+        .unwrap();
+    let mut builder = ProxyConfig::builder();
+    builder.bridge_ingress(bridge);
+    let closed = TestProxy::start(builder.build().unwrap()).await;
+    let (status, head, _) = connect(closed.addr, &greeter.to_string()).await;
+    assert_eq!(status, 403, "{head}");
+    // By default, loopback and the private ranges may.
+    let rules = vec![rule(&pki, ".*", peer.peer_addr.unwrap(), Some(&pki.client))];
+    let open = ingress(rules, limits()).await;
+    let (status, _, _) = connect(open.addr, &greeter.to_string()).await;
+    assert_eq!(status, 200);
+    let error = BridgeIngress::new(Vec::new())
+        .clients(&["everyone"])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("not an address range"),
+        "{error}"
+    );
+}

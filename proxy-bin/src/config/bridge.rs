@@ -81,6 +81,13 @@ pub fn ingress(
             ingress.listen_tls(SocketAddr::new(ip, port));
         }
     }
+    if let Some(clients) = raw.clients {
+        let ranges = clients.into_vec();
+        let ranges: Vec<&str> = ranges.iter().map(String::as_str).collect();
+        ingress
+            .clients(&ranges)
+            .map_err(|e| ConfigError::at(format!("{KEY}.clients"), e))?;
+    }
     ingress.limits(limits(
         KEY,
         [raw.connect_timeout, raw.answer_timeout, raw.idle_timeout],

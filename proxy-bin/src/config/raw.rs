@@ -361,6 +361,8 @@ pub struct RawBridgeIngress {
     /// added after `rules`, with `ats_tls_options`.
     pub ats_plugin_config: Option<String>,
     pub ats_tls_options: Option<RawUpstreamTls>,
+    /// Address ranges whose clients may use it.
+    pub clients: Option<OneOrMany>,
     pub connect_timeout: Option<ConfigDuration>,
     pub answer_timeout: Option<ConfigDuration>,
     pub idle_timeout: Option<ConfigDuration>,

@@ -39,6 +39,11 @@ pub(crate) async fn serve(
     else {
         return;
     };
+    if !ingress.admits(peer.ip()) {
+        let error = Error::new(ErrorKind::Forbidden)
+            .with_context("the client's address may not use the bridge");
+        return failed(&mut client, outcome, &error, shared).await;
+    }
     let Some(rule) = ingress.rule_for(&target.host) else {
         let error =
             Error::new(ErrorKind::Forbidden).with_context("no bridge rule matches the target");

@@ -15,7 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::ServerSessionMemoryCache;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
-use crate::config::{Alpn, PeerAllow, Upstream};
+use crate::config::{AddressRange, Alpn, PeerAllow, Upstream};
 use crate::error::{Error, Result};
 
 /// Default for [`TunnelLimits::connect`].
@@ -26,6 +26,18 @@ pub const DEFAULT_TUNNEL_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default for [`TunnelLimits::max_tunnels`].
 pub const DEFAULT_MAX_TUNNELS: usize = 1024;
+
+/// Who may use an ingress unless told otherwise: loopback and the private
+/// ranges. An ingress open to the internet would let anyone reach what the
+/// peers allow.
+const DEFAULT_INGRESS_CLIENTS: [&str; 6] = [
+    "127.0.0.0/8",
+    "::1",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+];
 
 /// The compiled size a rule's expression may take (a hostile or careless
 /// pattern cannot take the memory of the process).
@@ -142,17 +154,42 @@ pub struct BridgeIngress {
     pub(crate) listen_tls: Vec<SocketAddr>,
     pub(crate) rules: Vec<BridgeRule>,
     pub(crate) limits: TunnelLimits,
+    clients: Vec<AddressRange>,
 }
 
 impl BridgeIngress {
     /// `rules`, tried in order; a target none matches is answered 403.
+    /// Clients from loopback and the private ranges may use it until
+    /// [`clients`](Self::clients) says otherwise.
     pub fn new(rules: Vec<BridgeRule>) -> Self {
+        let clients = DEFAULT_INGRESS_CLIENTS
+            .iter()
+            .filter_map(|range| AddressRange::parse(range).ok())
+            .collect();
         Self {
             listen: Vec::new(),
             listen_tls: Vec::new(),
             rules,
             limits: TunnelLimits::default(),
+            clients,
         }
+    }
+
+    /// The address ranges (`10.0.0.0/8`, `::1`, `0.0.0.0/0` for anyone)
+    /// whose clients may use the ingress; others are answered 403.
+    pub fn clients(&mut self, ranges: &[&str]) -> Result<&mut Self> {
+        let parsed = ranges
+            .iter()
+            .map(|range| AddressRange::parse(range))
+            .collect::<Result<Vec<_>>>()?;
+        self.clients = parsed;
+        Ok(self)
+    }
+
+    /// Whether a client at `ip` may use the ingress.
+    pub(crate) fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.clients.iter().any(|range| range.contains(ip))
     }
 
     /// Takes cleartext `CONNECT` on `addr`.
