@@ -166,11 +166,15 @@ pub fn echo(name: &'static str) -> Handler {
     })
 }
 
-/// A port with nothing listening on it.
+/// A port with nothing listening on it, for as long as the test process
+/// runs: the socket stays bound without listening (connections to it are
+/// refused), so no other test's listener can be given the port meanwhile.
 pub async fn dead_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    // Kept bound until the process exits.
+    std::mem::forget(socket);
     addr
 }
 
