@@ -48,6 +48,10 @@ pub(crate) fn spawn(
     });
 }
 
+/// Each direction's buffer: a TLS record's worth (16 KiB) per read and
+/// write, as nginx's `proxy_buffer_size`, rather than tokio's 8 KiB.
+const RELAY_BUFFER: usize = 16 * 1024;
+
 /// What a relay moved, and how it ended.
 #[derive(Debug)]
 pub(crate) struct Relayed {
@@ -86,7 +90,12 @@ where
     let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut a = Observed::new(a, LastRead(last.clone(), up.clone()));
     let mut b = Observed::new(b, LastRead(last.clone(), down.clone()));
-    let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
+    let mut copy = pin!(tokio::io::copy_bidirectional_with_sizes(
+        &mut a,
+        &mut b,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    ));
     let mut watchdog = pin!(tokio::time::sleep(idle));
     let end = loop {
         tokio::select! {
