@@ -139,24 +139,8 @@ def wrk(load, url, seconds, connections, host=None):
     return result
 
 
-def h2load(load, url, seconds):
-    cmd = load + ["h2load", "-c16", "-m16", "-t1", "-D", str(seconds), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    finished = re.search(r"finished in [^,]+, ([\d.]+) req/s", out)
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
-    return {
-        "rps": float(finished.group(1)),
-        "requests": int(done.group(2)),
-        "errors": int(done.group(3)) + int(done.group(4)),
-    }
-
-
-def layer4_throughput(load, port, seconds):
-    """100 KiB responses over 16 TLS connections to the origin, passed
-    whole by the proxy by their SNI: MB/s through the tunnel."""
-    cmd = load + ["h2load", "--h1", "-c16", "-m1", "-t1", "-D", str(seconds),
-                  f"--connect-to=127.0.0.1:{port}", f"https://{configs.LAYER4_HOST}/100k"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+def h2load_result(out):
+    """h2load's req/s, MB/s, successes and failures."""
     finished = re.search(r"finished in [^,]+, ([\d.]+) req/s, (\S+)/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
     return {
@@ -165,6 +149,19 @@ def layer4_throughput(load, port, seconds):
         "requests": int(done.group(2)),
         "errors": int(done.group(3)) + int(done.group(4)),
     }
+
+
+def h2load(load, url, seconds):
+    cmd = load + ["h2load", "-c16", "-m16", "-t1", "-D", str(seconds), url]
+    return h2load_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def layer4_throughput(load, port, seconds):
+    """100 KiB responses over 16 TLS connections to the origin, passed
+    whole by the proxy by their SNI: MB/s through the tunnel."""
+    cmd = load + ["h2load", "--h1", "-c16", "-m1", "-t1", "-D", str(seconds),
+                  f"--connect-to=127.0.0.1:{port}", f"https://{configs.LAYER4_HOST}/100k"]
+    return h2load_result(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def layer4_new(load, port, seconds):

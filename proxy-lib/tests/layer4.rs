@@ -25,6 +25,14 @@ fn backends(addresses: &[String]) -> Layer4Backends {
     .unwrap()
 }
 
+/// pass.test to `address`, no default.
+fn pass_test_to(address: String) -> Layer4 {
+    Layer4::new(
+        vec![Layer4Route::new(&["pass.test"], backends(&[address])).unwrap()],
+        None,
+    )
+}
+
 /// A proxy terminating app.test (certificate from `ca`) with `layer4` on
 /// its TLS listener.
 async fn start(ca: &Ca, dir: &std::path::Path, origin: &Origin, layer4: Layer4) -> TestProxy {
@@ -178,10 +186,7 @@ async fn without_a_default_other_bytes_and_stalled_hellos_are_closed() {
     let ca = Ca::root("Proxy CA");
     let origin = Origin::start("app").await;
     let (recorder, address) = Recorder::start().await;
-    let mut layer4 = Layer4::new(
-        vec![Layer4Route::new(&["pass.test"], backends(&[address])).unwrap()],
-        None,
-    );
+    let mut layer4 = pass_test_to(address);
     layer4.inspect_timeout(Duration::from_millis(300));
     let proxy = start(&ca, dir.path(), &origin, layer4).await;
     let port = proxy.tls_addr.unwrap();
@@ -335,10 +340,7 @@ async fn passed_connections_are_limited() {
     let ca = Ca::root("Proxy CA");
     let origin = Origin::start("app").await;
     let (recorder, address) = Recorder::start().await;
-    let mut layer4 = Layer4::new(
-        vec![Layer4Route::new(&["pass.test"], backends(&[address])).unwrap()],
-        None,
-    );
+    let mut layer4 = pass_test_to(address);
     layer4.max_connections(1);
     let proxy = start(&ca, dir.path(), &origin, layer4).await;
     let port = proxy.tls_addr.unwrap();
