@@ -153,16 +153,17 @@ async fn a_real_traffic_server_as_peer_carries_the_clients_tls_to_the_service() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_connects_through_a_portcullis_peer_with_its_client_certificate() {
+async fn curl_connects_through_a_bridge_only_portcullis_peer_with_its_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let service = service(&pki).await;
     let port = service.addr.port();
     let d = dir.path().display();
-    let bridge = format!(
-        "[bridge.peer]\nlisten_port_tls = 0\ntls_cert_path = '{d}/peer.crt'\ntls_cert_key_path = '{d}/peer.key'\nclient_ca_cert_path = '{d}/clients.pem'\nallow = ['localhost:{port}', '127.0.0.1:{port}']\n"
+    // A node that is only a peer: no HTTP port, no app.
+    let config = format!(
+        "listen_address_v4 = \"127.0.0.1\"\n[bridge.peer]\nlisten_port_tls = 0\ntls_cert_path = '{d}/peer.crt'\ntls_cert_key_path = '{d}/peer.key'\nclient_ca_cert_path = '{d}/clients.pem'\nallow = ['localhost:{port}', '127.0.0.1:{port}']\n"
     );
-    let proxy = Portcullis::start(&with_bridge(&bridge));
+    let proxy = Portcullis::start_without_http(&config, "listening as bridge peer");
     let peer = proxy.peer_addr();
     let base = |identity: Option<&str>, target: &str| {
         let mut args = vec![

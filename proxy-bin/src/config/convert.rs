@@ -35,7 +35,9 @@ pub fn convert(
     }
     let http3 = h3::http3(&raw)?;
     listen::distinct_ports(&raw)?;
-    if raw.listen_port.is_none() && raw.listen_port_tls.is_none() {
+    // A node that is only a bridge (an ingress, a peer) serves no app.
+    let bridge_only = raw.bridge.is_some() && raw.apps.is_empty();
+    if raw.listen_port.is_none() && raw.listen_port_tls.is_none() && !bridge_only {
         return Err(ConfigError::at(
             "listen_port",
             "required (or listen_port_tls): the port to serve HTTP on",
@@ -70,7 +72,7 @@ pub fn convert(
     builder.timeouts(timeouts(&raw));
     builder.sticky_cookie(sticky_cookie(&raw)?);
 
-    if raw.apps.is_empty() {
+    if raw.apps.is_empty() && !bridge_only {
         return Err(ConfigError::at("apps", "at least one app is required"));
     }
     if let Some(default) = &raw.default_application {

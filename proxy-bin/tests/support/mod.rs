@@ -65,6 +65,16 @@ impl Portcullis {
         Self::start_with_env(config, &[])
     }
 
+    /// Starts the binary on a config with no HTTP listener (a bridge-only
+    /// node), once it logs `needle`.
+    pub fn start_without_http(config: &str, needle: &str) -> Self {
+        let proxy = Self::spawn(config, &[]);
+        proxy
+            .wait_for_stderr(needle, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("portcullis did not start: {:?}", proxy.stderr_lines()));
+        proxy
+    }
+
     /// As [`start`](Self::start), with these environment variables set.
     pub fn start_with_env(config: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         Self::spawn(config, env).listening()
