@@ -59,8 +59,27 @@ pub struct Loaded {
 pub struct LogSettings {
     /// `level`: the filter of engine events (`RUST_LOG` overrides it).
     pub level: String,
-    /// `access_log`: one line per request on stdout.
+    /// `access_log`: one line per request.
     pub access_log: bool,
+    /// `access_log_format`.
+    pub access_log_format: AccessFormat,
+    /// `access_log_path`: where the lines go (absent: stdout).
+    pub access_log_path: Option<PathBuf>,
+}
+
+/// `access_log_format`: how each access-log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessFormat {
+    /// The Common Log Format's fields, then the Host, the duration and
+    /// ours (app, upstream, TLS): the default.
+    #[default]
+    Extended,
+    /// The NCSA Common Log Format.
+    Common,
+    /// Apache's combined format: `common` with the referer and user agent.
+    Combined,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Why a config file was refused.

@@ -1,11 +1,13 @@
 //! The process's tracing subscriber: engine events to stderr, filtered by
 //! `RUST_LOG` (or `[log] level`) and bounded per call site, and the access
-//! log to stdout.
+//! log to stdout or a file, in the configured format.
 
 mod access;
+mod access_format;
 mod limit;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use anyhow::Context;
 use proxy_lib::ACCESS_LOG_TARGET;
@@ -17,6 +19,7 @@ use tracing_subscriber::{Layer, fmt};
 
 use proxy_bin::config::LogSettings;
 
+pub use access::AccessFile;
 pub use limit::{RateLimit, SUMMARY_EVERY};
 
 /// Libraries whose warnings a client can trigger at will (rustls for an IP
@@ -43,10 +46,18 @@ pub fn env_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::
     Ok(filter)
 }
 
-/// Installs the subscriber; once per process. Returns the call-site
-/// budgets, whose suppressed lines the caller reports every
-/// [`SUMMARY_EVERY`] ([`RateLimit::report`]).
-pub fn init(settings: &LogSettings) -> anyhow::Result<RateLimit> {
+/// What the running process keeps of its logging.
+#[derive(Debug)]
+pub struct Logging {
+    /// The call-site budgets, whose suppressed lines are reported every
+    /// [`SUMMARY_EVERY`] ([`RateLimit::report`]).
+    pub limit: RateLimit,
+    /// The access-log file, reopened on SIGUSR1; none on stdout.
+    pub access_file: Option<Arc<AccessFile>>,
+}
+
+/// Installs the subscriber; once per process.
+pub fn init(settings: &LogSettings) -> anyhow::Result<Logging> {
     // The access target is off in the engine-events filter by a static
     // directive, not a per-event closure: with the access log off, its
     // callsite is then disabled once and costs nothing per request.
@@ -61,8 +72,20 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<RateLimit> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter.and(limit.clone()));
+    let access_file = match (&settings.access_log_path, settings.access_log) {
+        (Some(path), true) => {
+            Some(Arc::new(AccessFile::open(path).with_context(|| {
+                format!("cannot open the access log {}", path.display())
+            })?))
+        }
+        _ => None,
+    };
+    let sink = match &access_file {
+        Some(file) => access::Sink::File(file.clone()),
+        None => access::Sink::Stdout,
+    };
     let access = settings.access_log.then(|| {
-        access::AccessLayer::stdout()
+        access::AccessLayer::new(settings.access_log_format, sink)
             .with_filter(Targets::new().with_target(ACCESS_LOG_TARGET, Level::INFO))
     });
     tracing_subscriber::registry()
@@ -70,5 +93,5 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<RateLimit> {
         .with(access)
         .try_init()
         .context("a tracing subscriber is already installed")?;
-    Ok(limit)
+    Ok(Logging { limit, access_file })
 }

@@ -32,6 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "portcullis",
     version,
     after_help = "Signals: SIGHUP reloads the file (a refused file keeps the running configuration); \
+                  SIGUSR1 reopens the access-log file (after logrotate moved it); \
                   SIGTERM and SIGINT stop accepting and drain open connections. Certificate files \
                   and revocation lists are re-read when they change, without a reload."
 )]
@@ -80,8 +81,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let log_limit = match logging::init(&loaded.log) {
-        Ok(limit) => limit,
+    let logging = match logging::init(&loaded.log) {
+        Ok(logging) => logging,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
             return ExitCode::FAILURE;
@@ -122,7 +123,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(cli.config, loaded, sessions, log_limit)) {
+    match runtime.block_on(serve::run(cli.config, loaded, sessions, logging)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

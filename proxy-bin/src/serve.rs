@@ -17,15 +17,19 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::logging::{RateLimit, SUMMARY_EVERY};
+use crate::logging::{AccessFile, Logging, SUMMARY_EVERY};
 use proxy_bin::config::{self, AcmePlan, Loaded, Sessions};
 
 pub async fn run(
     path: PathBuf,
     loaded: Loaded,
     sessions: Sessions,
-    log_limit: RateLimit,
+    logging: Logging,
 ) -> anyhow::Result<()> {
+    let Logging {
+        limit: log_limit,
+        access_file,
+    } = logging;
     let mut certs = CertWatch::start(loaded.watched);
     let mut _orders = start_orders(loaded.acme).await;
     let mut tickets = TicketTask::default();
@@ -38,6 +42,7 @@ pub async fn run(
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut reopen = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
     let mut summary = tokio::time::interval(SUMMARY_EVERY);
     loop {
         tokio::select! {
@@ -47,6 +52,10 @@ pub async fn run(
             }
             _ = terminate.recv() => info!("SIGTERM: draining"),
             _ = interrupt.recv() => info!("SIGINT: draining"),
+            _ = reopen.recv() => {
+                reopen_access_log(access_file.as_deref());
+                continue;
+            }
             _ = hangup.recv() => {
                 if let Some((new_certs, orders)) = reload(&path, &sessions, &updates, &mut tickets).await {
                     certs.replace(new_certs);
@@ -62,6 +71,21 @@ pub async fn run(
     }
     serving.await.context("the proxy task failed")??;
     Ok(())
+}
+
+/// SIGUSR1: the access-log file is opened again at its path, for
+/// logrotate (which has moved the old one away).
+fn reopen_access_log(file: Option<&AccessFile>) {
+    let Some(file) = file else {
+        info!("SIGUSR1: the access log goes to stdout; nothing to reopen");
+        return;
+    };
+    match file.reopen() {
+        Ok(()) => info!(path = %file.path().display(), "SIGUSR1: access log reopened"),
+        Err(e) => {
+            error!(path = %file.path().display(), error = %e, "SIGUSR1: the access log cannot be reopened; writing to the old file")
+        }
+    }
 }
 
 /// Starts the ACME orders, and waits (a little) until what their cache

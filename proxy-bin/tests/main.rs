@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log;
 mod acme;
 mod bridge;
 mod config_errors;

@@ -37,6 +37,9 @@ pub(crate) struct Exchange {
     pub(crate) redact_query: bool,
     /// What a trusted proxy in front reported of the client.
     pub(crate) reported: Option<Reported>,
+    /// `Referer` and `User-Agent`, when the access log is on.
+    pub(crate) referer: Option<HeaderValue>,
+    pub(crate) user_agent: Option<HeaderValue>,
 }
 
 impl Exchange {
@@ -66,6 +69,8 @@ impl Exchange {
             upstream_tls: None,
             redact_query: false,
             reported: None,
+            referer: started.and_then(|_| req.headers.get(http::header::REFERER).cloned()),
+            user_agent: started.and_then(|_| req.headers.get(http::header::USER_AGENT).cloned()),
         }
     }
 

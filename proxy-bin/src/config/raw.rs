@@ -250,6 +250,8 @@ pub struct RawStickyCookie {
 pub struct RawLog {
     pub level: Option<String>,
     pub access_log: Option<bool>,
+    pub access_log_format: Option<String>,
+    pub access_log_path: Option<String>,
 }
 
 /// `[http3]`, or rpxy's `[experimental.h3]`: present means on.

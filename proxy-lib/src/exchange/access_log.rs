@@ -16,8 +16,9 @@ use crate::upstream::Endpoint;
 /// connections `tls` (`version/cipher/group/alpn`) and `sni`, and when the
 /// upstream connection is TLS `upstream_tls`
 /// (`version/cipher/alpn/full|resumed/handshake`, the handshake in µs; ALPN `-` when none)
-/// and `upstream_cert` (`serial;subject`). A subscriber formats them; the
-/// library never installs one.
+/// and `upstream_cert` (`serial;subject`), and `referer` and `user_agent`
+/// when the request carried them. A subscriber formats them; the library
+/// never installs one.
 pub const ACCESS_LOG_TARGET: &str = "portcullis::access";
 
 /// Whether access-log events are wanted (cheap when they are off).
@@ -63,6 +64,8 @@ pub(crate) fn emit(exchange: &Exchange, completed: bool, bytes: u64) {
             .upstream_tls
             .as_ref()
             .and_then(|tls| tls.cert.as_deref()),
+        referer = exchange.referer.as_ref().and_then(|v| v.to_str().ok()),
+        user_agent = exchange.user_agent.as_ref().and_then(|v| v.to_str().ok()),
         "request"
     );
 }
