@@ -65,6 +65,8 @@ pub struct LogSettings {
     pub access_log_format: AccessFormat,
     /// `access_log_path`: where the lines go (absent: stdout).
     pub access_log_path: Option<PathBuf>,
+    /// `error_log_format`: engine events as text lines or JSON objects.
+    pub error_log_json: bool,
 }
 
 /// `access_log_format`: how each access-log line is written.

@@ -68,10 +68,21 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<Logging> {
         .context("invalid log filter in RUST_LOG")?
         .add_directive(access_off);
     let limit = RateLimit::default();
-    let events = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter.and(limit.clone()));
+    let events = if settings.error_log_json {
+        // One object a line: `timestamp`, `level`, `target`, and `fields`
+        // with the `message`.
+        fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter.and(limit.clone()))
+            .boxed()
+    } else {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter.and(limit.clone()))
+            .boxed()
+    };
     let access_file = match (&settings.access_log_path, settings.access_log) {
         (Some(path), true) => {
             Some(Arc::new(AccessFile::open(path).with_context(|| {

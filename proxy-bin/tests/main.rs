@@ -4,12 +4,12 @@
 
 mod support;
 
-mod access_log;
 mod acme;
 mod bridge;
 mod config_errors;
 mod h3;
 mod layer4;
+mod logs;
 mod memory;
 mod process;
 mod tickets;

@@ -218,7 +218,18 @@ pub fn convert(
         access_log: None,
         access_log_format: None,
         access_log_path: None,
+        error_log_format: None,
     });
+    let error_log_json = match log.error_log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::at(
+                "log.error_log_format",
+                format!("{other:?}: \"text\" (the default) or \"json\""),
+            ));
+        }
+    };
     let access_log_format = match log.access_log_format.as_deref() {
         None | Some("extended") => AccessFormat::Extended,
         Some("common") => AccessFormat::Common,
@@ -253,6 +264,7 @@ pub fn convert(
             access_log: log.access_log.unwrap_or(true),
             access_log_format,
             access_log_path,
+            error_log_json,
         },
         worker_threads: raw.worker_threads,
         acme,

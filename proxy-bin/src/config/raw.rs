@@ -252,6 +252,7 @@ pub struct RawLog {
     pub access_log: Option<bool>,
     pub access_log_format: Option<String>,
     pub access_log_path: Option<String>,
+    pub error_log_format: Option<String>,
 }
 
 /// `[http3]`, or rpxy's `[experimental.h3]`: present means on.

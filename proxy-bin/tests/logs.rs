@@ -1,6 +1,7 @@
-//! `[log]`'s access-log formats and file in the `portcullis` process: the
-//! combined format read by the usual combined-log pattern, JSON lines read
-//! by a JSON parser, and the file reopened on SIGUSR1 after a rotation.
+//! `[log]` in the `portcullis` process: the combined format read by the
+//! usual combined-log pattern, JSON access lines and JSON error lines read
+//! by a JSON parser, and the access-log file reopened on SIGUSR1 after a
+//! rotation.
 
 use std::time::Duration;
 
@@ -107,6 +108,31 @@ async fn json_lines_parse_as_json() {
     assert!(value["duration_us"].as_u64().is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_lines_can_be_json_objects() {
+    let origin = Origin::start("o").await;
+    let proxy = Portcullis::start_without_http(
+        &config(origin.addr, "error_log_format = \"json\"\n"),
+        "\"message\":\"listening\"",
+    );
+    let lines = proxy.stderr_lines();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"portcullis starting\"")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn bad_log_settings_are_refused_at_their_key() {
     let up = "127.0.0.1:9".parse().unwrap();
@@ -118,6 +144,10 @@ fn bad_log_settings_are_refused_at_their_key() {
         (
             config(up, "access_log_path = \"\"\n"),
             ": log.access_log_path: empty".to_owned(),
+        ),
+        (
+            config(up, "error_log_format = \"xml\"\n"),
+            ": log.error_log_format: \"xml\": \"text\" (the default) or \"json\"".to_owned(),
         ),
     ]);
 }
