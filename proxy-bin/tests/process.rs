@@ -354,3 +354,31 @@ async fn the_access_log_names_the_client_a_trusted_proxy_reports() {
     let line = proxy.wait_for_stdout("/via-edge", WAIT).unwrap();
     assert!(line.starts_with("203.0.113.9 - - ["), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_answers_health_checks() {
+    let origin = Origin::start("o").await;
+    let proxy = Portcullis::start(&forwarding(
+        origin.addr,
+        "[admin]\nlisten_address = \"127.0.0.1:0\"\n",
+    ));
+    let admin = proxy.admin_addr();
+    assert!(admin.ip().is_loopback() && admin.port() != 0);
+    let health = get(admin, "localhost", "/healthz").await;
+    assert_eq!(
+        (health.status.as_u16(), health.text().as_str()),
+        (200, "ok\n")
+    );
+    let ready = get(admin, "localhost", "/readyz").await;
+    assert_eq!(ready.status.as_u16(), 200);
+    assert_refused(&[
+        (
+            forwarding(origin.addr, "[admin]\nlisten_address = \"localhost\"\n"),
+            ": admin.listen_address: \"localhost\" is not ADDRESS:PORT".to_owned(),
+        ),
+        (
+            forwarding(origin.addr, "[admin]\n"),
+            ": admin.listen_address: required".to_owned(),
+        ),
+    ]);
+}

@@ -80,6 +80,7 @@ pub struct ProxyConfig {
     pub(crate) layer4: Option<Layer4>,
     pub(crate) bridge_ingress: Option<BridgeIngress>,
     pub(crate) bridge_peer: Option<BridgePeer>,
+    pub(crate) admin: Option<SocketAddr>,
 }
 
 impl ProxyConfig {
@@ -131,6 +132,7 @@ pub struct ProxyConfigBuilder {
     layer4: Option<Layer4>,
     bridge_ingress: Option<BridgeIngress>,
     bridge_peer: Option<BridgePeer>,
+    admin: Option<SocketAddr>,
 }
 
 impl ProxyConfigBuilder {
@@ -247,6 +249,13 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// The admin listener (`/healthz`, `/readyz`), on an address of its
+    /// own, best a private one. Default: none.
+    pub fn admin(&mut self, addr: SocketAddr) -> &mut Self {
+        self.admin = Some(addr);
+        self
+    }
+
     /// TLS termination. Default: none, cleartext listeners only.
     pub fn tls(&mut self, tls: TlsSettings) -> &mut Self {
         self.tls = Some(tls);
@@ -312,6 +321,7 @@ impl ProxyConfigBuilder {
             layer4: self.layer4.clone(),
             bridge_ingress: self.bridge_ingress.clone(),
             bridge_peer: self.bridge_peer.clone(),
+            admin: self.admin,
         })
     }
 

@@ -2,6 +2,7 @@
 //! handshake and protocol, HTTP/1.1 serving and the idle connections parked
 //! between requests, under [`Proxy`].
 
+mod admin;
 mod connection;
 mod h1;
 mod handshake;

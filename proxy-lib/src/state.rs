@@ -35,6 +35,10 @@ pub(crate) struct Shared {
     pub(crate) draining: CancellationToken,
     /// Cancelled when the drain deadline passes: everything closes now.
     pub(crate) hard_stop: CancellationToken,
+    /// Cancelled when the proxy has stopped: the admin listener, which
+    /// answers through the drain (`/readyz` says 503) without holding it
+    /// up, closes then.
+    pub(crate) stopped: CancellationToken,
     /// Connections and tunnels, awaited on shutdown.
     pub(crate) tasks: TaskTracker,
     /// The port the first TLS listener is bound to (0 if none), for
@@ -51,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) peer_tunnels: TunnelCount,
     /// Connections passed whole by layer-4 routes.
     pub(crate) layer4_passed: TunnelCount,
+    /// Connections to the admin listener.
+    pub(crate) admin_connections: TunnelCount,
 }
 
 impl Shared {
@@ -64,6 +70,7 @@ impl Shared {
             admission: Arc::default(),
             draining,
             hard_stop: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             tasks: TaskTracker::new(),
             tls_port: AtomicU16::new(0),
             alt_svc: ArcSwapOption::empty(),
@@ -72,6 +79,7 @@ impl Shared {
             ingress_tunnels: TunnelCount::default(),
             peer_tunnels: TunnelCount::default(),
             layer4_passed: TunnelCount::default(),
+            admin_connections: TunnelCount::default(),
         })
     }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin;
 mod balancing;
 mod bridge;
 mod certificate_source;

@@ -35,6 +35,7 @@ pub fn convert(
     }
     let http3 = h3::http3(&raw)?;
     listen::distinct_ports(&raw)?;
+    let admin = listen::admin_address(&raw)?;
     // A node that is only a bridge (an ingress, a peer) serves no app.
     let bridge_only = raw.bridge.is_some() && raw.apps.is_empty();
     if raw.listen_port.is_none() && raw.listen_port_tls.is_none() && !bridge_only {
@@ -210,6 +211,9 @@ pub fn convert(
             watched.extend(revocation.map(|policy| -> Arc<dyn Reload> { policy }));
             builder.bridge_peer(peer);
         }
+    }
+    if let Some(address) = admin {
+        builder.admin(address);
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
 

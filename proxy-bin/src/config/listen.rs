@@ -68,6 +68,26 @@ fn addresses(
     Ok(addresses)
 }
 
+/// `[admin] listen_address`, as `127.0.0.1:9901` or `[::1]:9901`; none
+/// when the section is absent.
+pub fn admin_address(raw: &RawConfig) -> Result<Option<std::net::SocketAddr>> {
+    let Some(admin) = &raw.admin else {
+        return Ok(None);
+    };
+    let Some(text) = &admin.listen_address else {
+        return Err(ConfigError::at(
+            "admin.listen_address",
+            "required: the address to answer /healthz and /readyz on, as \"127.0.0.1:9901\"",
+        ));
+    };
+    text.parse().map(Some).map_err(|_| {
+        ConfigError::at(
+            "admin.listen_address",
+            format!("{text:?} is not ADDRESS:PORT, as \"127.0.0.1:9901\" or \"[::1]:9901\""),
+        )
+    })
+}
+
 /// Every listener has a port of its own (0 excepted: the system picks).
 pub fn distinct_ports(raw: &RawConfig) -> Result<()> {
     let ingress = raw.bridge.as_ref().and_then(|b| b.ingress.as_ref());

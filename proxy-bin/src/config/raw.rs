@@ -52,6 +52,8 @@ pub struct RawConfig {
     pub layer4: Option<RawLayer4>,
     /// Ours: the TLS bridge's ingress and peer.
     pub bridge: Option<RawBridge>,
+    /// Ours: the admin listener.
+    pub admin: Option<RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -393,4 +395,11 @@ pub struct RawBridgePeer {
     pub connect_timeout: Option<ConfigDuration>,
     pub idle_timeout: Option<ConfigDuration>,
     pub max_tunnels: Option<usize>,
+}
+
+/// `[admin]` (ours): `/healthz` and `/readyz` on an address of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen_address: Option<String>,
 }

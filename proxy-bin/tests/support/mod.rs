@@ -143,6 +143,11 @@ impl Portcullis {
         self.logged_addr("listening as bridge peer listen=")
     }
 
+    /// The admin listener, once it is logged.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.logged_addr("listening for admin requests listen=")
+    }
+
     /// The address after `listen=` on the first stderr line with `needle`.
     fn logged_addr(&self, needle: &str) -> SocketAddr {
         let line = self

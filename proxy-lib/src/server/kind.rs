@@ -14,6 +14,8 @@ pub enum ListenerKind {
     BridgeIngressTls,
     /// The bridge peer's `CONNECT` over mutual TLS.
     BridgePeer,
+    /// `/healthz` and `/readyz`.
+    Admin,
 }
 
 impl ListenerKind {
@@ -25,6 +27,7 @@ impl ListenerKind {
             Self::BridgeIngress => "listening for bridge CONNECT",
             Self::BridgeIngressTls => "listening for bridge CONNECT over TLS",
             Self::BridgePeer => "listening as bridge peer",
+            Self::Admin => "listening for admin requests",
         }
     }
 

@@ -16,7 +16,7 @@ use crate::error::ErrorKind;
 use crate::http1;
 use crate::proxy_protocol;
 use crate::server::parking::Lot;
-use crate::server::{ListenerKind, connection};
+use crate::server::{ListenerKind, admin, connection};
 use crate::state::Shared;
 
 /// Binds a listening TCP socket with address reuse and the given backlog.
@@ -45,7 +45,9 @@ pub(crate) async fn accept_loop(
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => return,
-            () = shared.draining.cancelled() => return,
+            // The admin listener answers through the drain.
+            () = shared.draining.cancelled(), if kind != ListenerKind::Admin => return,
+            () = shared.stopped.cancelled() => return,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -59,6 +61,13 @@ pub(crate) async fn accept_loop(
         };
         if let Err(e) = stream.set_nodelay(true) {
             debug!(peer = %peer, error = %e, "TCP_NODELAY failed");
+        }
+        if kind == ListenerKind::Admin {
+            // Not counted against max_clients: a full proxy still answers
+            // its health checks. Not tracked either: an idle health-check
+            // connection does not hold up the drain.
+            tokio::spawn(admin::serve(stream, shared.clone()));
+            continue;
         }
         let proxy_protocol = match kind.takes_proxy_protocol() {
             true => shared.snapshot().config.proxy_protocol.clone(),

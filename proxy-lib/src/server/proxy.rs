@@ -63,7 +63,7 @@ struct ListenAddr {
 /// Every listener of `config`.
 fn endpoints(config: &ProxyConfig) -> Vec<ListenAddr> {
     let ingress = config.bridge_ingress.as_ref();
-    let lists: [(&[SocketAddr], ListenerKind); 5] = [
+    let lists: [(&[SocketAddr], ListenerKind); 6] = [
         (&config.listen, ListenerKind::Http),
         (config.listen_tls(), ListenerKind::Https),
         (
@@ -78,6 +78,7 @@ fn endpoints(config: &ProxyConfig) -> Vec<ListenAddr> {
             config.bridge_peer.as_ref().map_or(&[], |p| &p.listen_tls),
             ListenerKind::BridgePeer,
         ),
+        (config.admin.as_slice(), ListenerKind::Admin),
     ];
     lists
         .into_iter()
@@ -299,6 +300,7 @@ impl Proxy {
             self.shared.hard_stop.cancel();
             let _ = tokio::time::timeout(HARD_STOP_GRACE, self.shared.tasks.wait()).await;
         }
+        self.shared.stopped.cancel();
         info!("stopped");
     }
 }
@@ -335,7 +337,12 @@ impl Listener {
             let kind = self.configured.kind;
             let stop = self.stop.clone();
             let task = listener::accept_loop(socket, kind, shared.clone(), lot.clone(), stop);
-            shared.tasks.spawn(task);
+            if kind == ListenerKind::Admin {
+                // It answers through the drain, which does not wait for it.
+                tokio::spawn(task);
+            } else {
+                shared.tasks.spawn(task);
+            }
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct TestProxy {
     pub ingress_addr: Option<SocketAddr>,
     pub ingress_tls_addr: Option<SocketAddr>,
     pub peer_addr: Option<SocketAddr>,
+    /// The admin listener, if any.
+    pub admin_addr: Option<SocketAddr>,
     pub config: watch::Sender<Arc<ProxyConfig>>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
@@ -49,6 +51,7 @@ impl TestProxy {
         let ingress_addr = first(ListenerKind::BridgeIngress);
         let ingress_tls_addr = first(ListenerKind::BridgeIngressTls);
         let peer_addr = first(ListenerKind::BridgePeer);
+        let admin_addr = first(ListenerKind::Admin);
         let addr = proxy.local_addrs().first().copied();
         let addr = [addr, tls_addr, ingress_addr, ingress_tls_addr, peer_addr]
             .into_iter()
@@ -64,6 +67,7 @@ impl TestProxy {
             ingress_addr,
             ingress_tls_addr,
             peer_addr,
+            admin_addr,
             config: tx,
             shutdown,
             task,
