@@ -356,7 +356,7 @@ async fn the_access_log_names_the_client_a_trusted_proxy_reports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_listener_answers_health_checks() {
+async fn the_admin_listener_answers_health_checks_and_scrapes() {
     let origin = Origin::start("o").await;
     let proxy = Portcullis::start(&forwarding(
         origin.addr,
@@ -371,6 +371,14 @@ async fn the_admin_listener_answers_health_checks() {
     );
     let ready = get(admin, "localhost", "/readyz").await;
     assert_eq!(ready.status.as_u16(), 200);
+    assert_eq!(get(proxy.addr, "a.test", "/").await.status.as_u16(), 200);
+    let metrics = get(admin, "localhost", "/metrics").await.text();
+    assert!(
+        metrics.contains(
+            "portcullis_requests_total{app=\"a\",protocol=\"h1\",method=\"GET\",status=\"2xx\"} 1\n"
+        ),
+        "{metrics}"
+    );
     assert_refused(&[
         (
             forwarding(origin.addr, "[admin]\nlisten_address = \"localhost\"\n"),

@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Uri, Version};
 
 use crate::conn::{ConnCtx, InFlight, TlsInfo};
 use crate::forwarded_for::Reported;
+use crate::metrics::Metrics;
 use crate::upstream::{Endpoint, UpstreamTlsInfo};
 
 /// The record of one request, completed by the response body.
@@ -40,6 +41,8 @@ pub(crate) struct Exchange {
     /// `Referer` and `User-Agent`, when the access log is on.
     pub(crate) referer: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
+    /// Where the finished request is counted, when metrics are kept.
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Exchange {
@@ -47,8 +50,11 @@ impl Exchange {
         conn: &ConnCtx,
         req: &http::request::Parts,
         in_flight: Option<InFlight>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
-        let started = access_log::enabled().then(Instant::now);
+        let logged = access_log::enabled();
+        let started = (logged || metrics.is_some()).then(Instant::now);
+        let logged = started.filter(|_| logged);
         let host = req
             .uri
             .authority()
@@ -65,12 +71,13 @@ impl Exchange {
             app: None,
             upstream: None,
             in_flight,
-            tls: started.and(conn.tls.clone()),
+            tls: logged.and(conn.tls.clone()),
             upstream_tls: None,
             redact_query: false,
             reported: None,
-            referer: started.and_then(|_| req.headers.get(http::header::REFERER).cloned()),
-            user_agent: started.and_then(|_| req.headers.get(http::header::USER_AGENT).cloned()),
+            referer: logged.and_then(|_| req.headers.get(http::header::REFERER).cloned()),
+            user_agent: logged.and_then(|_| req.headers.get(http::header::USER_AGENT).cloned()),
+            metrics,
         }
     }
 
@@ -85,6 +92,16 @@ impl Exchange {
     /// Called once, when the response body ended (`clean`) or was dropped.
     pub(crate) fn complete(mut self: Box<Self>, clean: bool, sent: u64) {
         access_log::emit(&self, clean, sent);
+        if let (Some(metrics), Some(started)) = (&self.metrics, self.started) {
+            let app = self.app.as_ref();
+            metrics.request(
+                app,
+                self.version,
+                &self.method,
+                self.status,
+                started.elapsed(),
+            );
+        }
         drop(self.in_flight.take());
     }
 }

@@ -30,8 +30,13 @@ pub(crate) async fn handle(
 ) -> Response<ResponseBody> {
     let in_flight = ctx.activity.as_ref().map(ConnActivity::begin_request);
     let (parts, body) = req.into_parts();
-    let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight));
     let snapshot = shared.snapshot();
+    let metrics = snapshot
+        .config
+        .admin
+        .is_some()
+        .then(|| shared.metrics.clone());
+    let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight, metrics));
     exchange.redact_query = snapshot.config.redact_query_in_access_log;
     exchange.reported = forwarded_for::reported(
         ctx.peer.ip(),

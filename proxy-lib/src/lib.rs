@@ -116,6 +116,7 @@ mod http1;
 #[cfg(test)]
 mod layout;
 mod log_limit;
+mod metrics;
 mod observed;
 mod pressure;
 mod proxy_protocol;
@@ -131,4 +132,5 @@ mod upstream;
 pub use config::ProxyConfig;
 pub use error::{BoxError, Error, ErrorKind, Result, Side};
 pub use exchange::ACCESS_LOG_TARGET;
+pub use metrics::Metrics;
 pub use server::{ListenerKind, Proxy};

@@ -14,6 +14,7 @@ use crate::admission::{Admission, TunnelCount};
 use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
+use crate::metrics::Metrics;
 use crate::routing::Router;
 use crate::upstream::EndpointRegistry;
 
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) layer4_passed: TunnelCount,
     /// Connections to the admin listener.
     pub(crate) admin_connections: TunnelCount,
+    /// Counted while an admin listener serves them.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -80,6 +83,7 @@ impl Shared {
             peer_tunnels: TunnelCount::default(),
             layer4_passed: TunnelCount::default(),
             admin_connections: TunnelCount::default(),
+            metrics: Arc::default(),
         })
     }
 

@@ -77,3 +77,136 @@ async fn readiness_fails_while_draining() {
     );
     assert_eq!(in_flight.await.unwrap().status.as_u16(), 200);
 }
+
+/// The value of the sample `series` (its name and labels, as written) in
+/// `text`; 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let origin = Origin::start("o").await;
+    let certs = std::sync::Arc::new(proxy_certs::SniResolver::new(cert_map(
+        &ca,
+        dir.path(),
+        &["a.test"],
+    )));
+    let mut builder = config();
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap();
+    let mut tls = tls_on_localhost(certs);
+    tls.http3(proxy_lib::config::Http3::new());
+    builder.tls(tls).admin("127.0.0.1:0".parse().unwrap());
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let admin = proxy.admin_addr.unwrap();
+
+    // HTTP/1.1: two GETs and a POST; HTTP/2 over TLS: one GET; HTTP/3:
+    // one GET; and 10,000 requests with distinct paths and hosts, most of
+    // them for no app.
+    let mut h1 = H1::connect(proxy.addr).await;
+    for _ in 0..2 {
+        assert_eq!(h1.get("a.test", "/").await.status.as_u16(), 200);
+    }
+    assert_eq!(
+        h1.send(request("POST", "a.test", "/form", "x=1"))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let client = client_config(&[&ca.der], None, &[b"h2"]);
+    let tls = tls_connect(proxy.tls_addr.unwrap(), "a.test", client)
+        .await
+        .unwrap();
+    assert_eq!(
+        H2::over(tls).await.get("a.test", "/").await.status.as_u16(),
+        200
+    );
+    let mut h3 = H3::connect(proxy.quic_addr.unwrap(), "a.test", &[&ca.der]).await;
+    assert_eq!(h3.get("a.test", "/").await.status, 200);
+    for i in 0..10_000 {
+        let host = if i % 2 == 0 {
+            "a.test".to_owned()
+        } else {
+            format!("h{i}.test")
+        };
+        let _ = h1.get(&host, &format!("/p/{i}")).await;
+    }
+
+    let scrape = get(admin, "localhost", "/metrics").await;
+    assert_eq!(scrape.status.as_u16(), 200);
+    assert!(
+        scrape
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = scrape.text();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let series = |labels: &str| format!("portcullis_requests_total{{{labels}}}");
+    assert_eq!(
+        sample(
+            &text,
+            &series("app=\"a\",protocol=\"h1\",method=\"GET\",status=\"2xx\"")
+        ),
+        5_002.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &series("app=\"a\",protocol=\"h1\",method=\"POST\",status=\"2xx\"")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &series("app=\"a\",protocol=\"h2\",method=\"GET\",status=\"2xx\"")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &series("app=\"a\",protocol=\"h3\",method=\"GET\",status=\"2xx\"")
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &series("app=\"-\",protocol=\"h1\",method=\"GET\",status=\"4xx\"")
+        ),
+        5_000.0
+    );
+    let h1_count = sample(
+        &text,
+        "portcullis_request_duration_seconds_count{protocol=\"h1\"}",
+    );
+    assert_eq!(h1_count, 10_003.0);
+    assert!(
+        sample(
+            &text,
+            "portcullis_request_duration_seconds_sum{protocol=\"h3\"}"
+        ) > 0.0
+    );
+    // Neither paths nor hosts became labels: a handful of series.
+    let requests = text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_requests_total{"))
+        .count();
+    assert_eq!(requests, 5, "{text}");
+    assert!(!text.contains("/p/") && !text.contains("h1.test"));
+    assert!(text.len() < 8 * 1024, "{} bytes", text.len());
+}

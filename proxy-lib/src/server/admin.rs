@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz` (the process serves) and `/readyz` (it
-//! takes new work: not while draining), over HTTP/1.1, for load balancers,
+//! The admin listener: `/healthz` (the process serves), `/readyz` (it
+//! takes new work: not while draining) and `/metrics`, over HTTP/1.1, for load balancers,
 //! orchestrators and container health checks. It is meant for a private
 //! address (`127.0.0.1:9901`); its connections do not count against
 //! `max_clients`, so that a full proxy still answers its health checks, and
@@ -59,6 +59,23 @@ fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/metrics" => {
+            let mut body = String::with_capacity(4096);
+            if shared.metrics.encode(&mut body).is_err() {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "metrics could not be written\n".into(),
+                );
+            }
+            let mut response = text(StatusCode::OK, body);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
         "/readyz" if shared.draining.is_cancelled() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }

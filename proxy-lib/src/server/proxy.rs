@@ -126,6 +126,12 @@ impl Proxy {
         self.bound(kind)
     }
 
+    /// The proxy's metrics, counted while an admin listener is configured
+    /// (which serves them on `/metrics`).
+    pub fn metrics(&self) -> Arc<crate::Metrics> {
+        self.shared.metrics.clone()
+    }
+
     /// The UDP addresses serving HTTP/3.
     pub fn local_quic_addrs(&self) -> Vec<SocketAddr> {
         self.quic.iter().map(|q| q.local).collect()
