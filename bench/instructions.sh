@@ -16,6 +16,8 @@
 #                                          # (per resumed handshake + request;
 #                                          # CLIENT_AUTH=1 too)
 #   TLS=1 NEW_CONNECTIONS=1 FULL_HANDSHAKES=1 ...  # never resuming (row 3)
+#   METRICS=1 bench/instructions.sh        # with an admin listener, so every
+#                                          # request is counted for /metrics
 #
 # Needs valgrind, curl and nginx (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
@@ -122,6 +124,9 @@ server_name = "bench.local"
 $app_tls
 reverse_proxy = [{ upstream = [$upstream] }]
 EOF
+if [ -n "${METRICS:-}" ]; then
+  printf '[admin]\nlisten_address = "127.0.0.1:18097"\n' >> "$work/portcullis.toml"
+fi
 nginx -c "$work/origin.conf" -e "$work/origin-error.log" &
 origin=$!
 trap 'kill "$origin" 2>/dev/null; wait "$origin" 2>/dev/null || true' EXIT
