@@ -10,6 +10,7 @@ mod convert;
 mod h3;
 mod layer4;
 mod listen;
+mod log;
 mod raw;
 mod route;
 mod self_signed;

@@ -12,12 +12,8 @@ use proxy_acme::AcmeApp;
 
 use crate::config::raw::{RawApp, RawConfig, RawExperimental};
 use crate::config::{
-    AccessFormat, ConfigError, Loaded, LogSettings, Mode, acme, bridge, h3, layer4, listen, route,
-    tickets, tls, trusted,
+    ConfigError, Loaded, Mode, acme, bridge, h3, layer4, listen, log, route, tickets, tls, trusted,
 };
-
-/// Default `[log] level`.
-const DEFAULT_LOG_LEVEL: &str = "info";
 
 const NOT_YET: &str = "is not supported by this version yet";
 
@@ -217,59 +213,13 @@ pub fn convert(
     }
     let proxy = builder.build().map_err(|e| ConfigError::at("", e))?;
 
-    let log = raw.log.unwrap_or(crate::config::raw::RawLog {
-        level: None,
-        access_log: None,
-        access_log_format: None,
-        access_log_path: None,
-        error_log_format: None,
-    });
-    let error_log_json = match log.error_log_format.as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(ConfigError::at(
-                "log.error_log_format",
-                format!("{other:?}: \"text\" (the default) or \"json\""),
-            ));
-        }
-    };
-    let access_log_format = match log.access_log_format.as_deref() {
-        None | Some("extended") => AccessFormat::Extended,
-        Some("common") => AccessFormat::Common,
-        Some("combined") => AccessFormat::Combined,
-        Some("json") => AccessFormat::Json,
-        Some(other) => {
-            return Err(ConfigError::at(
-                "log.access_log_format",
-                format!(
-                    "{other:?}: \"extended\" (the default), \"common\", \"combined\" or \"json\""
-                ),
-            ));
-        }
-    };
-    let access_log_path = match log.access_log_path.as_deref() {
-        Some("") => {
-            return Err(ConfigError::at(
-                "log.access_log_path",
-                "empty: give a file, or leave it out for stdout",
-            ));
-        }
-        Some(path) => Some(base.join(path)),
-        None => None,
-    };
+    let log = log::settings(raw.log.take(), base)?;
     if raw.worker_threads == Some(0) {
         return Err(ConfigError::at("worker_threads", "must be at least 1"));
     }
     Ok(Loaded {
         proxy,
-        log: LogSettings {
-            level: log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
-            access_log: log.access_log.unwrap_or(true),
-            access_log_format,
-            access_log_path,
-            error_log_json,
-        },
+        log,
         worker_threads: raw.worker_threads,
         acme,
         tickets: keeper.filter(|_| certs.is_some()),

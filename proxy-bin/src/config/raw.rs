@@ -247,7 +247,7 @@ pub struct RawStickyCookie {
     pub max_age: Option<ConfigDuration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub level: Option<String>,
