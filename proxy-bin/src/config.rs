@@ -11,6 +11,7 @@ mod h3;
 mod layer4;
 mod listen;
 mod log;
+mod position;
 mod raw;
 mod route;
 mod self_signed;
@@ -166,7 +167,16 @@ pub fn load_text(
     mode: Mode,
 ) -> Result<Loaded, ConfigError> {
     let raw = parse(text)?;
-    let loaded = convert::convert(raw, base, sessions, mode);
+    let loaded = convert::convert(raw, base, sessions, mode).map_err(|mut e| {
+        if e.position.is_none() {
+            let offset = e
+                .key
+                .as_deref()
+                .and_then(|key| position::key_offset(text, key));
+            e.position = offset.map(|at| line_column(text, at));
+        }
+        e
+    });
     if mode == Mode::Check {
         self_signed::clean_scratch();
     }

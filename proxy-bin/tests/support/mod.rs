@@ -33,18 +33,42 @@ pub fn check(config: &str) -> (i32, String, String, PathBuf) {
     )
 }
 
-/// Asserts that `--check` refuses each config with a message starting,
-/// after the file's path, with its `want`.
+/// Asserts that `--check` refuses each config, on one line, with a
+/// message starting, after the file's path, with its `want`. A `want` that
+/// starts with the key (`: key: reason`) is compared with the line and
+/// column left out; one that starts with them (`:3:7: key: reason`) is
+/// compared as it is.
 pub fn assert_refused(cases: &[(String, String)]) {
     for (config, want) in cases {
         let (code, stdout, stderr, path) = check(config);
         assert_eq!(code, 1, "{config}\nstdout: {stdout}");
         let prefix = format!("portcullis: configuration refused: {}", path.display());
+        let got = match want.starts_with(": ") {
+            true => without_position(&stderr, &prefix),
+            false => stderr.clone(),
+        };
         assert!(
-            stderr.starts_with(&format!("{prefix}{want}")),
+            got.starts_with(&format!("{prefix}{want}")),
             "for:\n{config}\nwant: {prefix}{want}\ngot:  {stderr}"
         );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
+}
+
+/// `message` with the `:line:column` after `prefix` taken out.
+fn without_position(message: &str, prefix: &str) -> String {
+    let Some(rest) = message.strip_prefix(prefix) else {
+        return message.to_owned();
+    };
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let mut after = rest;
+    for _ in 0..2 {
+        match after.strip_prefix(':') {
+            Some(r) if digits(r) > 0 => after = &r[digits(r)..],
+            _ => return message.to_owned(),
+        }
+    }
+    format!("{prefix}{after}")
 }
 
 type Lines = Arc<Mutex<Vec<String>>>;
