@@ -133,4 +133,4 @@ pub use config::ProxyConfig;
 pub use error::{BoxError, Error, ErrorKind, Result, Side};
 pub use exchange::ACCESS_LOG_TARGET;
 pub use metrics::Metrics;
-pub use server::{ListenerKind, Proxy};
+pub use server::{Applied, ListenerKind, Proxy};

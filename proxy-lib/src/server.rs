@@ -14,4 +14,4 @@ mod proxy;
 mod quic;
 
 pub use kind::ListenerKind;
-pub use proxy::Proxy;
+pub use proxy::{Applied, Proxy};

@@ -126,6 +126,45 @@ async fn reloads_add_and_remove_listeners() {
 }
 
 #[tokio::test]
+async fn the_engine_acknowledges_what_it_applied_and_what_it_could_not_bind() {
+    let one = Origin::start("one").await;
+    let two = Origin::start("two").await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let free: SocketAddr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let proxy = TestProxy::start(one_app(to(&[&one])).build().unwrap()).await;
+    let mut applied = proxy.applied.clone();
+    assert!(applied.borrow_and_update().unbound.is_empty());
+
+    let wanted = Arc::new(
+        one_app(to(&[&two]))
+            .listen(free)
+            .listen(taken_addr)
+            .build()
+            .unwrap(),
+    );
+    proxy.config.send_replace(wanted.clone());
+    let ack = applied
+        .wait_for(|a| Arc::ptr_eq(&a.config, &wanted))
+        .await
+        .unwrap()
+        .clone();
+    // Acknowledged means live: no polling from here on.
+    assert_eq!(get(proxy.addr, "a.test", "/").await.text(), "two");
+    assert_eq!(get(free, "a.test", "/").await.text(), "two");
+    assert_eq!(ack.unbound.len(), 1, "{:?}", ack.unbound);
+    assert!(
+        ack.unbound[0].contains(&format!("cannot listen on {taken_addr}")),
+        "{:?}",
+        ack.unbound
+    );
+    drop(taken);
+}
+
+#[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let slow = paced_origin(vec!["begin-", "end"], Duration::from_millis(800)).await;
     let mut timeouts = Timeouts::default();

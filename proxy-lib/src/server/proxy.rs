@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ProxyConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -34,6 +34,20 @@ pub struct Proxy {
     quic: Vec<QuicListener>,
     /// Idle keep-alive connections parked without a task.
     lot: Arc<Lot>,
+    /// What the engine made of the latest configuration.
+    applied: watch::Sender<Applied>,
+}
+
+/// The engine's acknowledgement of a configuration: once a value of
+/// [`Proxy::applied`] holds the configuration sent, new connections and
+/// requests get it, and its listeners are bound (or said here not to be).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The configuration in service.
+    pub config: Arc<ProxyConfig>,
+    /// Listeners and HTTP/3 endpoints it asks for that could not be
+    /// opened, each with why; the rest of it serves.
+    pub unbound: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -98,12 +112,17 @@ impl Proxy {
         for endpoint in endpoints(&current) {
             listeners.push(Listener::bind(endpoint, current.listen_backlog)?);
         }
+        let (applied, _) = watch::channel(Applied {
+            config: current.clone(),
+            unbound: Vec::new(),
+        });
         let mut proxy = Self {
             shared: Shared::new(current.clone()),
             config,
             listeners,
             quic: Vec::new(),
             lot: Arc::default(),
+            applied,
         };
         proxy.reconcile_quic(&current, false)?;
         proxy.note_tls_port();
@@ -130,6 +149,12 @@ impl Proxy {
     /// (which serves them on `/metrics`).
     pub fn metrics(&self) -> Arc<crate::Metrics> {
         self.shared.metrics.clone()
+    }
+
+    /// Follows what the engine applies: a new value once each new
+    /// configuration serves (the first holds the one bound).
+    pub fn applied(&self) -> watch::Receiver<Applied> {
+        self.applied.subscribe()
     }
 
     /// The UDP addresses serving HTTP/3.
@@ -257,10 +282,12 @@ impl Proxy {
         if let Some(tls) = &config.tls {
             tls.settings.warm_up();
         }
+        let mut unbound = Vec::new();
         let wanted = endpoints(&config);
         self.listeners.retain(|listener| {
             let keep = wanted.contains(&listener.configured);
             if !keep {
+                // Connections it accepted carry on, and drain as usual.
                 info!(listen = %listener.local, "listener removed by new configuration");
                 listener.stop.cancel();
             }
@@ -276,18 +303,20 @@ impl Proxy {
                     listener.start(&self.shared, &self.lot);
                     self.listeners.push(listener);
                 }
-                Err(e) => error!(error = %e, "new listener could not be bound; serving without it"),
+                Err(e) => {
+                    error!(error = %e, "new listener could not be bound; serving without it");
+                    unbound.push(e.to_string());
+                }
             }
         }
         if let Err(e) = self.reconcile_quic(&config, true) {
             error!(error = %e, "HTTP/3 endpoint could not be opened; serving without it");
+            unbound.push(e.to_string());
         }
-        self.shared.apply(config);
+        self.shared.apply(config.clone());
         self.note_tls_port();
-        info!(
-            apps = self.shared.snapshot().config.apps.len(),
-            "configuration applied"
-        );
+        debug!(apps = config.apps.len(), "configuration applied");
+        self.applied.send_replace(Applied { config, unbound });
     }
 
     async fn drain(self) {

@@ -36,6 +36,8 @@ pub struct TestProxy {
     /// The admin listener, if any.
     pub admin_addr: Option<SocketAddr>,
     pub config: watch::Sender<Arc<ProxyConfig>>,
+    /// The engine's acknowledgements.
+    pub applied: watch::Receiver<proxy_lib::Applied>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
 }
@@ -58,6 +60,7 @@ impl TestProxy {
             .flatten()
             .next()
             .unwrap();
+        let applied = proxy.applied();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Self {
@@ -69,6 +72,7 @@ impl TestProxy {
             peer_addr,
             admin_addr,
             config: tx,
+            applied,
             shutdown,
             task,
         }
