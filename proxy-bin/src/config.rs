@@ -11,6 +11,7 @@ mod h3;
 mod layer4;
 mod listen;
 mod log;
+mod named;
 mod position;
 mod raw;
 mod route;
@@ -51,6 +52,10 @@ pub struct Loaded {
     /// What is read from files while serving (certificates, revocation
     /// lists), to be watched for changes.
     pub watched: Vec<Arc<dyn Reload>>,
+    /// The files the configuration names and loading reads (certificates,
+    /// CAs, a Traffic Server `plugin.config`): with `--watch`, those not in
+    /// `watched` reload the configuration when they change.
+    pub named: Vec<PathBuf>,
     /// Things that load but deserve the operator's attention, logged once
     /// logging is up.
     pub warnings: Vec<String>,

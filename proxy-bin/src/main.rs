@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use proxy_certs::watch::FileStamp;
 use tracing::{error, info, warn};
 
 /// mimalloc rather than glibc's malloc: the engine's per-request buffers
@@ -31,7 +32,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "portcullis",
     version,
-    after_help = "Signals: SIGHUP reloads the file (a refused file keeps the running configuration); \
+    after_help = "Signals: SIGHUP reloads the file (a refused file keeps the running configuration; \
+                  an accepted one is logged \"configuration applied\" once it serves); \
                   SIGUSR1 reopens the access-log file (after logrotate moved it); \
                   SIGTERM and SIGINT stop accepting and drain open connections. Certificate files \
                   and revocation lists are re-read when they change, without a reload."
@@ -45,6 +47,11 @@ struct Cli {
     /// and reason otherwise.
     #[arg(long)]
     check: bool,
+
+    /// Reload when the config file, or a file it names (a CA, an upstream's
+    /// client certificate, a plugin.config), changes, as SIGHUP does.
+    #[arg(short, long, conflicts_with = "check")]
+    watch: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,8 @@ fn main() -> ExitCode {
     } else {
         config::Mode::Serve
     };
+    // Before reading: a change made while it is read is seen by --watch.
+    let stamp = FileStamp::of(&cli.config);
     let loaded = match config::load(&cli.config, &sessions, mode) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -123,7 +132,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::run(cli.config, loaded, sessions, logging)) {
+    let file = serve::ConfigFile {
+        path: cli.config,
+        stamp,
+        watch: cli.watch,
+    };
+    match runtime.block_on(serve::run(file, loaded, sessions, logging)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

@@ -1,27 +1,43 @@
 //! Running the engine: signals turn into a graceful drain (SIGTERM, SIGINT)
-//! or a reload of the config file (SIGHUP). A file refused on reload leaves
-//! the running configuration in place. Certificate files and revocation
-//! lists are watched and re-read on their own, without a reload. One TLS
-//! session store serves every configuration, so sessions survive reloads.
+//! or a reload of the config file (SIGHUP, and with `--watch` any change to
+//! it or to the files it names). A file refused on reload leaves the
+//! running configuration in place; one accepted is said "applied" once the
+//! engine serves it. Certificate files and revocation lists are watched and
+//! re-read on their own, without a reload. One TLS session store serves
+//! every configuration, so sessions survive reloads.
 
-use std::path::{Path, PathBuf};
+mod watch;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use proxy_certs::Reload;
 use proxy_certs::tickets::{Synced, TicketKeeper};
-use proxy_certs::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
-use proxy_lib::{Proxy, ProxyConfig};
+use proxy_certs::watch::FileStamp;
+use proxy_lib::{Applied, Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch as channel};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::watch::{ConfigFiles, FileWatch};
 use crate::logging::{AccessFile, Logging, SUMMARY_EVERY};
 use proxy_bin::config::{self, AcmePlan, Loaded, Sessions};
 
+/// The config file served.
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// The file's stamp from before it was read, so that a change made
+    /// while it was being read is seen.
+    pub stamp: Option<FileStamp>,
+    /// `--watch`: reload when it or a file it names changes.
+    pub watch: bool,
+}
+
 pub async fn run(
-    path: PathBuf,
+    file: ConfigFile,
     loaded: Loaded,
     sessions: Sessions,
     logging: Logging,
@@ -30,12 +46,24 @@ pub async fn run(
         limit: log_limit,
         access_file,
     } = logging;
-    let mut certs = CertWatch::start(loaded.watched);
-    let mut _orders = start_orders(loaded.acme).await;
+    let changed = Arc::new(Notify::new());
+    let sources = sources(&file, loaded.watched, loaded.named, file.stamp, &changed);
+    let files = FileWatch::start(sources);
+    let orders = start_orders(loaded.acme).await;
     let mut tickets = TicketTask::default();
     tickets.follow(loaded.tickets).await;
-    let (updates, config) = watch::channel(Arc::new(loaded.proxy));
+    let (updates, config) = channel::channel(Arc::new(loaded.proxy));
     let proxy = Proxy::bind(config).await.context("cannot start")?;
+    let mut reloader = Reloader {
+        applied: proxy.applied(),
+        file,
+        sessions,
+        updates,
+        tickets,
+        files,
+        _orders: orders,
+        changed: changed.clone(),
+    };
     let shutdown = CancellationToken::new();
     let mut serving = tokio::spawn(proxy.run(shutdown.clone()));
 
@@ -57,11 +85,11 @@ pub async fn run(
                 continue;
             }
             _ = hangup.recv() => {
-                if let Some((new_certs, orders)) = reload(&path, &sessions, &updates, &mut tickets).await {
-                    certs.replace(new_certs);
-                    // The previous orders stop once the new ones serve.
-                    _orders = orders;
-                }
+                reloader.reload("SIGHUP").await;
+                continue;
+            }
+            () = changed.notified() => {
+                reloader.reload("watch").await;
                 continue;
             }
             result = &mut serving => return result.context("the proxy task failed")?.map_err(Into::into),
@@ -71,6 +99,85 @@ pub async fn run(
     }
     serving.await.context("the proxy task failed")??;
     Ok(())
+}
+
+/// What is watched while a configuration serves: what it re-reads on its
+/// own, and with `--watch` the config file and the other files it names.
+fn sources(
+    file: &ConfigFile,
+    mut watched: Vec<Arc<dyn Reload>>,
+    named: Vec<PathBuf>,
+    stamp: Option<FileStamp>,
+    changed: &Arc<Notify>,
+) -> Vec<Arc<dyn Reload>> {
+    if file.watch {
+        let config = (file.path.clone(), stamp);
+        watched.push(ConfigFiles::new(config, named, &watched, changed.clone()));
+    }
+    watched
+}
+
+/// How long a reload waits for the engine to take the new configuration.
+const APPLY_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a reload replaces.
+struct Reloader {
+    file: ConfigFile,
+    sessions: Sessions,
+    updates: channel::Sender<Arc<ProxyConfig>>,
+    applied: channel::Receiver<Applied>,
+    tickets: TicketTask,
+    files: FileWatch,
+    /// The ACME orders in service; dropping them stops them.
+    _orders: Option<proxy_acme::Running>,
+    changed: Arc<Notify>,
+}
+
+impl Reloader {
+    /// Reads the file anew and, when it is accepted, hands it to the
+    /// engine and says "applied" once the engine serves it.
+    async fn reload(&mut self, cause: &str) {
+        let path = self.file.path.clone();
+        let stamp = FileStamp::of(&path);
+        let loaded = match config::load(&path, &self.sessions, config::Mode::Serve) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!("{cause}: configuration refused, still serving the previous one: {e}");
+                return;
+            }
+        };
+        for warning in &loaded.warnings {
+            warn!("{warning}");
+        }
+        let orders = start_orders(loaded.acme).await;
+        self.tickets.follow(loaded.tickets).await;
+        let apps = loaded.proxy.apps().len();
+        let sent = Arc::new(loaded.proxy);
+        self.updates.send_replace(sent.clone());
+        let sources = sources(
+            &self.file,
+            loaded.watched,
+            loaded.named,
+            stamp,
+            &self.changed,
+        );
+        self.files.replace(sources);
+        // The previous orders stop once the new ones serve.
+        self._orders = orders;
+        let acknowledged = self.applied.wait_for(|a| Arc::ptr_eq(&a.config, &sent));
+        match tokio::time::timeout(APPLY_LIMIT, acknowledged).await {
+            Ok(Ok(applied)) => {
+                for unbound in &applied.unbound {
+                    warn!("{cause}: applied without a listener: {unbound}");
+                }
+                info!(file = %path.display(), apps, "{cause}: configuration applied");
+            }
+            Ok(Err(_)) => error!("{cause}: the engine stopped before applying the configuration"),
+            Err(_) => {
+                error!(limit = ?APPLY_LIMIT, "{cause}: the engine has not applied the configuration in time")
+            }
+        }
+    }
 }
 
 /// SIGUSR1: the access-log file is opened again at its path, for
@@ -104,32 +211,6 @@ async fn start_orders(plan: Option<AcmePlan>) -> Option<proxy_acme::Running> {
 
 /// How long serving waits for the ACME registry to be read.
 const CACHE_READ_LIMIT: Duration = Duration::from_secs(10);
-
-/// Applies the file anew; returns its files to watch and its ACME orders
-/// from now on.
-async fn reload(
-    path: &Path,
-    sessions: &Sessions,
-    updates: &watch::Sender<Arc<ProxyConfig>>,
-    tickets: &mut TicketTask,
-) -> Option<(Vec<Arc<dyn Reload>>, Option<proxy_acme::Running>)> {
-    match config::load(path, sessions, config::Mode::Serve) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                warn!("{warning}");
-            }
-            let orders = start_orders(loaded.acme).await;
-            tickets.follow(loaded.tickets).await;
-            updates.send_replace(Arc::new(loaded.proxy));
-            info!(file = %path.display(), "SIGHUP: configuration reloaded");
-            Some((loaded.watched, orders))
-        }
-        Err(e) => {
-            error!("SIGHUP: configuration refused, still serving the previous one: {e}");
-            None
-        }
-    }
-}
 
 /// The session-ticket keeper in service, kept in step with its store.
 #[derive(Default)]
@@ -182,32 +263,6 @@ impl Drop for TicketTask {
     fn drop(&mut self) {
         if let Some((_, task)) = self.0.take() {
             task.abort();
-        }
-    }
-}
-
-/// The watcher of the certificate files and revocation lists in service.
-struct CertWatch(Option<WatchHandle>);
-
-impl CertWatch {
-    fn start(sources: Vec<Arc<dyn Reload>>) -> Self {
-        if sources.is_empty() {
-            return Self(None);
-        }
-        match proxy_certs::watch::watch(sources, DEFAULT_POLL_INTERVAL) {
-            Ok(handle) => Self(Some(handle)),
-            Err(e) => {
-                error!(error = %e, "cannot watch certificate files; they are not re-read");
-                Self(None)
-            }
-        }
-    }
-
-    fn replace(&mut self, certs: Vec<Arc<dyn Reload>>) {
-        let old = std::mem::replace(self, Self::start(certs));
-        // Stopping joins the watching thread: not on the runtime's.
-        if let Some(handle) = old.0 {
-            tokio::task::spawn_blocking(move || drop(handle));
         }
     }
 }

@@ -201,7 +201,7 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
     proxy.signal("HUP");
     until_logged(
         &proxy,
-        &["SIGHUP: configuration reloaded"],
+        &["SIGHUP: configuration applied"],
         1,
         Duration::from_secs(10),
     )

@@ -300,7 +300,7 @@ fn bad_bridge_values_are_refused_at_their_key() {
                 ),
                 "",
             ),
-            ": bridge.ingress.rules[0].target: target \"(unclosed\" is not a regular expression",
+            ": bridge.ingress.rules[0].target: target \"(unclosed\" is not a regular expression: unclosed group",
         ),
         (
             ingress(

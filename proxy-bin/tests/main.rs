@@ -15,3 +15,4 @@ mod process;
 mod tickets;
 mod tls;
 mod upstream_tls;
+mod watch;

@@ -124,16 +124,12 @@ async fn sighup_reloads_and_a_refused_file_keeps_the_running_config() {
     proxy.signal("HUP");
     assert!(
         proxy
-            .wait_for_stderr("SIGHUP: configuration reloaded", WAIT)
+            .wait_for_stderr("SIGHUP: configuration applied", WAIT)
             .is_some()
     );
-    // The engine applies the new config from its own task, just after the
-    // line above: the same connection soon reaches the new upstream.
-    let start = std::time::Instant::now();
-    while client.get("a.test", "/").await.text() != "two" {
-        assert!(start.elapsed() < WAIT, "same connection, new config");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // "Applied" is logged once the engine serves it: the same connection
+    // reaches the new upstream at once.
+    assert_eq!(client.get("a.test", "/").await.text(), "two");
 
     std::fs::write(&proxy.config_path, forwarding(one.addr, "listen_prt = 1")).unwrap();
     proxy.signal("HUP");

@@ -315,7 +315,7 @@ reverse_proxy = [{{ upstream = [{{ location = "{}" }}] }}]
     // SIGHUP with nothing changed: sessions resume on.
     proxy.signal("HUP");
     proxy
-        .wait_for_stderr("SIGHUP: configuration reloaded", WAIT)
+        .wait_for_stderr("SIGHUP: configuration applied", WAIT)
         .expect("reloaded");
     assert_eq!(
         get_over(addr, alice.clone(), "x.test", "x.test").await,

@@ -106,14 +106,15 @@ fn directories(sources: &[Arc<dyn Reload>]) -> BTreeSet<PathBuf> {
 /// target, as in certbot's live/ directory, is a change). `None` when the
 /// file cannot be examined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
+pub struct FileStamp {
     len: u64,
     modified: Option<SystemTime>,
     inode: u64,
 }
 
 impl FileStamp {
-    pub(crate) fn of(path: &Path) -> Option<Self> {
+    /// The stamp of `path` now.
+    pub fn of(path: &Path) -> Option<Self> {
         let meta = std::fs::metadata(path).ok()?;
         Some(Self {
             len: meta.len(),

@@ -12,7 +12,8 @@ use proxy_acme::AcmeApp;
 
 use crate::config::raw::{RawApp, RawConfig, RawExperimental};
 use crate::config::{
-    ConfigError, Loaded, Mode, acme, bridge, h3, layer4, listen, log, route, tickets, tls, trusted,
+    ConfigError, Loaded, Mode, acme, bridge, h3, layer4, listen, log, named, route, tickets, tls,
+    trusted,
 };
 
 const NOT_YET: &str = "is not supported by this version yet";
@@ -26,6 +27,7 @@ pub fn convert(
     mode: Mode,
 ) -> Result<Loaded> {
     let mut warnings = Vec::new();
+    let named = named::files(&raw, base);
     if let Some(experimental) = &raw.experimental {
         check_experimental(experimental)?;
     }
@@ -228,6 +230,7 @@ pub fn convert(
             .into_iter()
             .chain(watched)
             .collect(),
+        named,
         warnings,
     })
 }

@@ -104,6 +104,19 @@ impl Portcullis {
         Self::spawn(config, env).listening()
     }
 
+    /// As [`start`](Self::start), with `--watch`.
+    pub fn start_watching(config: &str) -> Self {
+        Self::spawn_with(config, &[], &["--watch"]).listening()
+    }
+
+    /// Replaces the config file as editors and deployment tools do: a new
+    /// file renamed over the old one.
+    pub fn replace_config(&self, config: &str) {
+        let next = self.config_path.with_extension("toml.new");
+        std::fs::write(&next, config).unwrap();
+        std::fs::rename(&next, &self.config_path).unwrap();
+    }
+
     /// `count` processes on `config`, all spawned before any is waited
     /// for: they start at the same instant.
     pub fn start_together(config: &str, count: usize) -> Vec<Self> {
@@ -113,10 +126,15 @@ impl Portcullis {
 
     /// The process on `config`, not yet waited for.
     fn spawn(config: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
+        Self::spawn_with(config, env, &[])
+    }
+
+    fn spawn_with(config: &str, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(BIN)
+            .args(args)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -220,11 +238,17 @@ impl Portcullis {
 
     /// The first stderr line containing `needle`, waiting up to `limit`.
     pub fn wait_for_stderr(&self, needle: &str, limit: Duration) -> Option<String> {
-        wait_for(&self.stderr, needle, limit)
+        wait_for(&self.stderr, needle, 1, limit)
+    }
+
+    /// The `nth` (from 1) stderr line containing `needle`, waiting up to
+    /// `limit`.
+    pub fn wait_for_nth_stderr(&self, needle: &str, nth: usize, limit: Duration) -> Option<String> {
+        wait_for(&self.stderr, needle, nth, limit)
     }
 
     pub fn wait_for_stdout(&self, needle: &str, limit: Duration) -> Option<String> {
-        wait_for(&self.stdout, needle, limit)
+        wait_for(&self.stdout, needle, 1, limit)
     }
 
     /// A line of /proc/PID/status, in KiB (`VmRSS`, `VmHWM`).
@@ -257,11 +281,18 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
     lines
 }
 
-fn wait_for(lines: &Lines, needle: &str, limit: Duration) -> Option<String> {
+fn wait_for(lines: &Lines, needle: &str, nth: usize, limit: Duration) -> Option<String> {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(line) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
-            return Some(line.clone());
+        let found = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .nth(nth - 1)
+            .cloned();
+        if let Some(line) = found {
+            return Some(line);
         }
         if Instant::now() >= deadline {
             return None;

@@ -123,8 +123,13 @@ impl BridgeRule {
             .size_limit(MAX_REGEX_SIZE)
             .build()
             .map_err(|e| {
+                // The parser's message draws the pattern over lines; its
+                // last line says what is wrong, and a refusal is one line.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.trim_start_matches("error: ");
                 Error::config(format!(
-                    "target {target:?} is not a regular expression: {e}"
+                    "target {target:?} is not a regular expression: {why}"
                 ))
             })?;
         Ok(Self {
