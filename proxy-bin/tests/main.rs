@@ -12,6 +12,7 @@ mod layer4;
 mod logs;
 mod memory;
 mod process;
+mod soak;
 mod tickets;
 mod tls;
 mod upstream_tls;

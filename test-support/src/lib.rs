@@ -17,6 +17,7 @@ mod origin;
 mod pebble;
 mod pki;
 mod redis;
+pub mod soak;
 mod tls;
 mod tls_origin;
 mod trafficserver;
