@@ -16,7 +16,7 @@ use anyhow::Context;
 use proxy_certs::Reload;
 use proxy_certs::tickets::{Synced, TicketKeeper};
 use proxy_certs::watch::FileStamp;
-use proxy_lib::{Applied, Proxy, ProxyConfig};
+use proxy_lib::{Applied, Metrics, Proxy, ProxyConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch as channel};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,7 @@ pub async fn run(
     let proxy = Proxy::bind(config).await.context("cannot start")?;
     let mut reloader = Reloader {
         applied: proxy.applied(),
+        metrics: proxy.metrics(),
         file,
         sessions,
         updates,
@@ -126,6 +127,8 @@ struct Reloader {
     sessions: Sessions,
     updates: channel::Sender<Arc<ProxyConfig>>,
     applied: channel::Receiver<Applied>,
+    /// Where a refused file is counted.
+    metrics: Arc<Metrics>,
     tickets: TicketTask,
     files: FileWatch,
     /// The ACME orders in service; dropping them stops them.
@@ -143,6 +146,7 @@ impl Reloader {
             Ok(loaded) => loaded,
             Err(e) => {
                 error!("{cause}: configuration refused, still serving the previous one: {e}");
+                self.metrics.config_refused();
                 return;
             }
         };

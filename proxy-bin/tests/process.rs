@@ -371,10 +371,35 @@ async fn the_admin_listener_answers_health_checks_and_scrapes() {
     let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains(
-            "portcullis_requests_total{app=\"a\",protocol=\"h1\",method=\"GET\",status=\"2xx\"} 1\n"
+            "portcullis_requests_total{app=\"a\",route=\"/\",protocol=\"h1\",method=\"GET\",status=\"2xx\"} 1\n"
         ),
         "{metrics}"
     );
+    // Reloads, refused and applied, are counted.
+    let good = forwarding(origin.addr, "[admin]\nlisten_address = \"127.0.0.1:0\"\n");
+    std::fs::write(
+        &proxy.config_path,
+        good.replace("[admin]", "listen_prt = 1\n[admin]"),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    assert!(
+        proxy
+            .wait_for_stderr("SIGHUP: configuration refused", WAIT)
+            .is_some()
+    );
+    std::fs::write(&proxy.config_path, &good).unwrap();
+    proxy.signal("HUP");
+    assert!(
+        proxy
+            .wait_for_stderr("SIGHUP: configuration applied", WAIT)
+            .is_some()
+    );
+    let metrics = get(admin, "localhost", "/metrics").await.text();
+    for result in ["refused", "applied"] {
+        let line = format!("portcullis_config_reloads_total{{result=\"{result}\"}} 1\n");
+        assert!(metrics.contains(&line), "{metrics}");
+    }
     assert_refused(&[
         (
             forwarding(origin.addr, "[admin]\nlisten_address = \"localhost\"\n"),

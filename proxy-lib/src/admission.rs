@@ -105,7 +105,7 @@ impl Admission {
     }
 
     /// Connections held now.
-    fn clients(&self) -> usize {
+    pub(crate) fn clients(&self) -> usize {
         self.clients.load(Ordering::Acquire)
     }
 

@@ -18,6 +18,7 @@ pub(crate) use tls_info::TlsInfo;
 
 use crate::admission::ClientSlot;
 use crate::http1::Prefixed;
+use crate::metrics::{Metrics, Open, Protocol};
 use crate::timer::TimerSlot;
 
 /// What the handler knows about the connection a request came on. It also
@@ -35,6 +36,8 @@ pub(crate) struct ConnCtx {
     pub(crate) timer: TimerSlot,
     /// What the TLS handshake negotiated, on a TLS connection.
     pub(crate) tls: Option<Arc<TlsInfo>>,
+    /// Counts it among the open connections of its protocol, once known.
+    pub(crate) open: Option<Open>,
     _slot: ClientSlot,
 }
 
@@ -47,27 +50,36 @@ impl ConnCtx {
             activity: None,
             timer: TimerSlot::default(),
             tls: None,
+            open: None,
             _slot: slot,
         }
     }
 
     /// A multiplexed connection (HTTP/3) that tracks its requests.
-    pub(crate) fn multiplexed(peer: SocketAddr, slot: ClientSlot, tls: TlsInfo) -> Self {
+    pub(crate) fn multiplexed(
+        peer: SocketAddr,
+        slot: ClientSlot,
+        tls: TlsInfo,
+        open: Open,
+    ) -> Self {
         Self {
             peer,
             peer_ip: ip_value(peer),
             activity: Some(ConnActivity::new()),
             timer: TimerSlot::default(),
             tls: Some(Arc::new(tls)),
+            open: Some(open),
             _slot: slot,
         }
     }
 
-    /// The same connection, now tracking its requests for HTTP/2.
-    pub(crate) fn for_http2(self: Arc<Self>) -> Arc<Self> {
+    /// The same connection, now tracking its requests for HTTP/2 and
+    /// counted as such.
+    pub(crate) fn for_http2(self: Arc<Self>, metrics: &Metrics) -> Arc<Self> {
         match Arc::try_unwrap(self) {
             Ok(mut ctx) => {
                 ctx.activity = Some(ConnActivity::new());
+                ctx.open = Some(metrics.open(Protocol::H2));
                 Arc::new(ctx)
             }
             // Not reached: HTTP/1.1 hands over before any request.

@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Uri, Version};
 
 use crate::conn::{ConnCtx, InFlight, TlsInfo};
 use crate::forwarded_for::Reported;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Open, Protocol, RouteMetrics};
 use crate::upstream::{Endpoint, UpstreamTlsInfo};
 
 /// The record of one request, completed by the response body.
@@ -43,6 +43,10 @@ pub(crate) struct Exchange {
     pub(crate) user_agent: Option<HeaderValue>,
     /// Where the finished request is counted, when metrics are kept.
     pub(crate) metrics: Option<Arc<Metrics>>,
+    /// The counters of the route that took it, when metrics are kept.
+    pub(crate) route: Option<Arc<RouteMetrics>>,
+    /// Counts an HTTP/2 or HTTP/3 stream open while metrics are kept.
+    stream: Option<Open>,
 }
 
 impl Exchange {
@@ -77,7 +81,12 @@ impl Exchange {
             reported: None,
             referer: logged.and_then(|_| req.headers.get(http::header::REFERER).cloned()),
             user_agent: logged.and_then(|_| req.headers.get(http::header::USER_AGENT).cloned()),
+            stream: metrics.as_ref().and_then(|m| {
+                let protocol = Protocol::of(req.version);
+                (protocol != Protocol::H1).then(|| m.stream(protocol))
+            }),
             metrics,
+            route: None,
         }
     }
 
@@ -93,15 +102,17 @@ impl Exchange {
     pub(crate) fn complete(mut self: Box<Self>, clean: bool, sent: u64) {
         access_log::emit(&self, clean, sent);
         if let (Some(metrics), Some(started)) = (&self.metrics, self.started) {
-            let app = self.app.as_ref();
             metrics.request(
-                app,
+                self.route.as_deref(),
+                self.app.as_ref(),
                 self.version,
                 &self.method,
                 self.status,
                 started.elapsed(),
+                sent,
             );
         }
+        drop(self.stream.take());
         drop(self.in_flight.take());
     }
 }

@@ -94,6 +94,7 @@ async fn serve(
     let (route, matched) = app
         .route(&path)
         .ok_or_else(|| Error::new(ErrorKind::NoRoute))?;
+    exchange.route.clone_from(&route.metrics);
     match &route.target {
         Target::Upstreams(set) => {
             let forward = forward::Forward {

@@ -1,103 +1,60 @@
 //! The engine's metrics, in Prometheus's text format (OpenMetrics), kept
 //! with `prometheus-client`: the Prometheus project's own crate, with no
 //! global registry (two proxies in one process keep theirs apart) and
-//! typed label sets, whose values here come from the configuration (app
-//! names) or from closed enums (protocol, method class, status class), so
-//! that no client can grow the number of series: paths and hosts are
-//! never labels.
+//! typed label sets, whose values come from the configuration (app names,
+//! route prefixes) or from closed enums (protocol, method class, status
+//! class, handshake and connect results), so that no client can grow the
+//! number of series: paths and hosts are never labels.
 //!
+//! Requests are counted while an admin listener is configured; connections,
+//! handshakes, upstream connects and reloads always (an atomic add each).
 //! Served on the admin listener's `/metrics`, or by an embedder through
 //! [`Proxy::metrics`](crate::Proxy::metrics).
 
+mod labels;
+mod route;
+
+pub(crate) use labels::{ConnectResult, HandshakeFailure, HandshakeResult, Protocol, TlsVersion};
+pub(crate) use route::RouteMetrics;
+
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Method, Version};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label values from a closed set, written as `as_str` says.
-macro_rules! label_values {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-        enum $name {
-            $($variant),+
-        }
+use self::labels::{
+    ConnectLabels, HandshakeLabels, MethodClass, ProtocolLabels, ReloadLabels, ReloadResult,
+    RequestLabels, RouteLabels, StatusClass,
+};
 
-        impl $name {
-            fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text),+
-                }
-            }
-        }
-
-        impl EncodeLabelValue for $name {
-            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> fmt::Result {
-                EncodeLabelValue::encode(&self.as_str(), encoder)
-            }
-        }
-    };
-}
-
-label_values!(
-    /// The protocol a request came over.
-    Protocol { H1 => "h1", H2 => "h2", H3 => "h3" }
-);
-
-label_values!(
-    /// A method, or `OTHER` for any extension method.
-    MethodClass {
-        Get => "GET",
-        Head => "HEAD",
-        Post => "POST",
-        Put => "PUT",
-        Delete => "DELETE",
-        Patch => "PATCH",
-        Options => "OPTIONS",
-        Connect => "CONNECT",
-        Other => "OTHER",
-    }
-);
-
-label_values!(
-    /// A status's class.
-    StatusClass {
-        Informational => "1xx",
-        Success => "2xx",
-        Redirection => "3xx",
-        ClientError => "4xx",
-        ServerError => "5xx",
-    }
-);
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    /// The app's configured name, or `-` when none took the request.
-    app: Arc<str>,
-    protocol: Protocol,
-    method: MethodClass,
-    status: StatusClass,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProtocolLabels {
-    protocol: Protocol,
-}
-
-type Histograms = Family<ProtocolLabels, Histogram, fn() -> Histogram>;
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The metrics of one proxy.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    duration: Histograms,
-    no_app: Arc<str>,
+    /// By protocol (h1, h2, h3), made once.
+    duration: [Histogram; 3],
+    response_bytes: [Counter; 3],
+    upstream_duration: Histograms<RouteLabels>,
+    connections: Family<ProtocolLabels, Gauge>,
+    streams: Family<ProtocolLabels, Gauge>,
+    clients: Gauge,
+    handshakes: Family<HandshakeLabels, Counter>,
+    connects: Family<ConnectLabels, Counter>,
+    endpoints: Gauge,
+    endpoints_down: Gauge,
+    idle_upstream: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
+    config_loaded: Gauge<f64, AtomicU64>,
+    no_app: RouteLabels,
 }
 
 impl fmt::Debug for Metrics {
@@ -117,6 +74,28 @@ fn duration_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
 }
 
+/// What the upstream endpoints in use hold, counted at a scrape.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Census {
+    pub(crate) endpoints: usize,
+    pub(crate) down: usize,
+    pub(crate) idle_connections: usize,
+}
+
+/// Counts one open connection or stream until dropped.
+#[derive(Debug)]
+pub(crate) struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn gauge_of(family: &Family<ProtocolLabels, Gauge>, protocol: Protocol) -> Gauge {
+    family.get_or_create_owned(&ProtocolLabels { protocol })
+}
+
 impl Metrics {
     /// Empty metrics, registered under the `portcullis` prefix.
     pub fn new() -> Self {
@@ -124,21 +103,117 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Requests answered, by app, protocol, method and status class",
+            "Requests answered, by app, route (its configured prefix), protocol, method and status class",
             requests.clone(),
         );
-        let duration: Histograms = Family::new_with_constructor(duration_buckets);
+        let by_protocol: Histograms<ProtocolLabels> =
+            Family::new_with_constructor(duration_buckets);
         registry.register(
             "request_duration_seconds",
             "From the request head to the end of the response, by protocol",
-            duration.clone(),
+            by_protocol.clone(),
         );
-        Self {
+        let bytes = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "response_body_bytes",
+            "Response body bytes sent to clients, by protocol",
+            bytes.clone(),
+        );
+        let http = [Protocol::H1, Protocol::H2, Protocol::H3];
+        let duration =
+            http.map(|protocol| by_protocol.get_or_create_owned(&ProtocolLabels { protocol }));
+        let response_bytes =
+            http.map(|protocol| bytes.get_or_create_owned(&ProtocolLabels { protocol }));
+        let upstream_duration: Histograms<RouteLabels> =
+            Family::new_with_constructor(duration_buckets);
+        registry.register(
+            "upstream_duration_seconds",
+            "From sending a request upstream to its response head, by app and route",
+            upstream_duration.clone(),
+        );
+        let connections = Family::<ProtocolLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Client connections open, by what they speak (after the TLS handshake)",
+            connections.clone(),
+        );
+        let streams = Family::<ProtocolLabels, Gauge>::default();
+        registry.register(
+            "open_streams",
+            "HTTP/2 and HTTP/3 requests in flight, by protocol",
+            streams.clone(),
+        );
+        let clients = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Client connections held against max_clients, handshakes included",
+            clients.clone(),
+        );
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "Client TLS handshakes over TCP, by result, version and why they failed",
+            handshakes.clone(),
+        );
+        let connects = Family::<ConnectLabels, Counter>::default();
+        registry.register(
+            "upstream_connects",
+            "Upstream connections opened for requests, by result (ok, or the connector's error kind)",
+            connects.clone(),
+        );
+        let endpoints = Gauge::default();
+        registry.register(
+            "upstream_endpoints",
+            "Upstream endpoints the configuration uses",
+            endpoints.clone(),
+        );
+        let endpoints_down = Gauge::default();
+        registry.register(
+            "upstream_endpoints_down",
+            "Upstream endpoints marked down (by a failure, or by their health check)",
+            endpoints_down.clone(),
+        );
+        let idle_upstream = Gauge::default();
+        registry.register(
+            "upstream_idle_connections",
+            "Idle upstream connections kept for reuse",
+            idle_upstream.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configurations handed to the proxy after the first, applied or refused",
+            reloads.clone(),
+        );
+        let config_loaded = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "config_loaded_timestamp_seconds",
+            "When the configuration in service was applied (Unix time)",
+            config_loaded.clone(),
+        );
+        let metrics = Self {
             registry,
             requests,
             duration,
-            no_app: Arc::from("-"),
-        }
+            response_bytes,
+            upstream_duration,
+            connections,
+            streams,
+            clients,
+            handshakes,
+            connects,
+            endpoints,
+            endpoints_down,
+            idle_upstream,
+            reloads,
+            config_loaded,
+            no_app: RouteLabels {
+                app: Arc::from("-"),
+                route: Arc::from("-"),
+            },
+        };
+        metrics.stamp_config();
+        metrics
     }
 
     /// The text a Prometheus scrape reads (OpenMetrics 1.0).
@@ -146,49 +221,111 @@ impl Metrics {
         prometheus_client::encoding::text::encode(out, &self.registry)
     }
 
-    /// Counts one finished request.
+    /// Counts a configuration refused before it reached the engine (the
+    /// binary's reloads); applied ones the engine counts itself.
+    pub fn config_refused(&self) {
+        let labels = ReloadLabels {
+            result: ReloadResult::Refused,
+        };
+        self.reloads.get_or_create(&labels).inc();
+    }
+
+    /// A new configuration serves.
+    pub(crate) fn config_applied(&self) {
+        let labels = ReloadLabels {
+            result: ReloadResult::Applied,
+        };
+        self.reloads.get_or_create(&labels).inc();
+        self.stamp_config();
+    }
+
+    fn stamp_config(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.config_loaded.set(now.as_secs_f64());
+    }
+
+    /// Counts one finished request: on its route's counters when it had a
+    /// route (found without hashing), else under its app (or `-`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn request(
         &self,
+        route: Option<&RouteMetrics>,
         app: Option<&Arc<str>>,
         version: Version,
         method: &Method,
         status: u16,
         elapsed: Duration,
+        sent: u64,
     ) {
-        let protocol = match version {
-            Version::HTTP_2 => Protocol::H2,
-            Version::HTTP_3 => Protocol::H3,
-            _ => Protocol::H1,
+        let protocol = Protocol::of(version);
+        let (method, status) = (MethodClass::of(method), StatusClass::of(status));
+        let make = |labels: &RequestLabels| self.requests.get_or_create_owned(labels);
+        match route {
+            Some(route) => route.requests(protocol, method, status, make).inc(),
+            None => {
+                let labels = RequestLabels {
+                    app: app.cloned().unwrap_or_else(|| self.no_app.app.clone()),
+                    route: self.no_app.route.clone(),
+                    protocol,
+                    method,
+                    status,
+                };
+                self.requests.get_or_create(&labels).inc()
+            }
         };
-        let labels = RequestLabels {
-            app: app.cloned().unwrap_or_else(|| self.no_app.clone()),
-            protocol,
-            method: method_class(method),
-            status: match status {
-                100..=199 => StatusClass::Informational,
-                200..=299 => StatusClass::Success,
-                300..=399 => StatusClass::Redirection,
-                400..=499 => StatusClass::ClientError,
-                _ => StatusClass::ServerError,
-            },
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.duration
-            .get_or_create(&ProtocolLabels { protocol })
+        let index = (protocol as usize).min(2);
+        self.duration[index].observe(elapsed.as_secs_f64());
+        self.response_bytes[index].inc_by(sent);
+    }
+
+    /// The upstream's response head came `elapsed` after the request went.
+    pub(crate) fn upstream_answered(&self, route: &RouteMetrics, elapsed: Duration) {
+        route
+            .upstream
+            .get_or_init(|| self.upstream_duration.get_or_create_owned(&route.labels))
             .observe(elapsed.as_secs_f64());
     }
-}
 
-fn method_class(method: &Method) -> MethodClass {
-    match *method {
-        Method::GET => MethodClass::Get,
-        Method::HEAD => MethodClass::Head,
-        Method::POST => MethodClass::Post,
-        Method::PUT => MethodClass::Put,
-        Method::DELETE => MethodClass::Delete,
-        Method::PATCH => MethodClass::Patch,
-        Method::OPTIONS => MethodClass::Options,
-        Method::CONNECT => MethodClass::Connect,
-        _ => MethodClass::Other,
+    /// Counts a connection (or an HTTP/2 or HTTP/3 stream) open until the
+    /// guard drops.
+    pub(crate) fn open(&self, protocol: Protocol) -> Open {
+        let gauge = gauge_of(&self.connections, protocol);
+        gauge.inc();
+        Open(gauge)
+    }
+
+    pub(crate) fn stream(&self, protocol: Protocol) -> Open {
+        let gauge = gauge_of(&self.streams, protocol);
+        gauge.inc();
+        Open(gauge)
+    }
+
+    pub(crate) fn handshake(
+        &self,
+        result: HandshakeResult,
+        version: TlsVersion,
+        failure: HandshakeFailure,
+    ) {
+        let labels = HandshakeLabels {
+            result,
+            version,
+            failure,
+        };
+        self.handshakes.get_or_create(&labels).inc();
+    }
+
+    pub(crate) fn upstream_connect(&self, result: ConnectResult) {
+        self.connects.get_or_create(&ConnectLabels { result }).inc();
+    }
+
+    /// Sets what is counted at a scrape rather than as it happens.
+    pub(crate) fn census(&self, clients: usize, census: Census) {
+        let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        set(&self.clients, clients);
+        set(&self.endpoints, census.endpoints);
+        set(&self.endpoints_down, census.down);
+        set(&self.idle_upstream, census.idle_connections);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{
     App, AppTls, PathPrefix, ProxyConfig, ReplacePath, RouteTarget, ServerName, StaticFiles,
 };
+use crate::metrics::RouteMetrics;
 use crate::upstream::{EndpointRegistry, UpstreamSet};
 
 /// The compiled routing table of one configuration.
@@ -31,6 +32,8 @@ pub(crate) struct AppRoutes {
 #[derive(Debug)]
 pub(crate) struct CompiledRoute {
     pub(crate) prefix: PathPrefix,
+    /// Its counters, while metrics are kept (an admin listener).
+    pub(crate) metrics: Option<Arc<RouteMetrics>>,
     pub(crate) replace: Option<ReplacePath>,
     pub(crate) target: Target,
 }
@@ -59,7 +62,8 @@ impl Router {
             if config.default_app.as_deref() == Some(&*app.name) {
                 router.default = Some(index);
             }
-            router.apps.push(compile_app(app, index, registry));
+            let counted = config.admin.is_some();
+            router.apps.push(compile_app(app, index, registry, counted));
         }
         router
     }
@@ -97,12 +101,18 @@ impl AppRoutes {
     }
 }
 
-fn compile_app(app: &App, index: usize, registry: &EndpointRegistry) -> AppRoutes {
+/// `counted`: the routes keep metrics.
+fn compile_app(app: &App, index: usize, registry: &EndpointRegistry, counted: bool) -> AppRoutes {
+    let name: Arc<str> = Arc::from(&*app.name);
     let mut routes: Vec<CompiledRoute> = app
         .routes
         .iter()
         .map(|route| CompiledRoute {
             prefix: route.path.clone().unwrap_or_else(PathPrefix::root),
+            metrics: counted.then(|| {
+                let prefix = route.path.as_ref().map_or("/", PathPrefix::as_str);
+                Arc::new(RouteMetrics::new(name.clone(), prefix))
+            }),
             replace: route.replace_path.clone(),
             target: match &route.target {
                 RouteTarget::Upstreams(group) => {
@@ -114,7 +124,7 @@ fn compile_app(app: &App, index: usize, registry: &EndpointRegistry) -> AppRoute
         .collect();
     routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.as_str().len()));
     AppRoutes {
-        name: Arc::from(&*app.name),
+        name,
         index,
         tls: app.tls.clone(),
         routes,

@@ -93,6 +93,12 @@ impl Shared {
     }
 
     /// Replaces the configuration; requests already routed keep the old one.
+    /// Sets the metrics counted at a scrape.
+    pub(crate) fn census(&self) {
+        let clients = self.admission.clients();
+        self.metrics.census(clients, self.registry.census());
+    }
+
     pub(crate) fn apply(&self, config: Arc<ProxyConfig>) {
         let snapshot = Snapshot::new(config, &self.registry);
         self.snapshot.store(Arc::new(snapshot));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use proxy_lib::config::Limits;
+use proxy_lib::config::{Limits, LoadBalance};
 
 fn with_admin(origin: std::net::SocketAddr, limits: Limits) -> proxy_lib::ProxyConfig {
     let mut builder = one_app(upstreams(&[origin.to_string()], Default::default()));
@@ -158,35 +158,35 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
     assert_eq!(
         sample(
             &text,
-            &series("app=\"a\",protocol=\"h1\",method=\"GET\",status=\"2xx\"")
+            &series("app=\"a\",route=\"/\",protocol=\"h1\",method=\"GET\",status=\"2xx\"")
         ),
         5_002.0
     );
     assert_eq!(
         sample(
             &text,
-            &series("app=\"a\",protocol=\"h1\",method=\"POST\",status=\"2xx\"")
+            &series("app=\"a\",route=\"/\",protocol=\"h1\",method=\"POST\",status=\"2xx\"")
         ),
         1.0
     );
     assert_eq!(
         sample(
             &text,
-            &series("app=\"a\",protocol=\"h2\",method=\"GET\",status=\"2xx\"")
+            &series("app=\"a\",route=\"/\",protocol=\"h2\",method=\"GET\",status=\"2xx\"")
         ),
         1.0
     );
     assert_eq!(
         sample(
             &text,
-            &series("app=\"a\",protocol=\"h3\",method=\"GET\",status=\"2xx\"")
+            &series("app=\"a\",route=\"/\",protocol=\"h3\",method=\"GET\",status=\"2xx\"")
         ),
         1.0
     );
     assert_eq!(
         sample(
             &text,
-            &series("app=\"-\",protocol=\"h1\",method=\"GET\",status=\"4xx\"")
+            &series("app=\"-\",route=\"-\",protocol=\"h1\",method=\"GET\",status=\"4xx\"")
         ),
         5_000.0
     );
@@ -208,5 +208,135 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
         .count();
     assert_eq!(requests, 5, "{text}");
     assert!(!text.contains("/p/") && !text.contains("h1.test"));
-    assert!(text.len() < 8 * 1024, "{} bytes", text.len());
+    assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+}
+
+#[tokio::test]
+async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Root");
+    let origin = Origin::start("hello").await;
+    let dead = [dead_port().await, dead_port().await];
+    let build = || {
+        let certs = std::sync::Arc::new(proxy_certs::SniResolver::new(cert_map(
+            &ca,
+            dir.path(),
+            &["a.test"],
+        )));
+        let mut builder = config();
+        let down = upstreams(&dead.map(|d| d.to_string()), LoadBalance::RoundRobin);
+        builder
+            .app(app(
+                "a",
+                &["a.test"],
+                vec![
+                    route(None, None, to(&[&origin])),
+                    route(Some("/down"), None, down),
+                ],
+            ))
+            .unwrap();
+        builder
+            .tls(tls_on_localhost(certs))
+            .admin("127.0.0.1:0".parse().unwrap());
+        builder.build().unwrap()
+    };
+    let proxy = TestProxy::start(build()).await;
+    let admin = proxy.admin_addr.unwrap();
+    let tls_addr = proxy.tls_addr.unwrap();
+    let scrape = || async move { get(admin, "localhost", "/metrics").await.text() };
+
+    // Connections held open: HTTP/1.1 in cleartext and over TLS (a full
+    // handshake), HTTP/2 over TLS (resuming the first one's session).
+    let mut h1 = H1::connect(proxy.addr).await;
+    assert_eq!(h1.get("a.test", "/").await.text(), "hello");
+    let client = client_config(&[&ca.der], None, &[b"http/1.1"]);
+    let tls = tls_connect(tls_addr, "a.test", client.clone())
+        .await
+        .unwrap();
+    let mut h1_tls = H1::over(tls).await;
+    assert_eq!(h1_tls.get("a.test", "/").await.status.as_u16(), 200);
+    let mut resuming = (*client).clone();
+    resuming.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tls_connect(tls_addr, "a.test", std::sync::Arc::new(resuming))
+        .await
+        .unwrap();
+    assert!(resumed(&tls), "the second handshake resumes");
+    let mut h2 = H2::over(tls).await;
+    assert_eq!(h2.get("a.test", "/").await.status.as_u16(), 200);
+    // A name no certificate covers.
+    let unknown = client_config(&[&ca.der], None, &[]);
+    assert!(
+        tls_connect(tls_addr, "unknown.test", unknown)
+            .await
+            .is_err()
+    );
+    // Upstreams that refuse: each is tried, and marked down.
+    let refused = h1.get("a.test", "/down").await;
+    assert_eq!(refused.status.as_u16(), 502);
+
+    let text = scrape().await;
+    let value = |series: &str| sample(&text, &format!("portcullis_{series}"));
+    assert_eq!(value("open_connections{protocol=\"h1\"}"), 2.0, "{text}");
+    assert_eq!(value("open_connections{protocol=\"h2\"}"), 1.0);
+    assert_eq!(
+        value("open_streams{protocol=\"h2\"}"),
+        0.0,
+        "none in flight"
+    );
+    assert_eq!(value("client_connections"), 3.0);
+    let handshakes = |labels: &str| value(&format!("tls_handshakes_total{{{labels}}}"));
+    assert_eq!(
+        handshakes("result=\"full\",version=\"TLSv1.3\",failure=\"-\""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        handshakes("result=\"resumed\",version=\"TLSv1.3\",failure=\"-\""),
+        1.0
+    );
+    assert_eq!(
+        handshakes("result=\"failed\",version=\"-\",failure=\"unknown_server_name\""),
+        1.0
+    );
+    assert_eq!(value("upstream_connects_total{result=\"refused\"}"), 2.0);
+    assert!(value("upstream_connects_total{result=\"ok\"}") >= 1.0);
+    assert_eq!(value("upstream_endpoints"), 3.0);
+    assert_eq!(value("upstream_endpoints_down"), 2.0, "{text}");
+    assert!(value("upstream_idle_connections") >= 1.0);
+    assert_eq!(
+        value("upstream_duration_seconds_count{app=\"a\",route=\"/\"}"),
+        3.0,
+        "one per request answered upstream"
+    );
+    let h1_bytes = (5 + 5 + refused.body.len()) as f64;
+    assert_eq!(
+        value("response_body_bytes_total{protocol=\"h1\"}"),
+        h1_bytes
+    );
+    assert_eq!(value("response_body_bytes_total{protocol=\"h2\"}"), 5.0);
+    assert_eq!(value("config_reloads_total{result=\"applied\"}"), 0.0);
+    let loaded = value("config_loaded_timestamp_seconds");
+    assert!(loaded > 1.7e9, "{loaded}");
+
+    // Closed connections leave the gauges; a reload is counted and dated.
+    drop((h1, h1_tls, h2));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut applied = proxy.applied.clone();
+    let next = std::sync::Arc::new(build());
+    proxy.config.send_replace(next.clone());
+    applied
+        .wait_for(|a| std::sync::Arc::ptr_eq(&a.config, &next))
+        .await
+        .unwrap();
+    eventually("the connections are closed", || async move {
+        let text = get(admin, "localhost", "/metrics").await.text();
+        sample(&text, "portcullis_open_connections{protocol=\"h1\"}") == 0.0
+            && sample(&text, "portcullis_open_connections{protocol=\"h2\"}") == 0.0
+    })
+    .await;
+    let text = scrape().await;
+    let value = |series: &str| sample(&text, &format!("portcullis_{series}"));
+    assert_eq!(value("config_reloads_total{result=\"applied\"}"), 1.0);
+    assert!(value("config_loaded_timestamp_seconds") >= loaded + 1.0);
+    assert_eq!(value("client_connections"), 0.0);
 }

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -16,6 +17,7 @@ use crate::conn::{ClientUpgrade, ConnCtx, EarlyData};
 use crate::error::{Error, ErrorKind, Result};
 use crate::exchange::Exchange;
 use crate::handler::headers::{Forwarding, remove_hop_by_hop, wants_upgrade};
+use crate::metrics::ConnectResult;
 use crate::response::ResponseBody;
 use crate::routing::CompiledRoute;
 use crate::state::Shared;
@@ -333,14 +335,24 @@ impl Forward<'_> {
                 .checkout(endpoint.dial(), &settings, target.upgrade)
                 .await
             {
-                Ok(checkout) => checkout,
-                Err(error) => return Err(AttemptError::Unsent(error)),
+                Ok(checkout) => {
+                    if !checkout.reused {
+                        self.shared.metrics.upstream_connect(ConnectResult::Ok);
+                    }
+                    checkout
+                }
+                Err(error) => {
+                    let result = ConnectResult::of(error.kind());
+                    self.shared.metrics.upstream_connect(result);
+                    return Err(AttemptError::Unsent(error));
+                }
             };
             let h2 = matches!(checkout.conn, Conn::H2(_));
             self.address(req, target, h2).map_err(AttemptError::Sent)?;
             if exchange.started.is_some() {
                 exchange.upstream_tls.clone_from(&checkout.tls);
             }
+            let asked = exchange.route.is_some().then(Instant::now);
             let response_timeout = async {
                 if let Some(state) = body_state {
                     state.finished().await;
@@ -357,7 +369,10 @@ impl Forward<'_> {
                         () = response_timeout => return Err(timed_out()),
                     };
                     match sent {
-                        Ok(response) => return Ok(response.map(UpstreamBody::H1)),
+                        Ok(response) => {
+                            self.answered(exchange, asked);
+                            return Ok(response.map(UpstreamBody::H1));
+                        }
                         Err(SendError {
                             error,
                             body: Some(body),
@@ -385,7 +400,10 @@ impl Forward<'_> {
                         () = response_timeout => return Err(timed_out()),
                     };
                     match sent {
-                        Ok(response) => return Ok(response.map(UpstreamBody::H2)),
+                        Ok(response) => {
+                            self.answered(exchange, asked);
+                            return Ok(response.map(UpstreamBody::H2));
+                        }
                         Err(mut e) => {
                             let returned = e.take_message();
                             let error = Error::new(ErrorKind::UpstreamProtocol)
@@ -408,6 +426,15 @@ impl Forward<'_> {
             endpoint.upstream
         ));
         Err(AttemptError::Sent(error))
+    }
+
+    /// Times the upstream's answer, when its route keeps metrics.
+    fn answered(&self, exchange: &Exchange, asked: Option<Instant>) {
+        if let (Some(route), Some(asked)) = (&exchange.route, asked) {
+            self.shared
+                .metrics
+                .upstream_answered(route, asked.elapsed());
+        }
     }
 
     fn respond(

@@ -25,6 +25,7 @@ use crate::config::{Limits, ProxyConfig};
 use crate::conn::{ConnCtx, IdleCheck};
 use crate::handler;
 use crate::http1::Prefixed;
+use crate::metrics::Protocol;
 use crate::response::ResponseBody;
 use crate::server::h1::{self, Served};
 use crate::server::parking::{Idle, Lot, Parked};
@@ -70,10 +71,11 @@ pub(crate) async fn serve(
     lot: Arc<Lot>,
     slot: ClientSlot,
 ) {
-    let ctx = ConnCtx::accepted(peer, slot);
+    let mut ctx = ConnCtx::accepted(peer, slot);
     let serving = async {
         match kind {
             ListenerKind::Http => {
+                ctx.open = Some(shared.metrics.open(Protocol::H1));
                 let config = shared.snapshot().config.clone();
                 let idle = Idle::new(Stream::Tcp(tcp));
                 drive(idle, Arc::new(ctx), config, &shared, &lot).await;
@@ -107,6 +109,7 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
             Passage::Terminate => {}
             Passage::Pass(backends, sni) => {
                 drop(snapshot);
+                let _open = shared.metrics.open(Protocol::Layer4);
                 let Some(_passing) = shared.layer4_passed.enter(layer4.max_connections) else {
                     if let Some(suppressed) = shared.log_limits.clients_full.admit() {
                         warn!(peer = %ctx.peer, limit = "layer4.max_connections", suppressed, "connection limit reached; refusing connections");
@@ -124,17 +127,21 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
             }
         }
     }
-    let Some((stream, info)) = handshake::accept(tcp, ctx.peer, &snapshot, timeout).await else {
+    let accepted = handshake::accept(tcp, ctx.peer, &snapshot, timeout, &shared.metrics).await;
+    let Some((stream, info)) = accepted else {
         return;
     };
     let config = snapshot.config.clone();
     drop(snapshot);
     let h2 = info.alpn == "h2";
     ctx.tls = Some(Arc::new(info));
+    if !h2 {
+        ctx.open = Some(shared.metrics.open(Protocol::H1));
+    }
     let ctx = Arc::new(ctx);
     if h2 {
         let io = Prefixed::new(Stream::Tls(stream), BytesMut::new());
-        serve_h2(io, shared, ctx.for_http2(), &config).await;
+        serve_h2(io, shared, ctx.for_http2(&shared.metrics), &config).await;
     } else {
         drive(Idle::new(Stream::Tls(stream)), ctx, config, shared, lot).await;
     }
@@ -143,6 +150,7 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
 /// A bridge listener's connection: the ingress (cleartext, or TLS with the
 /// apps' certificates) or the peer.
 async fn serve_bridge(tcp: TcpStream, kind: ListenerKind, ctx: &ConnCtx, shared: &Arc<Shared>) {
+    let _open = shared.metrics.open(Protocol::Bridge);
     let snapshot = shared.snapshot();
     let config = snapshot.config.clone();
     match kind {
@@ -152,7 +160,8 @@ async fn serve_bridge(tcp: TcpStream, kind: ListenerKind, ctx: &ConnCtx, shared:
         }
         ListenerKind::BridgeIngressTls => {
             let timeout = config.timeouts.tls_handshake;
-            let accepted = handshake::accept(tcp, ctx.peer, &snapshot, timeout).await;
+            let accepted =
+                handshake::accept(tcp, ctx.peer, &snapshot, timeout, &shared.metrics).await;
             drop(snapshot);
             if let Some((stream, _info)) = accepted {
                 bridge::serve_ingress(Stream::Tls(stream), ctx.peer, &config, shared).await;
@@ -188,7 +197,8 @@ async fn drive(
             Served::Http2(io) => {
                 // Boxed: the HTTP/2 state is not carried by HTTP/1.1
                 // connections.
-                return Box::pin(serve_h2(io, shared, ctx.for_http2(), &config)).await;
+                let ctx = ctx.for_http2(&shared.metrics);
+                return Box::pin(serve_h2(io, shared, ctx, &config)).await;
             }
             Served::Park(next) => {
                 let parked = Parked {

@@ -21,6 +21,7 @@ use tracing::debug;
 use crate::client_auth::PeerChain;
 use crate::config::ServerTls;
 use crate::conn::TlsInfo;
+use crate::metrics::{HandshakeFailure, HandshakeResult, Metrics, TlsVersion};
 use crate::state::Snapshot;
 use crate::stream::{Tls, version_and_cipher};
 
@@ -34,13 +35,15 @@ const NO_APPLICATION_PROTOCOL: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x
 
 /// Runs the handshake on `tcp` within `timeout`; `None` when it fails or
 /// times out (the reason is logged at debug level: clients that give up
-/// are common).
+/// are common). Each outcome is counted in `metrics`.
 pub(crate) async fn accept(
     tcp: TcpStream,
     peer: SocketAddr,
     snapshot: &Snapshot,
     timeout: std::time::Duration,
+    metrics: &Metrics,
 ) -> Option<(Tls, TlsInfo)> {
+    let failed = |failure| metrics.handshake(HandshakeResult::Failed, TlsVersion::None, failure);
     let tls = snapshot.config.tls.as_ref()?;
     let deadline = tokio::time::Instant::now() + timeout;
     let hello = LazyConfigAcceptor::new(Acceptor::default(), tcp);
@@ -48,10 +51,12 @@ pub(crate) async fn accept(
         Ok(Ok(start)) => start,
         Ok(Err(error)) => {
             debug!(peer = %peer, %error, "TLS ClientHello refused");
+            failed(HandshakeFailure::ClientHello);
             return None;
         }
         Err(_) => {
             debug!(peer = %peer, "TLS handshake timed out before the ClientHello");
+            failed(HandshakeFailure::Timeout);
             return None;
         }
     };
@@ -65,6 +70,7 @@ pub(crate) async fn accept(
         .map(|name| proxy_certs::normalized_name(name).into());
     if !tls.settings.certs.serves(sni.as_deref()) {
         debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), "no certificate for the server name");
+        failed(HandshakeFailure::UnknownServerName);
         let _ = tokio::time::timeout_at(deadline, start.io.write_all(&UNRECOGNIZED_NAME)).await;
         return None;
     }
@@ -76,14 +82,21 @@ pub(crate) async fn accept(
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), %error, "TLS handshake failed");
+            failed(failure_of(&error));
             return None;
         }
         Err(_) => {
             debug!(peer = %peer, "TLS handshake timed out");
+            failed(HandshakeFailure::Timeout);
             return None;
         }
     };
     let conn = stream.get_ref().1;
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::Tls13,
+        Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+        _ => TlsVersion::None,
+    };
     let client = match client_chain(conn, policy.as_ref().zip(generation)) {
         Ok(client) => client,
         Err(error) => {
@@ -91,10 +104,17 @@ pub(crate) async fn accept(
             // longer accepts (revoked, expired, its CA removed): no request
             // is read from it.
             debug!(peer = %peer, sni = sni.as_deref().unwrap_or(""), %error, "resumed TLS session refused: its client certificate no longer passes");
+            let failure = HandshakeFailure::ClientCertificate;
+            metrics.handshake(HandshakeResult::Failed, version, failure);
             let _ = tokio::time::timeout_at(deadline, stream.shutdown()).await;
             return None;
         }
     };
+    let result = match conn.handshake_kind() {
+        Some(HandshakeKind::Resumed) => HandshakeResult::Resumed,
+        _ => HandshakeResult::Full,
+    };
+    metrics.handshake(result, version, HandshakeFailure::None);
     let (version, cipher) = version_and_cipher(conn);
     let info = TlsInfo {
         sni,
@@ -112,6 +132,20 @@ pub(crate) async fn accept(
         client,
     };
     Some((Box::new(tokio_rustls::TlsStream::Server(stream)), info))
+}
+
+/// Why a handshake that started failed, from rustls's error.
+fn failure_of(error: &std::io::Error) -> HandshakeFailure {
+    let cause = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    match cause {
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+            HandshakeFailure::ClientCertificate
+        }
+        Some(rustls::Error::PeerIncompatible(_)) => HandshakeFailure::Incompatible,
+        _ => HandshakeFailure::Protocol,
+    }
 }
 
 /// Answers an ACME TLS-ALPN-01 validation with the certificate the source

@@ -314,6 +314,7 @@ impl Proxy {
             unbound.push(e.to_string());
         }
         self.shared.apply(config.clone());
+        self.shared.metrics.config_applied();
         self.note_tls_port();
         debug!(apps = config.apps.len(), "configuration applied");
         self.applied.send_replace(Applied { config, unbound });

@@ -23,6 +23,7 @@ use crate::body::{ClientBody, H3RequestBody};
 use crate::client_auth::PeerChain;
 use crate::conn::{ConnCtx, EarlyData, TlsInfo};
 use crate::handler;
+use crate::metrics::Protocol;
 use crate::response::ResponseBody;
 use crate::server::listener;
 use crate::server::parking::Lot;
@@ -134,7 +135,8 @@ async fn serve_connection(
             }
         },
     };
-    let ctx = Arc::new(ConnCtx::multiplexed(peer, slot, tls_info(&conn)));
+    let open = shared.metrics.open(Protocol::H3);
+    let ctx = Arc::new(ConnCtx::multiplexed(peer, slot, tls_info(&conn), open));
     let max_field_section = shared.snapshot().config.limits.max_header_size as u64;
     let built = h3::server::builder()
         .max_field_section_size(max_field_section)

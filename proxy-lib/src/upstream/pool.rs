@@ -182,6 +182,16 @@ impl Pool {
         None
     }
 
+    /// The idle HTTP/1.1 connections kept, and the HTTP/2 one if open.
+    pub(crate) fn idle_len(&self) -> usize {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        idle + usize::from(self.shared_h2().is_some())
+    }
+
     pub(crate) fn checkin(&self, conn: H1Conn, max_idle: usize) {
         if max_idle == 0 || !conn.is_clean() {
             return;

@@ -2,12 +2,14 @@
 //! protocol, and their health-check verdicts: a reload keeps warm
 //! connections and health.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::{HealthCheck, Upstream, UpstreamProtocol};
+use crate::metrics::Census;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::health::{self, Verdict};
 
@@ -58,6 +60,36 @@ impl EndpointRegistry {
         let endpoint = Arc::new(Endpoint::new(upstream.clone(), protocol));
         endpoints.insert(key, Arc::downgrade(&endpoint));
         endpoint
+    }
+
+    /// How many endpoints are in use, how many of them are down (marked
+    /// after a failure, or failing their health check), and the idle
+    /// connections their pools keep.
+    pub(crate) fn census(&self) -> Census {
+        let unhealthy: HashSet<usize> = {
+            let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+            verdicts
+                .iter()
+                .filter(|(_, verdict)| verdict.upgrade().is_some_and(|v| !v.is_healthy()))
+                .map(|((endpoint, _), _)| *endpoint)
+                .collect()
+        };
+        let endpoints: Vec<Arc<Endpoint>> = {
+            let endpoints = self
+                .endpoints
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            endpoints.values().filter_map(Weak::upgrade).collect()
+        };
+        let now = now_ms();
+        Census {
+            endpoints: endpoints.len(),
+            down: endpoints
+                .iter()
+                .filter(|e| e.is_down(now) || unhealthy.contains(&(Arc::as_ptr(e) as usize)))
+                .count(),
+            idle_connections: endpoints.iter().map(|e| e.pool.idle_len()).sum(),
+        }
     }
 
     /// Drops entries no snapshot uses any more.
