@@ -9,8 +9,13 @@ Layer-4 routing: TLS connections whose ClientHello names LAYER4_HOST are
 passed whole, unopened, to the origin's TLS port: portcullis on its TLS
 port beside the apps, nginx (`stream`, `ssl_preread`) and HAProxy (`mode
 tcp`, `req.ssl_sni`) on a port of their own; Caddy needs a plugin
-(caddy-l4) that Debian does not ship."""
+(caddy-l4) that Debian does not ship.
 
+BENCH_METRICS=1 gives portcullis (not the baseline) an admin listener, so
+that every request is counted for /metrics: with BENCH_BASELINE naming the
+same binary, the rounds measure metrics on against off."""
+
+import os
 import subprocess
 
 POOL = 64
@@ -89,8 +94,9 @@ def command(name, work, binary, ports, origin):
     """The command line and extra environment that start proxy `name`;
     `ports` holds the cleartext, h2c, TLS and layer-4 ports, `origin` the
     origin's cleartext and TLS ports."""
+    metrics = bool(os.environ.get("BENCH_METRICS"))
     return {
-        "portcullis": portcullis,
+        "portcullis": lambda *a: portcullis(*a, admin=metrics),
         "baseline": portcullis,
         "nginx": nginx,
         "caddy": caddy,
@@ -98,10 +104,15 @@ def command(name, work, binary, ports, origin):
     }[name](work, binary, ports, origin)
 
 
-def portcullis(work, binary, ports, origins):
+# The admin listener's port, when BENCH_METRICS asks for one.
+ADMIN_PORT = 18099
+
+
+def portcullis(work, binary, ports, origins, admin=False):
     port, _, tls_port, _ = ports
     origin, origin_tls = origins
     conf = work / "portcullis.toml"
+    admin_section = f'[admin]\nlisten_address = "127.0.0.1:{ADMIN_PORT}"\n' if admin else ""
     conf.write_text(f"""
 listen_port = {port}
 listen_port_tls = {tls_port}
@@ -136,7 +147,8 @@ reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin_tls}", tls = tr
 
 [layer4]
 routes = [{{ server_name = "{LAYER4_HOST}", upstream = [{{ location = "127.0.0.1:{origin_tls}" }}] }}]
-""")
+
+{admin_section}""")
     return [binary, "--config", str(conf)], {}
 
 
