@@ -223,6 +223,20 @@ impl CertificateSource for AcmeSource {
             .is_some_and(|e| e.stand_in.is_some() || e.managed.serves())
     }
 
+    /// The certificates issued or read and served (not the stand-ins).
+    fn expiries(&self) -> Vec<proxy_certs::Expiry> {
+        self.status()
+            .into_iter()
+            .filter(|status| status.serving)
+            .filter_map(|status| {
+                Some(proxy_certs::Expiry {
+                    name: status.names.first()?.clone(),
+                    not_after: status.not_after?,
+                })
+            })
+            .collect()
+    }
+
     fn tls_alpn_challenge(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         if !proxy_certs::is_tls_alpn_challenge(&hello) {
             return None;

@@ -148,7 +148,7 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
         ("one", &["one.test"]),
         ("two", &["www.two.test", "two.test"]),
     ];
-    let text = scene.config(&apps);
+    let text = scene.config(&apps) + "\n[admin]\nlisten_address = \"127.0.0.1:0\"\n";
 
     let started = Instant::now();
     let proxy = Portcullis::start(&text);
@@ -160,6 +160,24 @@ async fn two_apps_get_certificates_served_over_tcp_and_http3_and_a_restart_order
     )
     .await;
     eprintln!("two certificates from pebble in {:?}", started.elapsed());
+    // Their expiries are scraped, by the first name each is for.
+    let metrics = test_support::get(proxy.admin_addr(), "localhost", "/metrics")
+        .await
+        .text();
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for name in ["one.test", "www.two.test"] {
+        let series =
+            format!("portcullis_certificate_expiry_timestamp_seconds{{certificate=\"{name}\"}} ");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&series))
+            .unwrap_or_else(|| panic!("{metrics}"));
+        let at: f64 = line[series.len()..].parse().unwrap();
+        assert!(at > now + 86_400.0, "{line}");
+    }
     let roots = scene.pebble.issuing_roots().await;
     for name in ["one.test", "www.two.test", "two.test"] {
         let (_, status) = get(scene.tls(), name, &roots).await.unwrap();

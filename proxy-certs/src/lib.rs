@@ -55,7 +55,7 @@ pub use identity::{client_identity, subject_and_serial};
 pub use load::{EXPIRY_WARNING, LoadedCert, MAX_PEM_FILE, load, read_chain, read_key};
 pub use resolver::{CertMap, SniResolver, normalized_name};
 pub use sessions::{SessionScope, scoped};
-pub use source::{CertificateSource, SourceMap};
+pub use source::{CertificateSource, Expiry, SourceMap};
 #[cfg(feature = "redis")]
 pub use storage::RedisStorage;
 pub use storage::{FileStorage, Lock, MemoryStorage, Storage, StorageFuture, check_key};

@@ -20,6 +20,7 @@ use tracing::warn;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::source::Expiry;
 
 /// How long before its end a certificate is reported as expiring.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -226,6 +227,17 @@ fn leaf_facts(
         to_system_time(validity.not_before.timestamp()),
         to_system_time(validity.not_after.timestamp()),
     ))
+}
+
+/// The first name `key`'s leaf is for and when it expires; `None` when
+/// the leaf cannot be parsed.
+pub(crate) fn leaf_expiry(key: &CertifiedKey) -> Option<Expiry> {
+    let leaf = key.cert.first()?;
+    let (names, _, not_after) = leaf_facts(Path::new(""), leaf).ok()?;
+    Some(Expiry {
+        name: names.into_iter().next().unwrap_or_else(|| "-".to_owned()),
+        not_after,
+    })
 }
 
 pub(crate) fn to_system_time(unix: i64) -> SystemTime {

@@ -55,6 +55,15 @@ impl CertMap {
         found.or(self.default.as_ref()).cloned()
     }
 
+    /// Every certificate it holds (one held for several names comes once
+    /// per name).
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<CertifiedKey>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.default.iter())
+    }
+
     /// Whether the map holds no certificate at all.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.default.is_none()

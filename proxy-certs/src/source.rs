@@ -7,12 +7,14 @@
 //! embedder can write their own (a vault, a database, certificates made on
 //! the fly). [`SourceMap`] puts several together, each owning its names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::load::leaf_expiry;
 use crate::resolver::{SniResolver, normalized_name};
 
 /// Certificates by server name, for TLS listeners.
@@ -36,11 +38,36 @@ pub trait CertificateSource: ResolvesServerCert {
         let _ = hello;
         None
     }
+
+    /// The certificates it serves now and when each expires, for reports
+    /// (the `/metrics` of the proxy). Called on a scrape, not on a
+    /// handshake. Default: none known.
+    fn expiries(&self) -> Vec<Expiry> {
+        Vec::new()
+    }
+}
+
+/// A certificate in service and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The first name its leaf is for (a DNS name, or an IP address).
+    pub name: String,
+    /// When the leaf's validity ends.
+    pub not_after: SystemTime,
 }
 
 impl CertificateSource for SniResolver {
     fn serves(&self, server_name: Option<&str>) -> bool {
         self.current().get(server_name).is_some()
+    }
+
+    fn expiries(&self) -> Vec<Expiry> {
+        let map = self.current();
+        let mut seen = HashSet::new();
+        map.keys()
+            .filter(|key| seen.insert(Arc::as_ptr(key)))
+            .filter_map(|key| leaf_expiry(key))
+            .collect()
     }
 }
 
@@ -86,6 +113,18 @@ impl SourceMap {
 impl CertificateSource for SourceMap {
     fn serves(&self, server_name: Option<&str>) -> bool {
         self.source(server_name).serves(server_name)
+    }
+
+    fn expiries(&self) -> Vec<Expiry> {
+        let mut seen = HashSet::new();
+        let sources = std::iter::once(&self.rest).chain(self.owned.values());
+        let mut expiries: Vec<Expiry> = sources
+            .filter(|source| seen.insert(Arc::as_ptr(source).cast::<()>()))
+            .flat_map(|source| source.expiries())
+            .collect();
+        expiries.sort_by(|a, b| a.name.cmp(&b.name));
+        expiries.dedup();
+        expiries
     }
 
     fn tls_alpn_challenge(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {

@@ -170,3 +170,34 @@ fn a_source_map_gives_each_source_its_own_names_even_before_it_has_a_certificate
     assert_eq!(handshake(addr, &ca, "owned.test").unwrap(), owned_der);
     assert_eq!(handshake(addr, &ca, "files.test").unwrap(), fallback_der);
 }
+
+#[test]
+fn sources_report_each_certificate_they_serve_once_with_its_expiry() {
+    let ca = Ca::root("Root");
+    let (shared, _) = leaf(&ca, &["a.test", "www.a.test"]);
+    let (wild, _) = leaf(&ca, &["*.b.test"]);
+    let mut map = CertMap::new();
+    map.insert("a.test", shared.clone());
+    map.insert("www.a.test", shared.clone());
+    map.insert("*.b.test", wild);
+    map.set_default(shared);
+    let files = Arc::new(SniResolver::new(map));
+    let (other, _) = leaf(&ca, &["c.test"]);
+    let mut map = CertMap::new();
+    map.insert("c.test", other);
+    let owned: Arc<dyn CertificateSource> = Arc::new(SniResolver::new(map));
+    let mut sources = SourceMap::new(files.clone());
+    // One source owning two names is asked once.
+    sources.add(["c.test", "d.test"], owned);
+
+    let now = std::time::SystemTime::now();
+    let expiries = sources.expiries();
+    let names: Vec<&str> = expiries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["*.b.test", "a.test", "c.test"]);
+    assert!(expiries.iter().all(|e| e.not_after > now));
+    assert_eq!(
+        files.expiries().len(),
+        2,
+        "a key under three names is one certificate"
+    );
+}

@@ -18,8 +18,8 @@ pub(crate) use labels::{ConnectResult, HandshakeFailure, HandshakeResult, Protoc
 pub(crate) use route::RouteMetrics;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Method, Version};
@@ -30,8 +30,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use self::labels::{
-    ConnectLabels, HandshakeLabels, MethodClass, ProtocolLabels, ReloadLabels, ReloadResult,
-    RequestLabels, RouteLabels, StatusClass,
+    CertificateLabels, ConnectLabels, HandshakeLabels, MethodClass, ProtocolLabels, ReloadLabels,
+    ReloadResult, RequestLabels, RouteLabels, StatusClass,
 };
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -54,6 +54,9 @@ pub struct Metrics {
     idle_upstream: Gauge,
     reloads: Family<ReloadLabels, Counter>,
     config_loaded: Gauge<f64, AtomicU64>,
+    expiries: Family<CertificateLabels, Gauge>,
+    /// One scrape at a time sets the census and writes it out.
+    scraping: Mutex<()>,
     no_app: RouteLabels,
 }
 
@@ -74,12 +77,18 @@ fn duration_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
 }
 
-/// What the upstream endpoints in use hold, counted at a scrape.
-#[derive(Debug, Default, Clone, Copy)]
+/// What is counted at a scrape rather than as it happens.
+#[derive(Debug, Default)]
 pub(crate) struct Census {
+    /// Client connections held against `max_clients`.
+    pub(crate) clients: usize,
+    /// The upstream endpoints in use, those down, and their idle
+    /// connections.
     pub(crate) endpoints: usize,
     pub(crate) down: usize,
     pub(crate) idle_connections: usize,
+    /// The certificates in service.
+    pub(crate) certificates: Vec<proxy_certs::Expiry>,
 }
 
 /// Counts one open connection or stream until dropped.
@@ -191,6 +200,12 @@ impl Metrics {
             "When the configuration in service was applied (Unix time)",
             config_loaded.clone(),
         );
+        let expiries = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each certificate in service expires (Unix time), by the first name it is for",
+            expiries.clone(),
+        );
         let metrics = Self {
             registry,
             requests,
@@ -207,6 +222,8 @@ impl Metrics {
             idle_upstream,
             reloads,
             config_loaded,
+            expiries,
+            scraping: Mutex::new(()),
             no_app: RouteLabels {
                 app: Arc::from("-"),
                 route: Arc::from("-"),
@@ -216,7 +233,9 @@ impl Metrics {
         metrics
     }
 
-    /// The text a Prometheus scrape reads (OpenMetrics 1.0).
+    /// The text a Prometheus scrape reads (OpenMetrics 1.0). What the
+    /// admin listener counts at a scrape (client connections, upstream
+    /// endpoints, certificate expiries) holds the values of its last scrape.
     pub fn encode(&self, out: &mut String) -> fmt::Result {
         prometheus_client::encoding::text::encode(out, &self.registry)
     }
@@ -320,12 +339,28 @@ impl Metrics {
         self.connects.get_or_create(&ConnectLabels { result }).inc();
     }
 
-    /// Sets what is counted at a scrape rather than as it happens.
-    pub(crate) fn census(&self, clients: usize, census: Census) {
+    /// Writes a scrape of what is counted as it happens and of `census`,
+    /// taken now.
+    pub(crate) fn scrape(&self, census: Census, out: &mut String) -> fmt::Result {
+        let _one = self.scraping.lock().unwrap_or_else(PoisonError::into_inner);
         let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
-        set(&self.clients, clients);
+        set(&self.clients, census.clients);
         set(&self.endpoints, census.endpoints);
         set(&self.endpoints_down, census.down);
         set(&self.idle_upstream, census.idle_connections);
+        // Certificates no longer served leave.
+        self.expiries.clear();
+        for expiry in census.certificates {
+            let labels = CertificateLabels {
+                certificate: expiry.name,
+            };
+            let at = expiry
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let at = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
+            self.expiries.get_or_create(&labels).set(at);
+        }
+        self.encode(out)
     }
 }

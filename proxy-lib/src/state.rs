@@ -93,10 +93,14 @@ impl Shared {
     }
 
     /// Replaces the configuration; requests already routed keep the old one.
-    /// Sets the metrics counted at a scrape.
-    pub(crate) fn census(&self) {
-        let clients = self.admission.clients();
-        self.metrics.census(clients, self.registry.census());
+    /// A scrape of the metrics, with what is counted at a scrape taken now.
+    pub(crate) fn scrape(&self, out: &mut String) -> std::fmt::Result {
+        let mut census = self.registry.census();
+        census.clients = self.admission.clients();
+        if let Some(tls) = &self.snapshot().config.tls {
+            census.certificates = tls.settings.certs.expiries();
+        }
+        self.metrics.scrape(census, out)
     }
 
     pub(crate) fn apply(&self, config: Arc<ProxyConfig>) {

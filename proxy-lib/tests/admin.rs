@@ -217,11 +217,11 @@ async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
     let ca = Ca::root("Root");
     let origin = Origin::start("hello").await;
     let dead = [dead_port().await, dead_port().await];
-    let build = || {
+    let build = |names: &[&str]| {
         let certs = std::sync::Arc::new(proxy_certs::SniResolver::new(cert_map(
             &ca,
             dir.path(),
-            &["a.test"],
+            names,
         )));
         let mut builder = config();
         let down = upstreams(&dead.map(|d| d.to_string()), LoadBalance::RoundRobin);
@@ -240,7 +240,7 @@ async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
             .admin("127.0.0.1:0".parse().unwrap());
         builder.build().unwrap()
     };
-    let proxy = TestProxy::start(build()).await;
+    let proxy = TestProxy::start(build(&["a.test", "old.test"])).await;
     let admin = proxy.admin_addr.unwrap();
     let tls_addr = proxy.tls_addr.unwrap();
     let scrape = || async move { get(admin, "localhost", "/metrics").await.text() };
@@ -317,12 +317,22 @@ async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
     assert_eq!(value("config_reloads_total{result=\"applied\"}"), 0.0);
     let loaded = value("config_loaded_timestamp_seconds");
     assert!(loaded > 1.7e9, "{loaded}");
+    // rcgen's certificates here are valid for a year or more.
+    for name in ["a.test", "old.test"] {
+        let expiry = value(&format!(
+            "certificate_expiry_timestamp_seconds{{certificate=\"{name}\"}}"
+        ));
+        assert!(
+            expiry > loaded + 300.0 * 86_400.0,
+            "{name}: {expiry}\n{text}"
+        );
+    }
 
     // Closed connections leave the gauges; a reload is counted and dated.
     drop((h1, h1_tls, h2));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut applied = proxy.applied.clone();
-    let next = std::sync::Arc::new(build());
+    let next = std::sync::Arc::new(build(&["a.test"]));
     proxy.config.send_replace(next.clone());
     applied
         .wait_for(|a| std::sync::Arc::ptr_eq(&a.config, &next))
@@ -339,4 +349,9 @@ async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
     assert_eq!(value("config_reloads_total{result=\"applied\"}"), 1.0);
     assert!(value("config_loaded_timestamp_seconds") >= loaded + 1.0);
     assert_eq!(value("client_connections"), 0.0);
+    assert!(text.contains("certificate_expiry_timestamp_seconds{certificate=\"a.test\"}"));
+    assert!(
+        !text.contains("old.test"),
+        "a certificate no longer served leaves"
+    );
 }

@@ -204,3 +204,9 @@ pub(crate) struct ConnectLabels {
 pub(crate) struct ReloadLabels {
     pub(crate) result: ReloadResult,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CertificateLabels {
+    /// The first name of a certificate the configuration serves.
+    pub(crate) certificate: String,
+}

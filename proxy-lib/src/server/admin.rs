@@ -60,9 +60,8 @@ fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/metrics" => {
-            shared.census();
             let mut body = String::with_capacity(4096);
-            if shared.metrics.encode(&mut body).is_err() {
+            if shared.scrape(&mut body).is_err() {
                 return text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "metrics could not be written\n".into(),

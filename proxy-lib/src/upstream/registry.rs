@@ -84,6 +84,8 @@ impl EndpointRegistry {
         let now = now_ms();
         Census {
             endpoints: endpoints.len(),
+            clients: 0,
+            certificates: Vec::new(),
             down: endpoints
                 .iter()
                 .filter(|e| e.is_down(now) || unhealthy.contains(&(Arc::as_ptr(e) as usize)))
