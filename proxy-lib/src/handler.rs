@@ -36,6 +36,10 @@ pub(crate) async fn handle(
         .admin
         .is_some()
         .then(|| shared.metrics.clone());
+    let body = match &metrics {
+        Some(metrics) => body.counted(metrics.request_bytes(parts.version)),
+        None => body,
+    };
     let mut exchange = Box::new(Exchange::new(ctx, &parts, in_flight, metrics));
     exchange.redact_query = snapshot.config.redact_query_in_access_log;
     exchange.reported = forwarded_for::reported(

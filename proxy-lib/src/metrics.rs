@@ -43,6 +43,7 @@ pub struct Metrics {
     /// By protocol (h1, h2, h3), made once.
     duration: [Histogram; 3],
     response_bytes: [Counter; 3],
+    request_bytes: [Counter; 3],
     upstream_duration: Histograms<RouteLabels>,
     connections: Family<ProtocolLabels, Gauge>,
     streams: Family<ProtocolLabels, Gauge>,
@@ -128,7 +129,15 @@ impl Metrics {
             "Response body bytes sent to clients, by protocol",
             bytes.clone(),
         );
+        let received = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes read from clients, by protocol",
+            received.clone(),
+        );
         let http = [Protocol::H1, Protocol::H2, Protocol::H3];
+        let request_bytes =
+            http.map(|protocol| received.get_or_create_owned(&ProtocolLabels { protocol }));
         let duration =
             http.map(|protocol| by_protocol.get_or_create_owned(&ProtocolLabels { protocol }));
         let response_bytes =
@@ -211,6 +220,7 @@ impl Metrics {
             requests,
             duration,
             response_bytes,
+            request_bytes,
             upstream_duration,
             connections,
             streams,
@@ -297,6 +307,12 @@ impl Metrics {
         let index = (protocol as usize).min(2);
         self.duration[index].observe(elapsed.as_secs_f64());
         self.response_bytes[index].inc_by(sent);
+    }
+
+    /// Where the body of a request over `version` counts its bytes.
+    pub(crate) fn request_bytes(&self, version: Version) -> Counter {
+        let index = (Protocol::of(version) as usize).min(2);
+        self.request_bytes[index].clone()
     }
 
     /// The upstream's response head came `elapsed` after the request went.

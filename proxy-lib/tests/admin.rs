@@ -190,6 +190,14 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
         ),
         5_000.0
     );
+    // The POST's body, as read.
+    assert_eq!(
+        sample(
+            &text,
+            "portcullis_request_body_bytes_total{protocol=\"h1\"}"
+        ),
+        3.0
+    );
     let h1_count = sample(
         &text,
         "portcullis_request_duration_seconds_count{protocol=\"h1\"}",

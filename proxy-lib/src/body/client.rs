@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::body::{H1RequestBody, H3RequestBody};
 use crate::error::BoxError;
@@ -20,6 +21,19 @@ pub(crate) enum ClientBody {
     H2(Incoming),
     /// An HTTP/3 stream.
     H3(Box<H3RequestBody>),
+    /// Another, its bytes counted as they are read (for `/metrics`).
+    Counted(Box<ClientBody>, Counter),
+}
+
+impl ClientBody {
+    /// `self`, counting its bytes into `counter`; a body that is empty
+    /// from the start is left as it is.
+    pub(crate) fn counted(self, counter: Counter) -> Self {
+        match self {
+            Self::Empty => Self::Empty,
+            body => Self::Counted(Box::new(body), counter),
+        }
+    }
 }
 
 impl Body for ClientBody {
@@ -37,6 +51,15 @@ impl Body for ClientBody {
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BoxError::from))),
             Self::H3(body) => Pin::new(&mut **body).poll_frame(cx),
+            Self::Counted(body, counter) => {
+                let polled = Pin::new(&mut **body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    counter.inc_by(data.len() as u64);
+                }
+                polled
+            }
         }
     }
 
@@ -46,6 +69,7 @@ impl Body for ClientBody {
             Self::H1(body) => body.is_end_stream(),
             Self::H2(body) => body.is_end_stream(),
             Self::H3(body) => body.is_end_stream(),
+            Self::Counted(body, _) => body.is_end_stream(),
         }
     }
 
@@ -55,6 +79,7 @@ impl Body for ClientBody {
             Self::H1(body) => body.size_hint(),
             Self::H2(body) => body.size_hint(),
             Self::H3(body) => body.size_hint(),
+            Self::Counted(body, _) => body.size_hint(),
         }
     }
 }
