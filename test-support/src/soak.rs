@@ -9,6 +9,7 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -100,47 +102,76 @@ async fn limited<T>(work: impl Future<Output = T>) -> Option<T> {
 /// hammered (and the tally not flooded).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// HTTP/1.1 over TCP to `addr`, with `Host: host`.
-pub async fn h1(addr: SocketAddr, host: String, per_connection: usize, stop: Stop) -> Tally {
+/// One request's answer: its status, or why there is none.
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<u16, String>> + Send + 'a>>;
+
+/// Connects with `connect` and sends with `send`, `per_connection`
+/// requests a connection, until stopped; a failed request ends its
+/// connection.
+async fn drive<C, Connected>(
+    protocol: &str,
+    per_connection: usize,
+    stop: Stop,
+    mut connect: impl FnMut() -> Connected,
+    send: impl for<'a> Fn(&'a mut C) -> Answer<'a>,
+) -> Tally
+where
+    Connected: Future<Output = Result<C, String>>,
+{
     let mut tally = Tally::default();
+    let connecting = format!("{protocol} connect");
     while !stop.stopped() {
-        let connected = limited(async {
-            let tcp = TcpStream::connect(addr).await?;
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(std::io::Error::other)
-        })
-        .await;
-        let mut sender = match connected {
-            Some(Ok((sender, conn))) => {
-                tokio::spawn(conn);
-                sender
-            }
-            other => {
-                tally.count::<std::io::Error>("h1 connect", other.map(|r| r.map(|_| 0)));
+        let mut conn = match limited(connect()).await {
+            Some(Ok(conn)) => conn,
+            failed => {
+                tally.count(&connecting, failed.map(|r| r.map(|_| 0)));
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
         };
         tally.connections += 1;
         for _ in 0..per_connection {
-            if stop.stopped() {
-                break;
-            }
-            let answer = limited(async {
-                sender.ready().await?;
-                let response = sender
-                    .send_request(request("GET", &host, "/", Bytes::new()))
-                    .await?;
-                read(response).await.map(|a| a.status.as_u16())
-            })
-            .await;
-            if !tally.count("h1", answer) {
+            if stop.stopped() || !tally.count(protocol, limited(send(&mut conn)).await) {
                 break;
             }
         }
     }
     tally
+}
+
+/// `send` as [`drive`] takes it (a closure's signature is inferred from
+/// this bound, which its own annotations cannot spell).
+fn sending<C, F>(send: F) -> F
+where
+    F: for<'a> Fn(&'a mut C) -> Answer<'a>,
+{
+    send
+}
+
+fn text(e: impl Display) -> String {
+    e.to_string()
+}
+
+/// HTTP/1.1 over TCP to `addr`, with `Host: host`.
+pub async fn h1(addr: SocketAddr, host: String, per_connection: usize, stop: Stop) -> Tally {
+    let connect = || async move {
+        let tcp = TcpStream::connect(addr).await.map_err(text)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.map_err(text)?;
+        tokio::spawn(conn);
+        Ok(sender)
+    };
+    let send = sending(|sender: &mut http1::SendRequest<Full<Bytes>>| {
+        let req = request("GET", &host, "/", Bytes::new());
+        Box::pin(async move {
+            sender.ready().await.map_err(text)?;
+            let response = sender.send_request(req).await.map_err(text)?;
+            read(response)
+                .await
+                .map(|a| a.status.as_u16())
+                .map_err(text)
+        })
+    });
+    drive("h1", per_connection, stop, connect, send).await
 }
 
 /// HTTP/2 over TLS to `addr`, with `sni` as the name and authority; `tls`
@@ -152,52 +183,37 @@ pub async fn h2_tls(
     per_connection: usize,
     stop: Stop,
 ) -> Tally {
-    let mut tally = Tally::default();
-    while !stop.stopped() {
-        let connected = limited(async {
-            let stream = tls_connect(addr, &sni, tls.clone()).await?;
+    let connect = || {
+        let (sni, tls) = (sni.clone(), tls.clone());
+        async move {
+            let stream = tls_connect(addr, &sni, tls).await.map_err(text)?;
             let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             if alpn.as_deref() != Some(b"h2") {
-                return Err(std::io::Error::other(format!("ALPN {alpn:?}, not h2")));
+                return Err(format!("ALPN {alpn:?}, not h2"));
             }
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
-                .map_err(std::io::Error::other)
-        })
-        .await;
-        let mut sender = match connected {
-            Some(Ok((sender, conn))) => {
-                tokio::spawn(conn);
-                sender
-            }
-            other => {
-                tally.count::<std::io::Error>("h2 connect", other.map(|r| r.map(|_| 0)));
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-        };
-        tally.connections += 1;
-        for _ in 0..per_connection {
-            if stop.stopped() {
-                break;
-            }
-            let req = Request::builder()
-                .uri(format!("https://{sni}/"))
-                .version(Version::HTTP_2)
-                .body(Full::new(Bytes::new()))
-                .expect("a request");
-            let answer = limited(async {
-                sender.ready().await?;
-                let response = sender.send_request(req).await?;
-                read(response).await.map(|a| a.status.as_u16())
-            })
-            .await;
-            if !tally.count("h2", answer) {
-                break;
-            }
+                .map_err(text)?;
+            tokio::spawn(conn);
+            Ok(sender)
         }
-    }
-    tally
+    };
+    let send = sending(|sender: &mut http2::SendRequest<Full<Bytes>>| {
+        let req = Request::builder()
+            .uri(format!("https://{sni}/"))
+            .version(Version::HTTP_2)
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        Box::pin(async move {
+            sender.ready().await.map_err(text)?;
+            let response = sender.send_request(req).await.map_err(text)?;
+            read(response)
+                .await
+                .map(|a| a.status.as_u16())
+                .map_err(text)
+        })
+    });
+    drive("h2", per_connection, stop, connect, send).await
 }
 
 /// HTTP/3 to `addr`, with `sni` as the name and authority; `tls` must
@@ -209,27 +225,16 @@ pub async fn h3(
     per_connection: usize,
     stop: Stop,
 ) -> Tally {
-    let mut tally = Tally::default();
-    while !stop.stopped() {
-        let mut client = match limited(H3::connect_with(addr, &sni, tls.clone())).await {
-            Some(Ok(client)) => client,
-            other => {
-                tally.count("h3 connect", other.map(|r| r.map(|_| 0)));
-                tokio::time::sleep(RETRY_PAUSE).await;
-                continue;
-            }
-        };
-        tally.connections += 1;
-        for _ in 0..per_connection {
-            if stop.stopped() {
-                break;
-            }
-            let sent = client.try_send(h3_request("GET", &sni, "/"), b"");
-            let answer = limited(async { sent.await.map(|a| a.status.as_u16()) }).await;
-            if !tally.count("h3", answer) {
-                break;
-            }
-        }
-    }
-    tally
+    let connect = || {
+        let (sni, tls) = (sni.clone(), tls.clone());
+        async move { H3::connect_with(addr, &sni, tls).await.map_err(text) }
+    };
+    let send = sending(|client: &mut H3| {
+        let req = h3_request("GET", &sni, "/");
+        Box::pin(async move {
+            let answer = client.try_send(req, b"").await.map_err(text)?;
+            Ok(answer.status.as_u16())
+        })
+    });
+    drive("h3", per_connection, stop, connect, send).await
 }
