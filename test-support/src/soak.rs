@@ -148,6 +148,12 @@ where
     send
 }
 
+/// The status of a hyper client's answer, its body read whole.
+async fn status(sent: hyper::Result<http::Response<hyper::body::Incoming>>) -> Result<u16, String> {
+    let answer = read(sent.map_err(text)?).await.map_err(text)?;
+    Ok(answer.status.as_u16())
+}
+
 fn text(e: impl Display) -> String {
     e.to_string()
 }
@@ -164,11 +170,7 @@ pub async fn h1(addr: SocketAddr, host: String, per_connection: usize, stop: Sto
         let req = request("GET", &host, "/", Bytes::new());
         Box::pin(async move {
             sender.ready().await.map_err(text)?;
-            let response = sender.send_request(req).await.map_err(text)?;
-            read(response)
-                .await
-                .map(|a| a.status.as_u16())
-                .map_err(text)
+            status(sender.send_request(req).await).await
         })
     });
     drive("h1", per_connection, stop, connect, send).await
@@ -206,11 +208,7 @@ pub async fn h2_tls(
             .expect("a request");
         Box::pin(async move {
             sender.ready().await.map_err(text)?;
-            let response = sender.send_request(req).await.map_err(text)?;
-            read(response)
-                .await
-                .map(|a| a.status.as_u16())
-                .map_err(text)
+            status(sender.send_request(req).await).await
         })
     });
     drive("h2", per_connection, stop, connect, send).await
