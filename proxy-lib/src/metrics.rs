@@ -56,8 +56,9 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     config_loaded: Gauge<f64, AtomicU64>,
     expiries: Family<CertificateLabels, Gauge>,
-    /// One scrape at a time sets the census and writes it out.
-    scraping: Mutex<()>,
+    /// Takes what is counted at a scrape (set by the engine that keeps
+    /// these metrics); one scrape at a time sets it and writes it out.
+    census: Mutex<Option<CensusTaker>>,
     no_app: RouteLabels,
 }
 
@@ -91,6 +92,8 @@ pub(crate) struct Census {
     /// The certificates in service.
     pub(crate) certificates: Vec<proxy_certs::Expiry>,
 }
+
+type CensusTaker = Box<dyn Fn() -> Census + Send + Sync>;
 
 /// Counts one open connection or stream until dropped.
 #[derive(Debug)]
@@ -233,7 +236,7 @@ impl Metrics {
             reloads,
             config_loaded,
             expiries,
-            scraping: Mutex::new(()),
+            census: Mutex::new(None),
             no_app: RouteLabels {
                 app: Arc::from("-"),
                 route: Arc::from("-"),
@@ -243,11 +246,21 @@ impl Metrics {
         metrics
     }
 
-    /// The text a Prometheus scrape reads (OpenMetrics 1.0). What the
-    /// admin listener counts at a scrape (client connections, upstream
-    /// endpoints, certificate expiries) holds the values of its last scrape.
+    /// The text a Prometheus scrape reads (OpenMetrics 1.0): what is
+    /// counted as it happens, and what is counted there and then (client
+    /// connections, upstream endpoints, certificate expiries).
     pub fn encode(&self, out: &mut String) -> fmt::Result {
+        let census = self.census.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(take) = census.as_ref() {
+            self.set_census(take());
+        }
         prometheus_client::encoding::text::encode(out, &self.registry)
+    }
+
+    /// Where [`encode`](Self::encode) takes what it counts at a scrape.
+    pub(crate) fn take_census_from(&self, take: impl Fn() -> Census + Send + Sync + 'static) {
+        let mut census = self.census.lock().unwrap_or_else(PoisonError::into_inner);
+        *census = Some(Box::new(take));
     }
 
     /// Counts a configuration refused before it reached the engine (the
@@ -355,10 +368,7 @@ impl Metrics {
         self.connects.get_or_create(&ConnectLabels { result }).inc();
     }
 
-    /// Writes a scrape of what is counted as it happens and of `census`,
-    /// taken now.
-    pub(crate) fn scrape(&self, census: Census, out: &mut String) -> fmt::Result {
-        let _one = self.scraping.lock().unwrap_or_else(PoisonError::into_inner);
+    fn set_census(&self, census: Census) {
         let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         set(&self.clients, census.clients);
         set(&self.endpoints, census.endpoints);
@@ -377,6 +387,5 @@ impl Metrics {
             let at = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
             self.expiries.get_or_create(&labels).set(at);
         }
-        self.encode(out)
     }
 }

@@ -14,7 +14,7 @@ use crate::admission::{Admission, TunnelCount};
 use crate::body::DiskBudget;
 use crate::config::ProxyConfig;
 use crate::log_limit::LogLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{Census, Metrics};
 use crate::routing::Router;
 use crate::upstream::EndpointRegistry;
 
@@ -67,7 +67,7 @@ impl Shared {
         let draining = CancellationToken::new();
         let registry = EndpointRegistry::new(draining.clone());
         let snapshot = Snapshot::new(config, &registry);
-        Arc::new(Self {
+        let shared = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             admission: Arc::default(),
@@ -84,7 +84,16 @@ impl Shared {
             layer4_passed: TunnelCount::default(),
             admin_connections: TunnelCount::default(),
             metrics: Arc::default(),
-        })
+        });
+        // What a scrape counts there and then; weak, so that the metrics,
+        // which the engine holds, do not hold the engine.
+        let weak = Arc::downgrade(&shared);
+        shared.metrics.take_census_from(move || {
+            weak.upgrade()
+                .map(|shared| shared.census())
+                .unwrap_or_default()
+        });
+        shared
     }
 
     /// The current snapshot.
@@ -93,14 +102,14 @@ impl Shared {
     }
 
     /// Replaces the configuration; requests already routed keep the old one.
-    /// A scrape of the metrics, with what is counted at a scrape taken now.
-    pub(crate) fn scrape(&self, out: &mut String) -> std::fmt::Result {
+    /// What is counted at a scrape rather than as it happens.
+    fn census(&self) -> Census {
         let mut census = self.registry.census();
         census.clients = self.admission.clients();
         if let Some(tls) = &self.snapshot().config.tls {
             census.certificates = tls.settings.certs.expiries();
         }
-        self.metrics.scrape(census, out)
+        census
     }
 
     pub(crate) fn apply(&self, config: Arc<ProxyConfig>) {

@@ -282,6 +282,15 @@ async fn metrics_follow_connections_handshakes_upstreams_and_reloads() {
     let refused = h1.get("a.test", "/down").await;
     assert_eq!(refused.status.as_u16(), 502);
 
+    // An embedder reading the metrics itself sees them as they are now.
+    let mut direct = String::new();
+    proxy.metrics.encode(&mut direct).unwrap();
+    assert_eq!(
+        sample(&direct, "portcullis_client_connections"),
+        3.0,
+        "{direct}"
+    );
+    assert_eq!(sample(&direct, "portcullis_upstream_endpoints_down"), 2.0);
     let text = scrape().await;
     let value = |series: &str| sample(&text, &format!("portcullis_{series}"));
     assert_eq!(value("open_connections{protocol=\"h1\"}"), 2.0, "{text}");

@@ -61,7 +61,7 @@ fn answer(req: &Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/metrics" => {
             let mut body = String::with_capacity(4096);
-            if shared.scrape(&mut body).is_err() {
+            if shared.metrics.encode(&mut body).is_err() {
                 return text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "metrics could not be written\n".into(),

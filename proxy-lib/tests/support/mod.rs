@@ -38,6 +38,8 @@ pub struct TestProxy {
     pub config: watch::Sender<Arc<ProxyConfig>>,
     /// The engine's acknowledgements.
     pub applied: watch::Receiver<proxy_lib::Applied>,
+    /// Its metrics, as an embedder reads them.
+    pub metrics: Arc<proxy_lib::Metrics>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<proxy_lib::Result<()>>,
 }
@@ -61,6 +63,7 @@ impl TestProxy {
             .next()
             .unwrap();
         let applied = proxy.applied();
+        let metrics = proxy.metrics();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Self {
@@ -73,6 +76,7 @@ impl TestProxy {
             admin_addr,
             config: tx,
             applied,
+            metrics,
             shutdown,
             task,
         }
