@@ -22,8 +22,7 @@ export SOAK_WORKERS=${SOAK_WORKERS:-4}
 export SOAK_PER_CONNECTION=${SOAK_PER_CONNECTION:-50}
 export SOAK_OUT=$out
 cd "$root"
-cargo test -j2 --release -p proxy-bin --test portcullis \
-    soak::no_request_fails_across_config_rewrites_and_certificate_swaps -- --exact --nocapture
+cargo test -j2 --release -p proxy-bin --test soak -- --nocapture
 python3 - "$out" <<'PY'
 import json, platform, subprocess, sys, time
 path = sys.argv[1]

@@ -12,7 +12,6 @@ mod layer4;
 mod logs;
 mod memory;
 mod process;
-mod soak;
 mod tickets;
 mod tls;
 mod upstream_tls;

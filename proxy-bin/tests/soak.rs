@@ -5,7 +5,12 @@
 //! live; not one request may fail. CI runs it as it is; `bench/soak.sh`
 //! runs it longer on a release build and keeps the result
 //! (`SOAK_REWRITES`, `SOAK_SWAPS`, `SOAK_SPACING_MS`, `SOAK_WORKERS`,
-//! `SOAK_PER_CONNECTION`, `SOAK_OUT`).
+//! `SOAK_PER_CONNECTION`, `SOAK_OUT`). A test binary of its own, so that
+//! its load runs beside no other test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The process and its helpers, shared with the `portcullis` tests.
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
