@@ -112,6 +112,13 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --d
 pids+=($!)
 python3 -m http.server 18090 --bind 127.0.0.1 --directory "$scratch/site" >/dev/null 2>&1 &
 pids+=($!)
+# The app answers before the proxies are asked to reach it, and Redis
+# before they start (else each begins with keys of its own).
+wait_for http://127.0.0.1:18090/
+for _ in $(seq 1 100); do
+  [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
+  sleep 0.1
+done
 for node in a b; do
   case $node in a) http=18081 tls=18444 admin=19902 ;; b) http=18082 tls=18445 admin=19903 ;; esac
   install -d -o portcullis -g portcullis "$scratch/state-$node"
