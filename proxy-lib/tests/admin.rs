@@ -97,14 +97,7 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
         dir.path(),
         &["a.test"],
     )));
-    let mut builder = config();
-    builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap();
+    let mut builder = one_app(to(&[&origin]));
     let mut tls = tls_on_localhost(certs);
     tls.http3(proxy_lib::config::Http3::new());
     builder.tls(tls).admin("127.0.0.1:0".parse().unwrap());

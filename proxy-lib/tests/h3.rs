@@ -232,14 +232,7 @@ async fn a_second_quic_connection_resumes_the_session() {
     let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &NAMES)));
     let origin = Origin::start("origin").await;
     let sessions = CountingSessions::new();
-    let mut builder = config();
-    builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap();
+    let mut builder = one_app(to(&[&origin]));
     let mut tls = tls_on_localhost(certs);
     tls.http3(Http3::new()).sessions(sessions.clone());
     builder.tls(tls);

@@ -90,17 +90,7 @@ async fn reloads_add_and_remove_listeners() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
     };
-    let base = || {
-        let mut builder = config();
-        builder
-            .app(app(
-                "a",
-                &["a.test"],
-                vec![route(None, None, to(&[&origin]))],
-            ))
-            .unwrap();
-        builder
-    };
+    let base = || one_app(to(&[&origin]));
     let proxy = TestProxy::start(base().build().unwrap()).await;
     assert!(TcpStream::connect(extra).await.is_err());
 
