@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Method, Version};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -41,12 +41,14 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     /// By protocol (h1, h2, h3), made once.
-    duration: [Histogram; 3],
-    response_bytes: [Counter; 3],
-    request_bytes: [Counter; 3],
+    /// These and the other series by protocol are made once and indexed
+    /// by [`Protocol`].
+    duration: PerProtocol<Histogram>,
+    response_bytes: PerProtocol<Counter>,
+    request_bytes: PerProtocol<Counter>,
     upstream_duration: Histograms<RouteLabels>,
-    connections: Family<ProtocolLabels, Gauge>,
-    streams: Family<ProtocolLabels, Gauge>,
+    connections: PerProtocol<Gauge>,
+    streams: PerProtocol<Gauge>,
     clients: Gauge,
     handshakes: Family<HandshakeLabels, Counter>,
     connects: Family<ConnectLabels, Counter>,
@@ -84,13 +86,19 @@ fn duration_buckets() -> Histogram {
 pub(crate) struct Census {
     /// Client connections held against `max_clients`.
     pub(crate) clients: usize,
-    /// The upstream endpoints in use, those down, and their idle
-    /// connections.
-    pub(crate) endpoints: usize,
-    pub(crate) down: usize,
-    pub(crate) idle_connections: usize,
+    pub(crate) endpoints: Endpoints,
     /// The certificates in service.
     pub(crate) certificates: Vec<proxy_certs::Expiry>,
+}
+
+/// The upstream endpoints in use.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Endpoints {
+    pub(crate) in_use: usize,
+    /// Marked down after a failure, or failing their health check.
+    pub(crate) down: usize,
+    /// The idle connections their pools keep.
+    pub(crate) idle_connections: usize,
 }
 
 type CensusTaker = Box<dyn Fn() -> Census + Send + Sync>;
@@ -105,9 +113,25 @@ impl Drop for Open {
     }
 }
 
-fn gauge_of(family: &Family<ProtocolLabels, Gauge>, protocol: Protocol) -> Gauge {
-    family.get_or_create_owned(&ProtocolLabels { protocol })
+/// The series of `family` for each protocol of `wanted`, made once and
+/// indexed by [`Protocol`]; the other protocols get `absent()`, a metric
+/// outside the family that no scrape shows (nothing counts there).
+fn per_protocol<M: Clone, C: MetricConstructor<M>>(
+    family: &Family<ProtocolLabels, M, C>,
+    wanted: &[Protocol],
+    absent: impl Fn() -> M,
+) -> PerProtocol<M> {
+    std::array::from_fn(|i| match Protocol::ALL.get(i) {
+        Some(&protocol) if wanted.contains(&protocol) => {
+            family.get_or_create_owned(&ProtocolLabels { protocol })
+        }
+        _ => absent(),
+    })
 }
+
+type PerProtocol<M> = [M; Protocol::ALL.len()];
+
+const HTTP_PROTOCOLS: &[Protocol] = &[Protocol::H1, Protocol::H2, Protocol::H3];
 
 impl Metrics {
     /// Empty metrics, registered under the `portcullis` prefix.
@@ -138,13 +162,9 @@ impl Metrics {
             "Request body bytes read from clients, by protocol",
             received.clone(),
         );
-        let http = [Protocol::H1, Protocol::H2, Protocol::H3];
-        let request_bytes =
-            http.map(|protocol| received.get_or_create_owned(&ProtocolLabels { protocol }));
-        let duration =
-            http.map(|protocol| by_protocol.get_or_create_owned(&ProtocolLabels { protocol }));
-        let response_bytes =
-            http.map(|protocol| bytes.get_or_create_owned(&ProtocolLabels { protocol }));
+        let request_bytes = per_protocol(&received, HTTP_PROTOCOLS, Counter::default);
+        let duration = per_protocol(&by_protocol, HTTP_PROTOCOLS, duration_buckets);
+        let response_bytes = per_protocol(&bytes, HTTP_PROTOCOLS, Counter::default);
         let upstream_duration: Histograms<RouteLabels> =
             Family::new_with_constructor(duration_buckets);
         registry.register(
@@ -152,18 +172,20 @@ impl Metrics {
             "From sending a request upstream to its response head, by app and route",
             upstream_duration.clone(),
         );
-        let connections = Family::<ProtocolLabels, Gauge>::default();
+        let open = Family::<ProtocolLabels, Gauge>::default();
         registry.register(
             "open_connections",
             "Client connections open, by what they speak (after the TLS handshake)",
-            connections.clone(),
+            open.clone(),
         );
-        let streams = Family::<ProtocolLabels, Gauge>::default();
+        let connections = per_protocol(&open, Protocol::ALL, Gauge::default);
+        let open = Family::<ProtocolLabels, Gauge>::default();
         registry.register(
             "open_streams",
             "HTTP/2 and HTTP/3 requests in flight, by protocol",
-            streams.clone(),
+            open.clone(),
         );
+        let streams = per_protocol(&open, &[Protocol::H2, Protocol::H3], Gauge::default);
         let clients = Gauge::default();
         registry.register(
             "client_connections",
@@ -317,15 +339,13 @@ impl Metrics {
                 self.requests.get_or_create(&labels).inc()
             }
         };
-        let index = (protocol as usize).min(2);
-        self.duration[index].observe(elapsed.as_secs_f64());
-        self.response_bytes[index].inc_by(sent);
+        self.duration[protocol as usize].observe(elapsed.as_secs_f64());
+        self.response_bytes[protocol as usize].inc_by(sent);
     }
 
     /// Where the body of a request over `version` counts its bytes.
     pub(crate) fn request_bytes(&self, version: Version) -> Counter {
-        let index = (Protocol::of(version) as usize).min(2);
-        self.request_bytes[index].clone()
+        self.request_bytes[Protocol::of(version) as usize].clone()
     }
 
     /// The upstream's response head came `elapsed` after the request went.
@@ -339,13 +359,13 @@ impl Metrics {
     /// Counts a connection (or an HTTP/2 or HTTP/3 stream) open until the
     /// guard drops.
     pub(crate) fn open(&self, protocol: Protocol) -> Open {
-        let gauge = gauge_of(&self.connections, protocol);
+        let gauge = self.connections[protocol as usize].clone();
         gauge.inc();
         Open(gauge)
     }
 
     pub(crate) fn stream(&self, protocol: Protocol) -> Open {
-        let gauge = gauge_of(&self.streams, protocol);
+        let gauge = self.streams[protocol as usize].clone();
         gauge.inc();
         Open(gauge)
     }
@@ -371,9 +391,9 @@ impl Metrics {
     fn set_census(&self, census: Census) {
         let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         set(&self.clients, census.clients);
-        set(&self.endpoints, census.endpoints);
-        set(&self.endpoints_down, census.down);
-        set(&self.idle_upstream, census.idle_connections);
+        set(&self.endpoints, census.endpoints.in_use);
+        set(&self.endpoints_down, census.endpoints.down);
+        set(&self.idle_upstream, census.endpoints.idle_connections);
         // Certificates no longer served leave.
         self.expiries.clear();
         for expiry in census.certificates {

@@ -104,12 +104,15 @@ impl Shared {
     /// Replaces the configuration; requests already routed keep the old one.
     /// What is counted at a scrape rather than as it happens.
     fn census(&self) -> Census {
-        let mut census = self.registry.census();
-        census.clients = self.admission.clients();
-        if let Some(tls) = &self.snapshot().config.tls {
-            census.certificates = tls.settings.certs.expiries();
+        let snapshot = self.snapshot();
+        let tls = snapshot.config.tls.as_ref();
+        Census {
+            clients: self.admission.clients(),
+            endpoints: self.registry.census(),
+            certificates: tls
+                .map(|tls| tls.settings.certs.expiries())
+                .unwrap_or_default(),
         }
-        census
     }
 
     pub(crate) fn apply(&self, config: Arc<ProxyConfig>) {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::{HealthCheck, Upstream, UpstreamProtocol};
-use crate::metrics::Census;
+use crate::metrics::Endpoints;
 use crate::upstream::endpoint::Endpoint;
 use crate::upstream::health::{self, Verdict};
 
@@ -65,7 +65,7 @@ impl EndpointRegistry {
     /// How many endpoints are in use, how many of them are down (marked
     /// after a failure, or failing their health check), and the idle
     /// connections their pools keep.
-    pub(crate) fn census(&self) -> Census {
+    pub(crate) fn census(&self) -> Endpoints {
         let unhealthy: HashSet<usize> = {
             let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
             verdicts
@@ -82,10 +82,8 @@ impl EndpointRegistry {
             endpoints.values().filter_map(Weak::upgrade).collect()
         };
         let now = now_ms();
-        Census {
-            endpoints: endpoints.len(),
-            clients: 0,
-            certificates: Vec::new(),
+        Endpoints {
+            in_use: endpoints.len(),
             down: endpoints
                 .iter()
                 .filter(|e| e.is_down(now) || unhealthy.contains(&(Arc::as_ptr(e) as usize)))
