@@ -136,6 +136,13 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
         };
         let _ = h1.get(&host, &format!("/p/{i}")).await;
     }
+    // And 200 TLS handshakes naming servers no certificate covers.
+    let unknown = client_config(&[&ca.der], None, &[]);
+    for i in 0..200 {
+        let sni = format!("sni{i}.test");
+        let refused = tls_connect(proxy.tls_addr.unwrap(), &sni, unknown.clone()).await;
+        assert!(refused.is_err());
+    }
 
     let scrape = get(admin, "localhost", "/metrics").await;
     assert_eq!(scrape.status.as_u16(), 200);
@@ -209,6 +216,19 @@ async fn metrics_count_requests_over_each_protocol_with_bounded_labels() {
         .count();
     assert_eq!(requests, 5, "{text}");
     assert!(!text.contains("/p/") && !text.contains("h1.test"));
+    assert!(!text.contains("sni1.test"), "server names are not labels");
+    assert_eq!(
+        sample(
+            &text,
+            "portcullis_tls_handshakes_total{result=\"failed\",version=\"-\",failure=\"unknown_server_name\"}"
+        ),
+        200.0
+    );
+    let handshakes = text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_tls_handshakes_total{"))
+        .count();
+    assert_eq!(handshakes, 2, "one full, one failed series: {text}");
     assert!(text.len() < 16 * 1024, "{} bytes", text.len());
 }
 
