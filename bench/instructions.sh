@@ -9,6 +9,8 @@
 #   UPSTREAM_TLS=1 bench/instructions.sh   # the origin behind TLS (a CA made
 #                                          # for the run, verified), as row 9
 #   TLS=1 bench/instructions.sh            # clients over TLS 1.3
+#   HTTP2=1 bench/instructions.sh          # clients over TLS 1.3 speaking
+#                                          # HTTP/2, one stream after another
 #   CLIENT_AUTH=1 bench/instructions.sh    # clients over TLS 1.3 to an app that
 #                                          # requires client certificates
 #   TLS=1 NEW_CONNECTIONS=1 ...            # each request on a new connection
@@ -74,13 +76,15 @@ client_tls=()
 proxy_url="http://127.0.0.1:$proxy_port"
 proxy_listen="listen_port = $proxy_port"
 app_tls=""
-if [ -n "${TLS:-}${CLIENT_AUTH:-}" ]; then
+if [ -n "${TLS:-}${CLIENT_AUTH:-}${HTTP2:-}" ]; then
   make_ca server-ca
   issue proxy server-ca "subjectAltName=DNS:bench.local"
   proxy_listen="listen_port_tls = $proxy_port"
   app_tls="tls = { tls_cert_path = \"$work/proxy.pem\", tls_cert_key_path = \"$work/proxy.key\" }"
   proxy_url="https://bench.local:$proxy_port"
-  client_tls=(--http1.1 --tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem")
+  version=--http1.1
+  [ -z "${HTTP2:-}" ] || version=--http2
+  client_tls=("$version" --tlsv1.3 --resolve "bench.local:$proxy_port:127.0.0.1" --cacert "$work/server-ca.pem")
   if [ -n "${CLIENT_AUTH:-}" ]; then
     make_ca client-ca
     issue client client-ca "extendedKeyUsage=clientAuth"
