@@ -347,6 +347,21 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
             ":5:1: session_tickets.rotate: unknown field `rotate`",
         ),
     ]);
+    // Unsealed shared keys would let a reader of the store forge a
+    // resumption for any client: refused while an app requires certificates.
+    let clients = Ca::root("Clients").write(dir.path(), "clients.pem");
+    let mtls = format!(
+        ", https_redirection = false, client_ca_cert_path = \"{}\"",
+        clients.display()
+    );
+    let tickets = format!(
+        "[session_tickets]\nstorage = \"file:{}\"",
+        dir.path().join("keys").display()
+    );
+    assert_refused(&[(
+        tls_app(dir.path(), up, &tickets, &mtls),
+        ": session_tickets.secret: required with a shared storage while an app requires client certificates".to_owned(),
+    )]);
     // A refused URL never shows its password.
     for storage in [
         "redis://:hunter2-secret@127.0.0.1:port/0",

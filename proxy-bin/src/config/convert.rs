@@ -103,6 +103,11 @@ pub fn convert(
         raw.acme.take(),
         raw.experimental.as_mut().and_then(|e| e.acme.take()),
     )?;
+    let client_auth = raw.apps.values().any(|app| {
+        app.tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_cert_path.is_some())
+    });
     for (name, app) in raw.apps {
         let names = app
             .server_name
@@ -125,7 +130,14 @@ pub fn convert(
             .map_err(|e| ConfigError::at(format!("apps.{name}.server_name"), e))?;
     }
     let acme = acme::plan(acme_section, ordered, base, mode)?;
-    let keeper = tickets::keeper(raw.session_tickets.take(), base, sessions, mode)?;
+    let keeper = tickets::keeper(
+        raw.session_tickets.take(),
+        base,
+        sessions,
+        mode,
+        client_auth,
+        &mut warnings,
+    )?;
     let none = certs.is_empty() && acme.is_none();
     // Layer-4 routes alone need no certificate of ours: the TLS listener
     // then only passes connections (and refuses unknown names).

@@ -62,11 +62,19 @@ struct Spec {
 /// The keeper of the section's keys: the one kept by `sessions` when the
 /// section is unchanged, else a new one (kept from now on, when serving).
 /// `None` when tickets are off.
+///
+/// Keys in a shared store (a directory or Redis) without `secret` are
+/// readable by whoever reads the store, who can then open tickets, swap
+/// the client chain in one, reseal it and resume as someone else: refused
+/// while `client_auth` (an app requires client certificates), warned
+/// about otherwise.
 pub fn keeper(
     raw: Option<RawSessionTickets>,
     base: &Path,
     sessions: &Sessions,
     mode: Mode,
+    client_auth: bool,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Arc<TicketKeeper>>> {
     let raw = raw.unwrap_or_default();
     if raw.enabled == Some(false) {
@@ -111,6 +119,23 @@ pub fn keeper(
         rotation.secret = Some(secret.into_bytes());
     }
     let location = raw.storage.unwrap_or_else(|| "memory".to_owned());
+    let shared = ["file:", "redis://", "rediss://"]
+        .iter()
+        .any(|scheme| location.starts_with(scheme));
+    if shared && rotation.secret.is_none() {
+        if client_auth {
+            return Err(at(
+                "secret",
+                "required with a shared storage while an app requires client certificates: \
+                 whoever can read the stored keys could forge a session for any client"
+                    .into(),
+            ));
+        }
+        warnings.push(format!(
+            "{KEY}: the keys in the shared storage are not sealed: set secret, or whoever can \
+             read the store can open recorded TLS 1.2 sessions and forge resumptions"
+        ));
+    }
     let redis_roots = match raw.redis_ca_cert_path {
         None => None,
         Some(_) if !location.starts_with("rediss://") => {
