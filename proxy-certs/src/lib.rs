@@ -63,6 +63,7 @@ pub use tls::{PREFERRED_GROUPS, hardened, optional_any_of, server_config};
 pub use upstream::{
     ServerCheck, UpstreamVerifier, group_named, read_ca_certificates, system_roots, upstream_config,
 };
+pub use verified::chain_valid_until;
 pub use watch::{DEFAULT_POLL_INTERVAL, Reload, WatchHandle};
 
 /// Whole seconds since the Unix epoch (0 before it), as lock expiries and

@@ -70,8 +70,15 @@ impl VerifiedChains {
     }
 }
 
-/// The second the first of the chain's certificates stops being valid
-/// (`notAfter` is the last valid second); `None` if one cannot be parsed.
+/// The second (Unix time) the first of `chain`'s certificates stops being
+/// valid (`notAfter` is the last valid second); `None` if one cannot be
+/// parsed. A verdict on the chain holds no longer than that.
+pub fn chain_valid_until(chain: &[CertificateDer<'_>]) -> Option<u64> {
+    let (leaf, intermediates) = chain.split_first()?;
+    valid_until(leaf, intermediates)
+}
+
+/// [`chain_valid_until`] of a chain given as its leaf and the rest.
 fn valid_until(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> Option<u64> {
     std::iter::once(end_entity)
         .chain(intermediates.iter().map(|c| c.as_ref()))

@@ -12,6 +12,6 @@ pub(crate) use buffered::{BufferPolicy, DiskBudget, buffer};
 pub(crate) use client::ClientBody;
 pub(crate) use file::FileBody;
 pub(crate) use h1::{H1RequestBody, ReadSide, Returned, skip_rest};
-pub(crate) use h3::H3RequestBody;
+pub(crate) use h3::{H3RequestBody, Malformed};
 pub(crate) use request::{RequestBody, prefetch};
 pub(crate) use streaming::BodyState;

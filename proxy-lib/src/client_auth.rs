@@ -9,8 +9,11 @@
 //! connection's chain is checked against that app's own [`ClientAuth`], now,
 //! and the verdict is cached on the connection for that policy until the
 //! policy changes (a reload builds new policies; re-read revocation lists
-//! bump their generation). The identity header is only ever made from a
-//! chain that passed the app's policy.
+//! bump their generation) or the first certificate of the chain expires
+//! (short-lived certificates stand in for revocation: an open HTTP/2 or
+//! HTTP/3 connection must not outlive its client's certificate). The
+//! identity header is only ever made from a chain that passed the app's
+//! policy.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -30,6 +33,9 @@ pub(crate) struct PeerChain {
     chain: Vec<CertificateDer<'static>>,
     verdicts: Mutex<Vec<PolicyVerdict>>,
     identity: OnceLock<Option<HeaderValue>>,
+    /// The second (Unix time) an acceptance stops holding: the earliest
+    /// `notAfter` of the chain (0 when a certificate cannot be read).
+    valid_until: OnceLock<u64>,
 }
 
 #[derive(Debug)]
@@ -47,6 +53,7 @@ impl PeerChain {
             chain,
             verdicts: Mutex::new(Vec::new()),
             identity: OnceLock::new(),
+            valid_until: OnceLock::new(),
         }
     }
 
@@ -67,16 +74,21 @@ impl PeerChain {
     }
 
     /// Whether the chain passes `policy` as it is now; asked once per
-    /// policy and generation.
+    /// policy and generation, and again once the chain has expired.
     pub(crate) fn accepted_by(&self, policy: &Arc<ClientAuth>) -> bool {
+        self.accepted_at(policy, UnixTime::now())
+    }
+
+    fn accepted_at(&self, policy: &Arc<ClientAuth>, now: UnixTime) -> bool {
         let generation = policy.generation();
         let mut verdicts = self.lock();
         if let Some(verdict) = verdicts.iter().find(|v| Arc::ptr_eq(&v.policy, policy))
             && verdict.generation == generation
+            && (!verdict.accepted || now.as_secs() < self.valid_until())
         {
             return verdict.accepted;
         }
-        let accepted = policy.verify(&self.chain, UnixTime::now()).is_ok();
+        let accepted = policy.verify(&self.chain, now).is_ok();
         verdicts.retain(|v| !Arc::ptr_eq(&v.policy, policy));
         if verdicts.len() >= MAX_VERDICTS {
             verdicts.remove(0);
@@ -103,6 +115,12 @@ impl PeerChain {
             .as_ref()
     }
 
+    fn valid_until(&self) -> u64 {
+        *self
+            .valid_until
+            .get_or_init(|| proxy_certs::chain_valid_until(&self.chain).unwrap_or(0))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PolicyVerdict>> {
         self.verdicts.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -120,6 +138,8 @@ pub(crate) fn permits(policy: Option<&Arc<ClientAuth>>, peer: Option<&PeerChain>
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
 
     use super::*;
     use test_support::{Ca, provider};
@@ -145,5 +165,23 @@ mod tests {
         assert!(!permits(Some(&other), Some(&peer)));
         assert!(!permits(Some(&other), None));
         assert!(permits(None, None));
+    }
+
+    #[test]
+    fn an_accepted_chain_is_asked_again_once_it_has_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::root("Clients");
+        let bundle = ca.write(dir.path(), "ca.pem");
+        let policy = Arc::new(ClientAuth::load(&bundle, vec![], provider()).unwrap());
+        let peer = PeerChain::new(ca.client_expiring("brief", Duration::from_secs(60)).chain);
+        let now = UnixTime::now();
+        assert!(peer.accepted_at(&policy, now));
+        assert!(peer.identity_for(&policy).is_some());
+        let later = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + 120));
+        assert!(
+            !peer.accepted_at(&policy, later),
+            "the cached verdict expired"
+        );
+        assert!(!peer.accepted_at(&policy, now), "a refusal stands");
     }
 }

@@ -12,6 +12,7 @@ mod layer4;
 mod limits;
 mod names;
 mod peer_allow;
+mod screened;
 mod server_tls;
 mod sticky;
 mod trusted;
@@ -47,6 +48,7 @@ pub use limits::*;
 pub(crate) use names::check_host;
 pub use names::{PathPrefix, ReplacePath, ServerName};
 pub use peer_allow::PeerAllow;
+pub(crate) use screened::{Screened, remove_all};
 pub(crate) use server_tls::ServerTls;
 pub use server_tls::{AppTls, DEFAULT_SESSION_CACHE, TlsSettings};
 pub use sticky::{DEFAULT_STICKY_COOKIE_NAME, StickyCookie};
@@ -81,6 +83,10 @@ pub struct ProxyConfig {
     pub(crate) bridge_ingress: Option<BridgeIngress>,
     pub(crate) bridge_peer: Option<BridgePeer>,
     pub(crate) admin: Option<SocketAddr>,
+    /// Fields no client may send upstream, on any app: every app's client
+    /// identity header, in both spellings, and (in trailers) the
+    /// forwarding fields this proxy sets. See `handler/headers.rs`.
+    pub(crate) screened: Screened,
 }
 
 impl ProxyConfig {
@@ -322,6 +328,7 @@ impl ProxyConfigBuilder {
             bridge_ingress: self.bridge_ingress.clone(),
             bridge_peer: self.bridge_peer.clone(),
             admin: self.admin,
+            screened: Screened::of(&self.apps),
         })
     }
 

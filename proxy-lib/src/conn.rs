@@ -29,6 +29,9 @@ pub(crate) struct ConnCtx {
     pub(crate) peer: SocketAddr,
     /// The peer's IP as a header value, made once for all its requests.
     pub(crate) peer_ip: HeaderValue,
+    /// The port the connection came in on, as a header value (made once
+    /// per listener).
+    pub(crate) port: HeaderValue,
     /// Requests in flight, for the HTTP/2 watchdog; HTTP/1.1 connections
     /// time themselves and leave it out.
     pub(crate) activity: Option<Arc<ConnActivity>>,
@@ -43,10 +46,11 @@ pub(crate) struct ConnCtx {
 
 impl ConnCtx {
     /// A connection accepted from `peer` (HTTP/1.1 first, maybe TLS).
-    pub(crate) fn accepted(peer: SocketAddr, slot: ClientSlot) -> Self {
+    pub(crate) fn accepted(peer: SocketAddr, port: HeaderValue, slot: ClientSlot) -> Self {
         Self {
             peer,
             peer_ip: ip_value(peer),
+            port,
             activity: None,
             timer: TimerSlot::default(),
             tls: None,
@@ -58,6 +62,7 @@ impl ConnCtx {
     /// A multiplexed connection (HTTP/3) that tracks its requests.
     pub(crate) fn multiplexed(
         peer: SocketAddr,
+        port: HeaderValue,
         slot: ClientSlot,
         tls: TlsInfo,
         open: Open,
@@ -65,6 +70,7 @@ impl ConnCtx {
         Self {
             peer,
             peer_ip: ip_value(peer),
+            port,
             activity: Some(ConnActivity::new()),
             timer: TimerSlot::default(),
             tls: Some(Arc::new(tls)),

@@ -16,7 +16,7 @@ pub(crate) use encode::{
     chunk_size, closing_answer, last_chunk, request_head, response_head, switching_head,
 };
 pub(crate) use fields::Refusal;
-pub(crate) use framing::{Framing, bodiless, parse_length};
+pub(crate) use framing::{Framing, bodiless, declared_length, parse_length};
 pub(crate) use prefixed::Prefixed;
 #[cfg(feature = "fuzzing")]
 pub(crate) use request_head::fuzz as fuzz_request_head;

@@ -15,6 +15,7 @@ mod forwarding;
 mod h3;
 mod h3_early_data;
 mod hostile;
+mod integrity;
 mod layer4;
 mod lifecycle;
 mod limits;

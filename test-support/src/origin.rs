@@ -32,6 +32,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     pub name: &'static str,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Every byte received, on every connection, in arrival order.
+    raw: Arc<Mutex<Vec<u8>>>,
     connections: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
@@ -58,6 +60,7 @@ impl Origin {
             addr: listener.local_addr().unwrap(),
             name,
             seen: Arc::default(),
+            raw: Arc::default(),
             connections: Arc::default(),
             stop: CancellationToken::new(),
         };
@@ -72,6 +75,10 @@ impl Origin {
                     () = this.stop.cancelled() => return,
                 };
                 this.connections.fetch_add(1, Ordering::SeqCst);
+                let stream = Recorded {
+                    inner: stream,
+                    raw: this.raw.clone(),
+                };
                 let seen = this.seen.clone();
                 let handler = handler.clone();
                 let stop = this.stop.clone();
@@ -109,6 +116,11 @@ impl Origin {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Every byte the origin received, as text (lossy).
+    pub fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.raw.lock().unwrap()).into_owned()
     }
 
     pub fn hits(&self) -> usize {
@@ -227,4 +239,53 @@ pub async fn paced_origin(chunks: Vec<&'static str>, pause: std::time::Duration)
         }
     })
     .await
+}
+
+/// A connection whose received bytes are kept, so a test can tell what
+/// reached the origin whether or not its parser made a request of it.
+struct Recorded {
+    inner: tokio::net::TcpStream,
+    raw: Arc<Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncRead for Recorded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled {
+            let raw = self.raw.clone();
+            raw.lock()
+                .unwrap()
+                .extend_from_slice(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Recorded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body::{Body, Frame};
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
@@ -120,7 +120,7 @@ pub(crate) struct Buffered {
     rest: Option<Box<Streaming>>,
     /// The whole length, when the whole body was read (and has no
     /// trailers, which need chunked framing).
-    pub(crate) len: Option<u64>,
+    len: Option<u64>,
     _disk: DiskBytes,
 }
 
@@ -156,6 +156,28 @@ impl Buffered {
             Some(rest) => rest.poll_frame(cx),
             None => Poll::Ready(None),
         }
+    }
+
+    /// The exact length still to come, when it is known: the whole body
+    /// was read without trailers, or the rest that streams has a length.
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        if let Some(len) = self.len {
+            return SizeHint::with_exact(len);
+        }
+        let rest = match &self.rest {
+            Some(rest) if self.trailers.is_none() => rest.size_hint().exact(),
+            _ => None,
+        };
+        let Some(rest) = rest else {
+            return SizeHint::default();
+        };
+        let in_memory: u64 = self
+            .memory
+            .iter()
+            .filter_map(|frame| frame.data_ref())
+            .map(|data| data.len() as u64)
+            .sum();
+        SizeHint::with_exact(in_memory + self.on_disk + rest)
     }
 
     pub(crate) fn is_end_stream(&self) -> bool {

@@ -1,14 +1,17 @@
 //! A request body as the client sends it, whichever protocol it came on.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderName;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::body::{H1RequestBody, H3RequestBody};
+use crate::config::remove_all;
 use crate::error::BoxError;
 
 /// The body of a client's request.
@@ -23,6 +26,9 @@ pub(crate) enum ClientBody {
     H3(Box<H3RequestBody>),
     /// Another, its bytes counted as they are read (for `/metrics`).
     Counted(Box<ClientBody>, Counter),
+    /// Another, whose trailers lose the fields named (see
+    /// `config/screened.rs`).
+    Screened(Box<ClientBody>, Arc<[HeaderName]>),
 }
 
 impl ClientBody {
@@ -33,6 +39,15 @@ impl ClientBody {
             Self::Empty => Self::Empty,
             body => Self::Counted(Box::new(body), counter),
         }
+    }
+
+    /// `self`, its trailers without the fields `names`; a body that is
+    /// empty from the start is left as it is.
+    pub(crate) fn screened(self, names: &Arc<[HeaderName]>) -> Self {
+        if self.is_end_stream() {
+            return self;
+        }
+        Self::Screened(Box::new(self), names.clone())
     }
 }
 
@@ -60,6 +75,15 @@ impl Body for ClientBody {
                 }
                 polled
             }
+            Self::Screened(body, names) => {
+                let mut polled = Pin::new(&mut **body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &mut polled
+                    && let Some(trailers) = frame.trailers_mut()
+                {
+                    remove_all(trailers, names);
+                }
+                polled
+            }
         }
     }
 
@@ -69,7 +93,7 @@ impl Body for ClientBody {
             Self::H1(body) => body.is_end_stream(),
             Self::H2(body) => body.is_end_stream(),
             Self::H3(body) => body.is_end_stream(),
-            Self::Counted(body, _) => body.is_end_stream(),
+            Self::Counted(body, _) | Self::Screened(body, _) => body.is_end_stream(),
         }
     }
 
@@ -79,7 +103,7 @@ impl Body for ClientBody {
             Self::H1(body) => body.size_hint(),
             Self::H2(body) => body.size_hint(),
             Self::H3(body) => body.size_hint(),
-            Self::Counted(body, _) => body.size_hint(),
+            Self::Counted(body, _) | Self::Screened(body, _) => body.size_hint(),
         }
     }
 }

@@ -1,13 +1,21 @@
-//! A request body arriving on an HTTP/3 stream.
+//! A request body arriving on an HTTP/3 stream, held to the length its
+//! head declares. The h3 crate does not count DATA against
+//! `Content-Length`; a request whose body disagrees is malformed (RFC 9114
+//! section 4.1.2) and must never reach an upstream as announced: the body
+//! fails, the stream is marked, and the server resets it with
+//! `H3_MESSAGE_ERROR`.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
+use h3::error::Code;
 use h3::server::RequestStream;
-use http_body::{Body, Frame};
+use http_body::{Body, Frame, SizeHint};
 
-use crate::error::BoxError;
+use crate::error::{BoxError, Error, ErrorKind};
 
 type Recv = RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -18,6 +26,24 @@ pub(crate) struct H3RequestBody {
     /// A frame read ahead to learn whether there is a body at all.
     first: Option<Bytes>,
     state: Expecting,
+    /// Bytes the declared `Content-Length` still allows, if one was.
+    left: Option<u64>,
+    malformed: Malformed,
+}
+
+/// Set once a request body broke its declared length: the stream is then
+/// reset rather than answered.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Malformed(Arc<AtomicBool>);
+
+impl Malformed {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +62,19 @@ impl std::fmt::Debug for H3RequestBody {
 }
 
 impl H3RequestBody {
-    /// The body of a request whose stream is `recv`. When `peek`, the first
+    /// The body of a request whose stream is `recv`, whose head declared
+    /// `length` (checked by [`declared_length`]). When `peek`, the first
     /// DATA frame is awaited (it comes with the headers for requests such
     /// as GET), so that a request without a body is forwarded as one; the
     /// result is `None` then.
-    pub(crate) async fn new(mut recv: Recv, peek: bool) -> Result<Option<Self>, BoxError> {
+    ///
+    /// [`declared_length`]: crate::http1::declared_length
+    pub(crate) async fn new(
+        mut recv: Recv,
+        length: Option<u64>,
+        peek: bool,
+        malformed: Malformed,
+    ) -> Result<Option<Self>, BoxError> {
         let mut first = None;
         if peek {
             match recv.recv_data().await? {
@@ -48,11 +82,37 @@ impl H3RequestBody {
                 Some(mut data) => first = Some(data.copy_to_bytes(data.remaining())),
             }
         }
-        Ok(Some(Self {
+        let mut body = Self {
             recv,
-            first,
+            first: None,
             state: Expecting::Data,
-        }))
+            left: length,
+            malformed,
+        };
+        if let Some(data) = first {
+            first = Some(body.count(data)?);
+        }
+        body.first = first;
+        Ok(Some(body))
+    }
+
+    /// `data`, if the declared length allows it.
+    fn count(&mut self, data: Bytes) -> Result<Bytes, BoxError> {
+        if let Some(left) = self.left.as_mut() {
+            match left.checked_sub(data.len() as u64) {
+                Some(rest) => *left = rest,
+                None => return Err(self.refuse("the body is longer than its Content-Length")),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Marks the request malformed and stops the client sending more.
+    fn refuse(&mut self, why: &'static str) -> BoxError {
+        self.state = Expecting::Done;
+        self.malformed.set();
+        self.recv.stop_sending(Code::H3_MESSAGE_ERROR);
+        Box::new(Error::new(ErrorKind::ClientBody).with_context(why))
     }
 }
 
@@ -74,8 +134,12 @@ impl Body for H3RequestBody {
                     Ok(Some(mut data)) => {
                         let bytes = data.copy_to_bytes(data.remaining());
                         if !bytes.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                            return Poll::Ready(Some(this.count(bytes).map(Frame::data)));
                         }
+                    }
+                    Ok(None) if this.left.is_some_and(|left| left > 0) => {
+                        let why = "the body is shorter than its Content-Length";
+                        return Poll::Ready(Some(Err(this.refuse(why))));
                     }
                     Ok(None) => this.state = Expecting::Trailers,
                     Err(e) => {
@@ -99,5 +163,13 @@ impl Body for H3RequestBody {
 
     fn is_end_stream(&self) -> bool {
         self.state == Expecting::Done && self.first.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let first = self.first.as_ref().map_or(0, |data| data.len() as u64);
+        match self.left {
+            Some(left) => SizeHint::with_exact(first + left),
+            None => SizeHint::default(),
+        }
     }
 }

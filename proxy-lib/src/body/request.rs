@@ -41,15 +41,6 @@ impl RequestBody {
         Self(Kind::Empty)
     }
 
-    /// The length of a body that was read whole before forwarding.
-    pub(crate) fn gathered_len(&self) -> Option<u64> {
-        match &self.0 {
-            Kind::Frames(_, len) => Some(*len),
-            Kind::Buffered(buffered) => buffered.len,
-            _ => None,
-        }
-    }
-
     /// A body read (at least in part) before forwarding.
     pub(crate) fn buffered(body: Buffered) -> Self {
         Self(Kind::Buffered(Box::new(body)))
@@ -99,7 +90,7 @@ impl Body for RequestBody {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Frames(_, len) => SizeHint::with_exact(*len),
             Kind::Stream(s) => s.size_hint(),
-            Kind::Buffered(b) => b.len.map_or_else(SizeHint::default, SizeHint::with_exact),
+            Kind::Buffered(b) => b.size_hint(),
         }
     }
 }

@@ -153,11 +153,23 @@ impl Streaming {
         self.head.is_empty() && self.inner.is_end_stream()
     }
 
+    /// The inner body's hint, with the frames read ahead added to it.
     pub(crate) fn size_hint(&self) -> SizeHint {
+        let inner = self.inner.size_hint();
         if self.head.is_empty() {
-            self.inner.size_hint()
-        } else {
-            SizeHint::default()
+            return inner;
+        }
+        match inner.exact() {
+            Some(rest) => {
+                let head: u64 = self
+                    .head
+                    .iter()
+                    .filter_map(|frame| frame.data_ref())
+                    .map(|data| data.len() as u64)
+                    .sum();
+                SizeHint::with_exact(head + rest)
+            }
+            None => SizeHint::default(),
         }
     }
 }

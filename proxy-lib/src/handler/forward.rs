@@ -50,8 +50,8 @@ impl Forward<'_> {
         body: ClientBody,
         exchange: &mut Exchange,
     ) -> Result<Response<ResponseBody>> {
-        if let (Some(limit), Some(len)) = (self.body_limit(&parts), content_length(&parts))
-            && len > limit
+        if let Some(limit) = self.body_limit(&parts)
+            && content_length(&parts).is_some_and(|len| len > limit)
         {
             return Err(Error::new(ErrorKind::BodyTooLarge));
         }
@@ -61,17 +61,16 @@ impl Forward<'_> {
         let client_upgrade = upgrade
             .then(|| parts.extensions.remove::<ClientUpgrade>())
             .flatten();
+        let body = body.screened(&self.config.screened.trailers);
         let (body, body_state) = self.request_body(&parts, body).await?;
 
         let uri = self.upstream_uri(&parts)?;
         remove_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(header::EXPECT);
-        if let Some(len) = body.gathered_len() {
-            // A chunked body read whole goes on with its length.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
+        // The upstream's framing is what the body is (its exact length, or
+        // chunked), never what the client announced: each upstream
+        // protocol frames it from the body itself.
+        parts.headers.remove(header::CONTENT_LENGTH);
         Forwarding {
             peer: exchange.client.ip(),
             peer_value: &self.conn.peer_ip,
@@ -81,10 +80,12 @@ impl Forward<'_> {
             } else {
                 "http"
             },
+            port: &self.conn.port,
             host: exchange.host.as_ref(),
             forwarded_header: self.set.forwarded_header,
             upgrade_insecure_requests: self.set.upgrade_insecure_requests,
             client_identity: self.identity,
+            identity_headers: &self.config.screened.identity,
         }
         .apply(&mut parts.headers);
         parts.uri = uri;
@@ -299,10 +300,10 @@ impl Forward<'_> {
     }
 }
 
+/// The length the client announced: every protocol's parser has checked
+/// it by now (ours and h2 strictly, HTTP/3's in `server/quic.rs`), so the
+/// first value is the only one.
 fn content_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    let value = parts.headers.get(header::CONTENT_LENGTH)?;
+    crate::http1::parse_length(value.as_bytes())
 }

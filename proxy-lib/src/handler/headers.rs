@@ -11,6 +11,12 @@ use crate::forwarded_for::{Reported, X_FORWARDED_FOR};
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// httpoxy: CGI upstreams turn it into `HTTP_PROXY`.
+static PROXY: HeaderName = HeaderName::from_static("proxy");
+static X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static UPGRADE_INSECURE_REQUESTS: HeaderName = HeaderName::from_static("upgrade-insecure-requests");
@@ -94,43 +100,68 @@ pub(crate) struct Forwarding<'a> {
     /// What a trusted peer reported; none for any other peer.
     pub(crate) reported: Option<&'a Reported>,
     pub(crate) proto: &'static str,
+    /// The port the request came in on, as a header value.
+    pub(crate) port: &'a HeaderValue,
     pub(crate) host: Option<&'a HeaderValue>,
     pub(crate) forwarded_header: bool,
     pub(crate) upgrade_insecure_requests: bool,
     /// The header naming the verified client certificate, and its value on
     /// this connection (the client's own is removed either way).
     pub(crate) client_identity: Option<(&'a HeaderName, Option<&'a HeaderValue>)>,
+    /// Every app's identity headers, removed whatever this app forwards.
+    pub(crate) identity_headers: &'a [HeaderName],
 }
 
 impl Forwarding<'_> {
-    /// Sets `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and,
-    /// when asked, an RFC 7239 `Forwarded` element. From a trusted proxy,
-    /// the forwarding chain it reports goes on (from the client it names)
-    /// with the peer added, and its `X-Forwarded-Proto` and `Forwarded` are
-    /// kept; from anyone else they are replaced: a client cannot make the
-    /// upstream believe it is someone else. `X-Forwarded-Host` is always
-    /// the host this proxy received.
+    /// Sets `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Port`, `X-Forwarded-Host` and, when asked, an RFC 7239
+    /// `Forwarded` element. From a trusted proxy, the forwarding chain it
+    /// reports goes on (from the client it names) with the peer added, and
+    /// its `X-Forwarded-Proto`, `X-Forwarded-Port`, `Forwarded`,
+    /// `X-Forwarded-Ssl` and `X-Original-URI` are kept; from anyone else
+    /// they are replaced or removed: a client cannot make the upstream
+    /// believe it is someone else, or came another way. `X-Forwarded-Host`
+    /// is always the host this proxy received; `Proxy` (httpoxy) and every
+    /// app's client identity header never pass.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         // Room for the fields below at once, rather than a regrowth each.
-        headers.reserve(4);
-        let forwarded_for = match self.reported {
-            Some(reported) if !reported.chain.is_empty() => {
-                HeaderValue::from_str(&format!("{}, {}", reported.chain, self.peer)).ok()
+        headers.reserve(6);
+        let trusted = self.reported.is_some();
+        // One pass over the names, as most requests carry none of these.
+        if headers.keys().any(|name| {
+            name == PROXY || !trusted && (name == X_FORWARDED_SSL || name == X_ORIGINAL_URI)
+        }) {
+            headers.remove(&PROXY);
+            if !trusted {
+                headers.remove(&X_FORWARDED_SSL);
+                headers.remove(&X_ORIGINAL_URI);
             }
-            _ => Some(self.peer_value.clone()),
+        }
+        let (forwarded_for, real_ip) = match self.reported {
+            Some(reported) if !reported.chain.is_empty() => (
+                HeaderValue::from_str(&format!("{}, {}", reported.chain, self.peer)).ok(),
+                HeaderValue::from_str(&reported.client.to_string()).ok(),
+            ),
+            _ => (Some(self.peer_value.clone()), Some(self.peer_value.clone())),
         };
         if let Some(value) = forwarded_for {
             headers.insert(&X_FORWARDED_FOR, value);
         }
-        let keep_proto = self.reported.is_some() && headers.contains_key(&X_FORWARDED_PROTO);
-        if !keep_proto {
+        match real_ip {
+            Some(value) => headers.insert(&X_REAL_IP, value),
+            None => headers.remove(&X_REAL_IP),
+        };
+        if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
             headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(self.proto));
+        }
+        if !(trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+            headers.insert(&X_FORWARDED_PORT, self.port.clone());
         }
         match self.host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
         };
-        if self.reported.is_none() {
+        if !trusted {
             headers.remove(header::FORWARDED);
         }
         if self.forwarded_header {
@@ -139,11 +170,9 @@ impl Forwarding<'_> {
         if self.upgrade_insecure_requests {
             headers.insert(&UPGRADE_INSECURE_REQUESTS, HeaderValue::from_static("1"));
         }
-        if let Some((name, value)) = self.client_identity {
-            headers.remove(name);
-            if let Some(value) = value {
-                headers.insert(name, value.clone());
-            }
+        crate::config::remove_all(headers, self.identity_headers);
+        if let Some((name, Some(value))) = self.client_identity {
+            headers.insert(name, value.clone());
         }
     }
 
@@ -214,6 +243,11 @@ mod tests {
         let mut headers = map(&[
             ("x-forwarded-for", "6.6.6.6, 10.0.0.2"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "1"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-ssl", "on"),
+            ("x-original-uri", "/admin"),
+            ("proxy", "http://evil"),
             ("forwarded", "for=6.6.6.6"),
         ]);
         let host = HeaderValue::from_static("example.com");
@@ -223,10 +257,12 @@ mod tests {
             peer_value: &peer_value,
             reported,
             proto: "http",
+            port: &HeaderValue::from_static("8080"),
             host: Some(&host),
             forwarded_header,
             upgrade_insecure_requests: false,
             client_identity: None,
+            identity_headers: &[],
         }
         .apply(&mut headers);
         headers
@@ -236,6 +272,11 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_says() {
         let headers = forwarding(None, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(headers["x-real-ip"], "10.0.0.1");
+        assert_eq!(headers["x-forwarded-port"], "8080");
+        for gone in ["x-forwarded-ssl", "x-original-uri", "proxy"] {
+            assert!(!headers.contains_key(gone), "{gone}");
+        }
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "example.com");
         assert_eq!(
@@ -255,7 +296,11 @@ mod tests {
         assert_eq!(reported.chain, "1.2.3.4, 10.0.0.2");
         let headers = forwarding(Some(&reported), true);
         assert_eq!(headers["x-forwarded-for"], "1.2.3.4, 10.0.0.2, 10.0.0.1");
+        assert_eq!(headers["x-real-ip"], "1.2.3.4");
         assert_eq!(headers["x-forwarded-proto"], "https", "the edge's view");
+        assert_eq!(headers["x-forwarded-port"], "1", "the edge's view");
+        assert_eq!(headers["x-forwarded-ssl"], "on");
+        assert!(!headers.contains_key("proxy"), "httpoxy from anyone");
         assert_eq!(
             headers["forwarded"],
             "for=6.6.6.6, for=10.0.0.1;proto=http;host=\"example.com\""

@@ -7,34 +7,40 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{self, HeaderMap};
 use http::{Method, Request, StatusCode, Version};
 
-use crate::http1::framing::{Framing, parse_length};
+use crate::http1::framing::Framing;
 
 /// Encodes the request line and fields of `req` into `out` (cleared
-/// first), adding the framing field its body needs; `body_empty` when no
-/// body follows. Says how the body goes on the wire.
-pub(crate) fn request_head<B>(req: &Request<B>, body_empty: bool, out: &mut Vec<u8>) -> Framing {
+/// first), with the framing field of `body`, how its body goes on the
+/// wire: the caller's word, taken from what the body is, never from the
+/// fields of the request (a client's `Content-Length` or
+/// `Transfer-Encoding` is left out). Says how the body goes on the wire.
+pub(crate) fn request_head<B>(req: &Request<B>, body: Framing, out: &mut Vec<u8>) -> Framing {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    fields(out, req.headers());
-    let framing = if let Some(length) = req.headers().get(header::CONTENT_LENGTH) {
-        // Every request reaching here was read by a parser that refuses
-        // an invalid length (ours, hyper's, h3's).
-        Framing::Length(parse_length(length.as_bytes()).unwrap_or(0))
-    } else if body_empty {
-        if expects_body(req.method()) {
-            out.extend_from_slice(b"content-length: 0\r\n");
-            Framing::Length(0)
-        } else {
-            Framing::Empty
+    for (name, value) in req.headers() {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
         }
-    } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        Framing::Chunked
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let framing = match body {
+        Framing::Empty | Framing::Close if expects_body(req.method()) => Framing::Length(0),
+        Framing::Close => Framing::Empty,
+        framing => framing,
     };
+    match framing {
+        Framing::Length(len) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(len, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
     out.extend_from_slice(b"\r\n");
     framing
 }
@@ -138,6 +144,7 @@ fn fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
+#[inline]
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -276,9 +283,9 @@ mod tests {
         );
     }
 
-    fn encoded(req: Request<()>, body_empty: bool) -> (String, Framing) {
+    fn encoded(req: Request<()>, body: Framing) -> (String, Framing) {
         let mut out = Vec::new();
-        let framing = request_head(&req, body_empty, &mut out);
+        let framing = request_head(&req, body, &mut out);
         (String::from_utf8(out).unwrap(), framing)
     }
 
@@ -286,7 +293,7 @@ mod tests {
     fn request_heads_carry_the_framing_their_body_needs() {
         let get = Request::get("/a?b=1").header("host", "x").body(()).unwrap();
         assert_eq!(
-            encoded(get, true),
+            encoded(get, Framing::Empty),
             (
                 "GET /a?b=1 HTTP/1.1\r\nhost: x\r\n\r\n".into(),
                 Framing::Empty
@@ -294,24 +301,52 @@ mod tests {
         );
         let post = Request::post("/").body(()).unwrap();
         assert_eq!(
-            encoded(post, true),
+            encoded(post, Framing::Empty),
             (
                 "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n".into(),
                 Framing::Length(0)
             )
         );
-        let sized = Request::post("/")
-            .header("content-length", "3")
-            .body(())
-            .unwrap();
-        assert_eq!(encoded(sized, false).1, Framing::Length(3));
+        let sized = Request::post("/").body(()).unwrap();
+        assert_eq!(
+            encoded(sized, Framing::Length(3)),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".into(),
+                Framing::Length(3)
+            )
+        );
         let streamed = Request::post("/").body(()).unwrap();
         assert_eq!(
-            encoded(streamed, false),
+            encoded(streamed, Framing::Chunked),
             (
                 "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".into(),
                 Framing::Chunked
             )
         );
+    }
+
+    #[test]
+    fn a_clients_framing_fields_never_reach_the_upstream() {
+        // What a client announced is not what the body is: only the
+        // caller's framing goes on the wire, once.
+        let lying = Request::post("/")
+            .header("content-length", "5")
+            .header("content-length", "500")
+            .header("transfer-encoding", "chunked")
+            .header("x-kept", "1")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            encoded(lying, Framing::Length(71)),
+            (
+                "POST / HTTP/1.1\r\nx-kept: 1\r\ncontent-length: 71\r\n\r\n".into(),
+                Framing::Length(71)
+            )
+        );
+        let get = Request::get("/")
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(encoded(get, Framing::Empty).0, "GET / HTTP/1.1\r\n\r\n");
     }
 }

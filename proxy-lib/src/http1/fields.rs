@@ -4,7 +4,7 @@
 
 use http::header::{self, HeaderName};
 
-use crate::http1::framing::{last_token_is_chunked, parse_length};
+use crate::http1::framing::{last_token_is_chunked, merge_length};
 
 /// Why a head cannot be read; the connection cannot go on after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +83,7 @@ impl Delimiting {
     #[inline(always)]
     pub(super) fn read(&mut self, name: &HeaderName, value: &[u8]) -> Result<Read, &'static str> {
         if *name == header::CONTENT_LENGTH {
-            for item in value.split(|&b| b == b',') {
-                let parsed = parse_length(item).ok_or("the Content-Length is invalid")?;
-                if self.length.is_some_and(|l| l != parsed) {
-                    return Err("the Content-Lengths conflict");
-                }
-                self.length = Some(parsed);
-            }
+            merge_length(&mut self.length, value)?;
             Ok(Read::Length)
         } else if *name == header::TRANSFER_ENCODING {
             self.coding_after_chunked |= self.chunked == Some(true);

@@ -1,6 +1,7 @@
 //! How a message body is delimited on the wire (RFC 9112 section 6), and
 //! the framing fields read the same way wherever a head is parsed.
 
+use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
 
 use crate::http1::Decoder;
@@ -55,6 +56,31 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// Adds one `Content-Length` field's value (a comma-separated list) to
+/// `length`: every item must be a valid length, and all must agree with
+/// each other and with what `length` already holds (RFC 9110 section 8.6).
+pub(crate) fn merge_length(length: &mut Option<u64>, value: &[u8]) -> Result<(), &'static str> {
+    for item in value.split(|&b| b == b',') {
+        let parsed = parse_length(item).ok_or("the Content-Length is invalid")?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err("the Content-Lengths conflict");
+        }
+        *length = Some(parsed);
+    }
+    Ok(())
+}
+
+/// The length a message's `Content-Length` fields declare, read as strictly
+/// as our HTTP/1.1 parser reads them: for heads another parser accepted
+/// (HTTP/3's), which does not look at the length at all.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        merge_length(&mut length, value.as_bytes())?;
+    }
+    Ok(length)
+}
+
 /// Whether the last coding a `Transfer-Encoding` value lists is `chunked`.
 pub(crate) fn last_token_is_chunked(value: &[u8]) -> bool {
     value
@@ -88,6 +114,29 @@ mod tests {
                 None,
                 "{:?}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn declared_lengths_agree_or_are_refused() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(declared_length(&headers), Ok(None));
+        headers.append(header::CONTENT_LENGTH, "5".parse().unwrap());
+        headers.append(header::CONTENT_LENGTH, "5, 5".parse().unwrap());
+        assert_eq!(declared_length(&headers), Ok(Some(5)));
+        headers.append(header::CONTENT_LENGTH, "6".parse().unwrap());
+        assert_eq!(
+            declared_length(&headers),
+            Err("the Content-Lengths conflict")
+        );
+        for bad in ["+5", "5,", "0x5", " ", "5 5"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_LENGTH, bad.parse().unwrap());
+            assert_eq!(
+                declared_length(&headers),
+                Err("the Content-Length is invalid"),
+                "{bad:?}"
             );
         }
     }

@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use crate::admission::ClientSlot;
 use crate::body::ClientBody;
 use crate::bridge;
 use crate::clock::{self, now_ms};
@@ -66,12 +64,10 @@ fn h2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecu
 pub(crate) async fn serve(
     tcp: TcpStream,
     kind: ListenerKind,
-    peer: SocketAddr,
+    mut ctx: ConnCtx,
     shared: Arc<Shared>,
     lot: Arc<Lot>,
-    slot: ClientSlot,
 ) {
-    let mut ctx = ConnCtx::accepted(peer, slot);
     let serving = async {
         match kind {
             ListenerKind::Http => {

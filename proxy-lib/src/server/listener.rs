@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::admission::{ClientSlot, Refused};
+use crate::conn::ConnCtx;
 use crate::error::ErrorKind;
 use crate::http1;
 use crate::proxy_protocol;
@@ -41,6 +43,8 @@ pub(crate) async fn accept_loop(
     lot: Arc<Lot>,
     stop: CancellationToken,
 ) {
+    // X-Forwarded-Port, made once for every connection it accepts.
+    let port = HeaderValue::from(listener.local_addr().map_or(0, |addr| addr.port()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -74,7 +78,7 @@ pub(crate) async fn accept_loop(
             false => None,
         };
         match proxy_protocol {
-            None => admit_and_serve(stream, kind, peer, &shared, &lot),
+            None => admit_and_serve(stream, kind, peer, &port, &shared, &lot),
             Some(expected) => {
                 if !expected.from.contains(peer.ip()) {
                     if let Some(suppressed) = shared.log_limits.untrusted_peer.admit() {
@@ -82,13 +86,14 @@ pub(crate) async fn accept_loop(
                     }
                     continue;
                 }
-                let (shared, lot) = (shared.clone(), lot.clone());
+                let (shared, lot, port) = (shared.clone(), lot.clone(), port.clone());
                 let tasks = shared.tasks.clone();
                 tasks.spawn(async move {
                     let mut stream = stream;
                     match proxy_protocol::read(&mut stream, expected.timeout).await {
                         Ok(source) => {
-                            admit_and_serve(stream, kind, source.unwrap_or(peer), &shared, &lot);
+                            let peer = source.unwrap_or(peer);
+                            admit_and_serve(stream, kind, peer, &port, &shared, &lot);
                         }
                         Err(failure) => {
                             debug!(peer = %peer, ?failure, "no PROXY protocol header; closed");
@@ -106,12 +111,14 @@ fn admit_and_serve(
     stream: TcpStream,
     kind: ListenerKind,
     peer: SocketAddr,
+    port: &HeaderValue,
     shared: &Arc<Shared>,
     lot: &Arc<Lot>,
 ) {
     match admit(shared, lot, peer) {
         Ok(slot) => {
-            let serving = connection::serve(stream, kind, peer, shared.clone(), lot.clone(), slot);
+            let ctx = ConnCtx::accepted(peer, port.clone(), slot);
+            let serving = connection::serve(stream, kind, ctx, shared.clone(), lot.clone());
             shared.tasks.spawn(serving);
         }
         Err(refused) => {

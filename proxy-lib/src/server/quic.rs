@@ -12,17 +12,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use h3::error::Code;
 use h3::server::{RequestResolver, RequestStream};
-use http::{Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::admission::ClientSlot;
-use crate::body::{ClientBody, H3RequestBody};
+use crate::body::{ClientBody, H3RequestBody, Malformed};
 use crate::client_auth::PeerChain;
 use crate::conn::{ConnCtx, EarlyData, TlsInfo};
 use crate::handler;
+use crate::http1;
 use crate::metrics::Protocol;
 use crate::response::ResponseBody;
 use crate::server::listener;
@@ -51,6 +52,8 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
 ) {
     let open = Arc::new(AtomicU32::new(0));
+    // X-Forwarded-Port, made once for every connection it accepts.
+    let port = HeaderValue::from(endpoint.local_addr().map_or(0, |addr| addr.port()));
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -87,7 +90,12 @@ pub(crate) async fn accept_loop(
         };
         open.fetch_add(1, Ordering::AcqRel);
         let counted = Counted(open.clone());
-        let task = serve_connection(incoming, shared.clone(), slot, counted, early_data);
+        let accepted = Accepted {
+            slot,
+            port: port.clone(),
+            _counted: counted,
+        };
+        let task = serve_connection(incoming, shared.clone(), accepted, early_data);
         shared.tasks.spawn(task);
     }
     // Connections already open finish on their own (the drain closes them).
@@ -103,11 +111,17 @@ impl Drop for Counted {
     }
 }
 
+/// What admitting a QUIC connection gave it.
+struct Accepted {
+    slot: ClientSlot,
+    port: HeaderValue,
+    _counted: Counted,
+}
+
 async fn serve_connection(
     incoming: quinn::Incoming,
     shared: Arc<Shared>,
-    slot: ClientSlot,
-    _counted: Counted,
+    accepted: Accepted,
     early_data: bool,
 ) {
     let peer = incoming.remote_address();
@@ -136,7 +150,18 @@ async fn serve_connection(
         },
     };
     let open = shared.metrics.open(Protocol::H3);
-    let ctx = Arc::new(ConnCtx::multiplexed(peer, slot, tls_info(&conn), open));
+    let Accepted {
+        slot,
+        port,
+        _counted,
+    } = accepted;
+    let ctx = Arc::new(ConnCtx::multiplexed(
+        peer,
+        port,
+        slot,
+        tls_info(&conn),
+        open,
+    ));
     let max_field_section = shared.snapshot().config.limits.max_header_size as u64;
     let built = h3::server::builder()
         .max_field_section_size(max_field_section)
@@ -223,46 +248,63 @@ async fn serve_request(
     if early {
         req.extensions_mut().insert(EarlyData);
     }
-    let (mut send, recv) = stream.split();
-    let body = match request_body(&req, recv).await {
+    let (mut send, mut recv) = stream.split();
+    let length = match http1::declared_length(req.headers()) {
+        Ok(length) => length,
+        Err(why) => {
+            debug!(peer = %ctx.peer, why, "HTTP/3 request malformed");
+            recv.stop_sending(Code::H3_MESSAGE_ERROR);
+            send.stop_stream(Code::H3_MESSAGE_ERROR);
+            return;
+        }
+    };
+    let (body, malformed) = match request_body(&req, recv, length).await {
         Ok(body) => body,
         Err(error) => {
             debug!(peer = %ctx.peer, %error, "HTTP/3 request body failed");
+            send.stop_stream(Code::H3_MESSAGE_ERROR);
             return;
         }
     };
     let response = handler::handle(&shared, &ctx, req.map(|()| body)).await;
+    if malformed.as_ref().is_some_and(Malformed::is_set) {
+        // RFC 9114 4.1.2: a stream error, not an answer.
+        debug!(peer = %ctx.peer, "HTTP/3 request body disagreed with its Content-Length");
+        send.stop_stream(Code::H3_MESSAGE_ERROR);
+        return;
+    }
     if let Err(error) = respond(&mut send, response).await {
         debug!(peer = %ctx.peer, %error, "HTTP/3 response not sent whole");
         send.stop_stream(Code::H3_INTERNAL_ERROR);
     }
 }
 
-/// The request's body. A request without `Content-Length` whose method
+/// The request's body, held to its declared `length`, and the mark it
+/// sets if it breaks it. A request without `Content-Length` whose method
 /// rarely carries one (GET, HEAD...) has its first frame awaited: it comes
 /// with the headers, and tells a request with no body (forwarded as one)
 /// from one whose length is unknown (forwarded chunked).
 async fn request_body(
     req: &Request<()>,
     recv: RequestStream<h3_quinn::RecvStream, Bytes>,
-) -> Result<ClientBody, crate::error::BoxError> {
-    let length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    length: Option<u64>,
+) -> Result<(ClientBody, Option<Malformed>), crate::error::BoxError> {
     if length == Some(0) {
-        return Ok(ClientBody::Empty);
+        // Nothing more is read from the stream, so nothing more is sent on.
+        return Ok((ClientBody::Empty, None));
     }
     let peek = length.is_none()
         && matches!(
             *req.method(),
             Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
         );
-    Ok(match H3RequestBody::new(recv, peek).await? {
-        Some(body) => ClientBody::H3(Box::new(body)),
-        None => ClientBody::Empty,
-    })
+    let malformed = Malformed::default();
+    Ok(
+        match H3RequestBody::new(recv, length, peek, malformed.clone()).await? {
+            Some(body) => (ClientBody::H3(Box::new(body)), Some(malformed)),
+            None => (ClientBody::Empty, None),
+        },
+    )
 }
 
 /// Sends the head, the body's frames and its trailers, then ends the stream.

@@ -146,3 +146,31 @@ async fn a_session_ends_when_its_client_certificate_expires() {
     assert_eq!(w.sessions.found(), found + 2, "so was the QUIC one");
     assert_eq!(w.x.hits(), 2);
 }
+
+#[tokio::test]
+async fn an_open_connection_loses_access_when_its_client_certificate_expires() {
+    let w = World::start(|_| {}).await;
+    let lifetime = Duration::from_secs(2);
+    let leaf = w.x_ca.client_expiring("dave", lifetime);
+    let issued = std::time::Instant::now();
+    let tls = w.client(&leaf).config(ALPN_H2);
+    let stream = tls_connect(w.proxy().tls_addr.unwrap(), "x.test", tls)
+        .await
+        .unwrap();
+    let mut h2 = H2::over(stream).await;
+    let quic = w.proxy().quic_addr.unwrap();
+    let mut h3 = H3::connect_with(quic, "x.test", w.client(&leaf).config(ALPN_H3))
+        .await
+        .unwrap();
+    assert_eq!(h2.get("x.test", "/").await.status, OK);
+    assert_eq!(h3.get("x.test", "/").await.status, OK);
+    assert!(issued.elapsed() < lifetime, "too slow to test expiry");
+
+    // The same connections, once the certificate has expired (its end is
+    // rounded up to the second; one more for margin).
+    tokio::time::sleep(lifetime + Duration::from_secs(2) - issued.elapsed()).await;
+    let refused = StatusCode::MISDIRECTED_REQUEST;
+    assert_eq!(h2.get("x.test", "/").await.status, refused, "HTTP/2");
+    assert_eq!(h3.get("x.test", "/").await.status, refused, "HTTP/3");
+    assert_eq!(w.x.hits(), 2);
+}

@@ -1,6 +1,9 @@
 //! Writing a request to an HTTP/1.1 upstream: the head encoded once into
 //! the connection's buffer, then the body, framed by its length or chunked,
-//! written as the socket takes it. It is polled beside the response reader
+//! written as the socket takes it. The framing is what the body is: its
+//! exact length when known (a body that then yields more or fewer bytes
+//! fails the upload, and the connection is not reused), else chunked;
+//! never what the client's fields announced. It is polled beside the response reader
 //! (`H1Conn::send`), so that an answer the upstream sends before the body
 //! is complete is not left unread behind a stalled write.
 
@@ -27,6 +30,8 @@ const COALESCE: usize = 16 * 1024;
 pub(super) struct Upload {
     body: RequestBody,
     framing: Framing,
+    /// Body bytes still owed under `Framing::Length`.
+    owed: u64,
     /// Where the unwritten part of the connection's buffer starts.
     at: usize,
     /// A data frame too big to copy, written from its own buffer.
@@ -52,10 +57,20 @@ impl Upload {
     /// Encodes the head of `head` into `out`; `body` follows it.
     pub(super) fn new(head: &Request<RequestBody>, body: RequestBody, out: &mut Vec<u8>) -> Self {
         let ended = body.is_end_stream();
-        let framing = http1::request_head(head, ended, out);
+        let of_body = match body.size_hint().exact() {
+            _ if ended => Framing::Empty,
+            Some(len) => Framing::Length(len),
+            None => Framing::Chunked,
+        };
+        let framing = http1::request_head(head, of_body, out);
+        let owed = match framing {
+            Framing::Length(len) => len,
+            _ => 0,
+        };
         Self {
             body,
             framing,
+            owed,
             at: 0,
             large: None,
             ended,
@@ -150,6 +165,11 @@ impl Upload {
     ) -> Result<(), Stopped> {
         let chunked = self.framing == Framing::Chunked;
         let frame = match frame {
+            None if self.owed > 0 => {
+                return Err(Stopped::Body(upstream_error(
+                    "the request body ended short of its length",
+                )));
+            }
             None => {
                 if chunked {
                     last_chunk(out, None);
@@ -167,6 +187,13 @@ impl Upload {
         match frame.into_data() {
             Ok(data) if data.is_empty() => {}
             Ok(data) => {
+                if let Framing::Length(_) = self.framing {
+                    // Nothing past the length is written: it would be read
+                    // as the start of another request.
+                    self.owed = self.owed.checked_sub(data.len() as u64).ok_or_else(|| {
+                        Stopped::Body(upstream_error("the request body ran past its length"))
+                    })?;
+                }
                 if chunked {
                     chunk_size(out, data.len());
                 }
