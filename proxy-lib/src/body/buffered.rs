@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::ClientBody;
-use crate::body::streaming::{BodyState, Streaming};
+use crate::body::streaming::{BodyState, Streaming, data_len};
 use crate::error::{BoxError, Error, ErrorKind, Result};
 use crate::pressure::{PRESSED_HEADER_TIMEOUT, Pressure};
 
@@ -171,13 +171,7 @@ impl Buffered {
         let Some(rest) = rest else {
             return SizeHint::default();
         };
-        let in_memory: u64 = self
-            .memory
-            .iter()
-            .filter_map(|frame| frame.data_ref())
-            .map(|data| data.len() as u64)
-            .sum();
-        SizeHint::with_exact(in_memory + self.on_disk + rest)
+        SizeHint::with_exact(data_len(&self.memory) + self.on_disk + rest)
     }
 
     pub(crate) fn is_end_stream(&self) -> bool {

@@ -160,16 +160,17 @@ impl Streaming {
             return inner;
         }
         match inner.exact() {
-            Some(rest) => {
-                let head: u64 = self
-                    .head
-                    .iter()
-                    .filter_map(|frame| frame.data_ref())
-                    .map(|data| data.len() as u64)
-                    .sum();
-                SizeHint::with_exact(head + rest)
-            }
+            Some(rest) => SizeHint::with_exact(data_len(&self.head) + rest),
             None => SizeHint::default(),
         }
     }
+}
+
+/// The bytes of data `frames` hold.
+pub(crate) fn data_len(frames: &VecDeque<Frame<Bytes>>) -> u64 {
+    frames
+        .iter()
+        .filter_map(|frame| frame.data_ref())
+        .map(|data| data.len() as u64)
+        .sum()
 }
