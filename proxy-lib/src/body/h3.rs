@@ -70,18 +70,11 @@ impl H3RequestBody {
     ///
     /// [`declared_length`]: crate::http1::declared_length
     pub(crate) async fn new(
-        mut recv: Recv,
+        recv: Recv,
         length: Option<u64>,
         peek: bool,
         malformed: Malformed,
     ) -> Result<Option<Self>, BoxError> {
-        let mut first = None;
-        if peek {
-            match recv.recv_data().await? {
-                None => return Ok(None),
-                Some(mut data) => first = Some(data.copy_to_bytes(data.remaining())),
-            }
-        }
         let mut body = Self {
             recv,
             first: None,
@@ -89,10 +82,15 @@ impl H3RequestBody {
             left: length,
             malformed,
         };
-        if let Some(data) = first {
-            first = Some(body.count(data)?);
+        if peek {
+            match body.recv.recv_data().await? {
+                None => return Ok(None),
+                Some(mut data) => {
+                    let data = data.copy_to_bytes(data.remaining());
+                    body.first = Some(body.count(data)?);
+                }
+            }
         }
-        body.first = first;
         Ok(Some(body))
     }
 
