@@ -134,9 +134,22 @@ async fn longest_prefix_on_whole_segments() {
 
     let answer = client.get("a.test", "/../etc/passwd").await;
     assert_eq!(answer.status, 403);
+    // Dot segments only an upstream would see: behind an encoded slash or
+    // backslash, or a path parameter (Tomcat's `..;`).
+    for hidden in [
+        "/api/..%2Fadmin/x",
+        "/api/..%5cadmin/x",
+        "/api/..;/admin/x",
+        "/api/%2e%2e;x=1/admin",
+    ] {
+        assert_eq!(client.get("a.test", hidden).await.status, 403, "{hidden}");
+    }
+    // An encoded slash alone is the app's business.
+    assert_eq!(client.get("a.test", "/api/group%2Fproject").await.text(), "api");
+    assert_eq!(api.seen().last().unwrap().uri, "/api/group%2Fproject");
     assert_eq!(
         rest.hits() + api.hits() + v2.hits() + admin.hits(),
-        table.len()
+        table.len() + 1
     );
 }
 
