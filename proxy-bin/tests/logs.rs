@@ -151,3 +151,23 @@ fn bad_log_settings_are_refused_at_their_key() {
         ),
     ]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_request_forges_no_field_in_the_default_format() {
+    let origin = Origin::start("o").await;
+    let proxy = Portcullis::start(&config(origin.addr, ""));
+    // A host that is no host is refused and logged as `-`; a path may hold
+    // a quote.
+    let forged = b"GET /x\"_999_0_\"y HTTP/1.1\r\nHost: a.test\" 999 0 \"x\xff\r\n\
+Connection: close\r\n\r\n";
+    let (answer, _) = raw(proxy.addr, forged).await;
+    assert!(status_of(&answer).is_some(), "{answer}");
+    let line = proxy
+        .wait_for_stdout("\"GET /x", Duration::from_secs(5))
+        .expect("an access line");
+    assert!(!line.contains("999 0"), "{line}");
+    assert!(
+        line.contains("\"GET /x\\x22_999_0_\\x22y HTTP/1.1\""),
+        "{line}"
+    );
+}

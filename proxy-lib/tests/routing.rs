@@ -145,7 +145,10 @@ async fn longest_prefix_on_whole_segments() {
         assert_eq!(client.get("a.test", hidden).await.status, 403, "{hidden}");
     }
     // An encoded slash alone is the app's business.
-    assert_eq!(client.get("a.test", "/api/group%2Fproject").await.text(), "api");
+    assert_eq!(
+        client.get("a.test", "/api/group%2Fproject").await.text(),
+        "api"
+    );
     assert_eq!(api.seen().last().unwrap().uri, "/api/group%2Fproject");
     assert_eq!(
         rest.hits() + api.hits() + v2.hits() + admin.hits(),

@@ -10,12 +10,19 @@
 //!   UTC), `kind` (`request`, `layer4` or `bridge`), then the fields of that
 //!   kind.
 //!
+//! Whatever a client or an upstream wrote (method, path, Host, SNI,
+//! `CONNECT` target, Referer, User-Agent) is escaped in every format, so
+//! no request can forge a line or a field: JSON by its own rules, the
+//! others with `\xHH` for `"`, `\`, control and non-ASCII bytes (and, in
+//! unquoted `key=value` fields, spaces).
+//!
 //! In `common` and `combined`, a layer-4 connection is the request
 //! `LAYER4 <sni> TCP`, status 200 (or 502 when no backend took it, as
 //! nginx's `stream` logs), and a bridge tunnel `CONNECT <target>
 //! HTTP/1.1` with the status answered; their size is the bytes sent to the
 //! client.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -101,16 +108,34 @@ fn clf(f: &Fields, now: SystemTime, combined: bool) -> String {
 }
 
 /// `"`, `\\`, control bytes and non-ASCII as `\xHH`.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+fn escape(text: &str) -> Cow<'_, str> {
+    escape_if(text, |byte| {
+        byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte)
+    })
+}
+
+/// [`escape`], spaces too: for the unquoted `key=value` fields.
+fn token(text: &str) -> Cow<'_, str> {
+    escape_if(text, |byte| {
+        byte == b'"' || byte == b'\\' || !(0x21..0x7f).contains(&byte)
+    })
+}
+
+/// `text` with the bytes `unsafe_byte` picks as `\xHH`; borrowed when
+/// there are none, as for nearly every request.
+fn escape_if(text: &str, unsafe_byte: impl Fn(u8) -> bool) -> Cow<'_, str> {
+    if !text.bytes().any(&unsafe_byte) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for byte in text.bytes() {
-        if byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte) {
+        if unsafe_byte(byte) {
             let _ = write!(out, "\\x{byte:02X}");
         } else {
             out.push(char::from(byte));
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// One JSON object: `time`, `kind`, and the fields of that kind (text
@@ -204,7 +229,7 @@ fn extended(f: &Fields, now: SystemTime) -> String {
             "{} - - [{}] \"CONNECT {}\" {} {}.{:06} bridge={} via={} up={} down={} end={}",
             f.client,
             clf_time(now),
-            f.connect,
+            escape(&f.connect),
             f.status,
             f.duration_us / 1_000_000,
             f.duration_us % 1_000_000,
@@ -222,7 +247,7 @@ fn extended(f: &Fields, now: SystemTime) -> String {
             "{} - - [{}] \"LAYER4 {}\" {}.{:06} backend={} up={} down={} end={}",
             f.client,
             clf_time(now),
-            f.sni,
+            escape(&f.sni),
             f.duration_us / 1_000_000,
             f.duration_us % 1_000_000,
             f.backend,
@@ -237,20 +262,19 @@ fn extended(f: &Fields, now: SystemTime) -> String {
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" {}.{:06} app={} upstream={}",
         f.client,
         clf_time(now),
-        f.method,
-        f.path,
+        escape(&f.method),
+        escape(&f.path),
         f.version,
         f.status,
         f.bytes,
-        f.host,
+        escape(&f.host),
         f.duration_us / 1_000_000,
         f.duration_us % 1_000_000,
         f.app,
         f.upstream,
     );
     if !f.tls.is_empty() {
-        let sni = if f.sni.is_empty() { "-" } else { &f.sni };
-        let _ = write!(line, " tls={} sni={sni}", f.tls);
+        let _ = write!(line, " tls={} sni={}", f.tls, token(dash(&f.sni)));
     }
     if !f.upstream_tls.is_empty() {
         let _ = write!(line, " upstream_tls={}", f.upstream_tls);
@@ -259,7 +283,7 @@ fn extended(f: &Fields, now: SystemTime) -> String {
         let _ = write!(
             line,
             " upstream_cert=\"{}\"",
-            f.upstream_cert.replace('"', "\\\"")
+            escape_if(&f.upstream_cert, |byte| byte < 0x20 || byte == 0x7f).replace('"', "\\\"")
         );
     }
     if !f.completed {
@@ -412,6 +436,60 @@ mod tests {
             format(AccessFormat::Common, &bridge, at)
                 .ends_with("\"CONNECT db.service.test:443 HTTP/1.1\" 403 -\n")
         );
+    }
+
+    #[test]
+    fn no_client_value_forges_a_line_or_a_field() {
+        let at = UNIX_EPOCH + Duration::from_secs(971_186_136);
+        let forged = "x\" 200 1 \"a\"\n127.0.0.1 - - [x] \"GET /admin";
+        let f = Fields {
+            host: forged.into(),
+            path: forged.into(),
+            method: forged.into(),
+            tls: "TLSv1_3".into(),
+            sni: "a.test app=admin\nx".into(),
+            ..request()
+        };
+        let layer4 = Fields {
+            client: "10.1.2.3".into(),
+            sni: forged.into(),
+            backend: "10.0.0.5:443".into(),
+            end: "closed".into(),
+            ..Fields::default()
+        };
+        let bridge = Fields {
+            client: "10.1.2.3".into(),
+            bridge: "ingress".into(),
+            connect: forged.into(),
+            status: 403,
+            end: "answered".into(),
+            ..Fields::default()
+        };
+        for fields in [&f, &layer4, &bridge] {
+            // JSON by its own rules: one object, the values as sent.
+            let line = format(AccessFormat::Json, fields, at);
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            let object: Value = serde_json::from_str(&line).unwrap();
+            let sent = ["host", "sni", "connect"].map(|k| object[k].as_str());
+            assert!(
+                sent.iter()
+                    .any(|v| v.is_some_and(|v| v.contains("GET /admin")))
+            );
+        }
+        for format_ in [
+            AccessFormat::Extended,
+            AccessFormat::Common,
+            AccessFormat::Combined,
+        ] {
+            for fields in [&f, &layer4, &bridge] {
+                let line = format(format_, fields, at);
+                assert_eq!(line.matches('\n').count(), 1, "{format_:?}: {line}");
+                assert!(!line.contains("\" 200 1 \""), "{format_:?}: {line}");
+                assert!(!line.contains(" app=admin"), "{format_:?}: {line}");
+            }
+        }
+        let line = format(AccessFormat::Extended, &f, at);
+        assert!(line.contains(" sni=a.test\\x20app=admin\\x0Ax"), "{line}");
     }
 
     #[test]

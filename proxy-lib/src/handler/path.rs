@@ -46,7 +46,10 @@ fn separator(path: &str) -> Option<(usize, usize)> {
         match b {
             b'/' | b'\\' => return Some((i, i + 1)),
             b'%' if matches!(
-                (bytes.get(i + 1), bytes.get(i + 2).map(u8::to_ascii_lowercase)),
+                (
+                    bytes.get(i + 1),
+                    bytes.get(i + 2).map(u8::to_ascii_lowercase)
+                ),
                 (Some(b'2'), Some(b'f')) | (Some(b'5'), Some(b'c'))
             ) =>
             {
