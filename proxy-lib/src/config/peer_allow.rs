@@ -156,8 +156,12 @@ impl fmt::Debug for PeerAllow {
 
 /// Whether `ip` is on the public internet: not loopback, private,
 /// shared (CGNAT), link-local, benchmarking, unspecified, multicast,
-/// broadcast or reserved; an IPv6 address embedding an IPv4 one (mapped,
-/// or NAT64's `64:ff9b::/96`) is judged by the IPv4 address.
+/// broadcast or reserved. An IPv6 address embedding an IPv4 one is judged
+/// by the IPv4 address: mapped (`::ffff:0:0/96`), IPv4-compatible
+/// (`::/96`), NAT64's well-known prefix (`64:ff9b::/96`) and 6to4
+/// (`2002::/16`); NAT64's local-use prefix (`64:ff9b:1::/48`), site-local
+/// (`fec0::/10`), unique local, link-local and documentation addresses are
+/// not public.
 fn is_public(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {
@@ -176,16 +180,27 @@ fn is_public(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let segments = v6.segments();
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [.., high, low] = segments;
-                let embedded = Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
-                return is_public(IpAddr::V4(embedded));
+            let embedded = |high: u16, low: u16| {
+                is_public(IpAddr::V4(Ipv4Addr::from(
+                    (u32::from(high) << 16) | u32::from(low),
+                )))
+            };
+            let [s0, s1, s2, .., high, low] = segments;
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0; 6] {
+                // NAT64's well-known prefix, IPv4-compatible (and `::`, `::1`).
+                return embedded(high, low);
+            }
+            if s0 == 0x2002 {
+                return embedded(s1, s2);
             }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (segments[0] & 0xfe00) == 0xfc00
-                || (segments[0] & 0xffc0) == 0xfe80)
+                || (s0 == 0x64 && s1 == 0xff9b && s2 == 1)
+                || (s0 == 0x2001 && s1 == 0x0db8)
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || (s0 & 0xffc0) == 0xfec0)
         }
     }
 }
@@ -229,8 +244,19 @@ mod tests {
             "[64:ff9b::7f00:1]:443",
             "[64:ff9b::a00:1]:443",
             "198.18.0.1:443",
+            "[::127.0.0.1]:443",
+            "[::10.0.0.1]:443",
+            "[::]:443",
+            "[2002:7f00:1::1]:443",
+            "[2002:a9fe:a9fe::]:443",
+            "[64:ff9b:1::5db8:d70e]:443",
+            "[fec0::1]:443",
+            "[2001:db8::1]:443",
         ] {
             assert!(!allow.reaches(addr(private)), "{private}");
+        }
+        for public in ["[::93.184.215.14]:443", "[2002:5db8:d70e::1]:443"] {
+            assert!(allow.reaches(addr(public)), "{public}");
         }
     }
 
