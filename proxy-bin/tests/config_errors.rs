@@ -28,10 +28,12 @@ fn the_bundled_example_is_valid() {
         let from = repo.join("examples").join(dir).canonicalize().unwrap();
         std::os::unix::fs::symlink(from, copy.path().join("examples").join(dir)).unwrap();
     }
+    let scratch = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(BIN)
         .arg("--config")
         .arg(copy.path().join("config.toml"))
         .arg("--check")
+        .env("TMPDIR", scratch.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -47,8 +49,11 @@ fn the_bundled_example_is_valid() {
         ),
         "{stderr}"
     );
-    // A check writes nothing where the configuration points.
+    // A check writes nothing where the configuration points, and leaves
+    // nothing in the temporary directory.
     assert!(!copy.path().join("examples/tls").exists());
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -2,9 +2,14 @@
 //! certificate and key files are both absent, made when the configuration
 //! is loaded to serve. `--check` writes nothing where the files belong: the
 //! pair is made in a scratch directory, so the rest of the configuration
-//! is checked with it, and removed.
+//! is checked with it, and removed. That directory has an unpredictable
+//! name and is made exclusively, readable by its owner only: no other user
+//! can plant it or a link in its place.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use tempfile::TempDir;
 
 use proxy_certs::CertFiles;
 
@@ -58,11 +63,15 @@ pub fn if_missing(
         .map_err(|e| refuse(format!("cannot make a self-signed certificate: {e}")))?;
     let target = match mode {
         Mode::Serve => files.clone(),
-        Mode::Check => CertFiles {
-            cert: scratch(key, "crt"),
-            key: scratch(key, "key"),
-            ..files.clone()
-        },
+        Mode::Check => {
+            let dir = scratch_dir()
+                .map_err(|e| refuse(format!("cannot make a scratch directory: {e}")))?;
+            CertFiles {
+                cert: scratch(&dir, key, "crt"),
+                key: scratch(&dir, key, "key"),
+                ..files.clone()
+            }
+        }
     };
     for dir in [&target.key, &target.cert]
         .iter()
@@ -88,21 +97,40 @@ pub fn if_missing(
     Ok(target)
 }
 
+/// The scratch directory of this check, made on first use.
+static SCRATCH: Mutex<Option<TempDir>> = Mutex::new(None);
+
 /// Removes what a check wrote in the scratch directory.
 pub fn clean_scratch() {
-    let _ = std::fs::remove_dir_all(scratch_dir());
+    drop(
+        SCRATCH
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(),
+    );
 }
 
-fn scratch_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("portcullis-check-{}", std::process::id()))
+fn scratch_dir() -> std::io::Result<PathBuf> {
+    let mut scratch = SCRATCH.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(dir) = scratch.as_ref() {
+        return Ok(dir.path().to_owned());
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-check-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()?;
+    let path = dir.path().to_owned();
+    *scratch = Some(dir);
+    Ok(path)
 }
 
-fn scratch(key: &str, extension: &str) -> PathBuf {
+fn scratch(dir: &Path, key: &str, extension: &str) -> PathBuf {
     let name: String = key
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    scratch_dir().join(format!("{name}.{extension}"))
+    dir.join(format!("{name}.{extension}"))
 }
 
 /// Creates `path` readable by its owner only.
@@ -115,4 +143,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_scratch_directory_is_private_unpredictable_and_removed() {
+        let dir = scratch_dir().unwrap();
+        assert_eq!(scratch_dir().unwrap(), dir, "one a check");
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert_ne!(name, format!("portcullis-check-{}", std::process::id()));
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        clean_scratch();
+        assert!(!dir.exists());
+    }
 }
