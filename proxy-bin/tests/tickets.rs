@@ -332,7 +332,15 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
         case("max_keys = 1", ": session_tickets.max_keys: 1: from 2"),
         case(
             "rotation_interval = \"0s\"",
-            ": session_tickets.rotation_interval: at least 1s",
+            ": session_tickets.rotation_interval: from 1s to 7d",
+        ),
+        case(
+            "rotation_interval = \"8d\"",
+            ": session_tickets.rotation_interval: from 1s to 7d",
+        ),
+        case(
+            "max_clock_skew = \"1h\"",
+            ": session_tickets.max_clock_skew: at most 5m",
         ),
         case(
             "poll_interval = \"5m\"",

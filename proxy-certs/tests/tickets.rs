@@ -65,7 +65,8 @@ fn a_ring_is_stored_sealed_or_not_and_refused_when_it_does_not_open() {
     let mut altered = sealed.clone();
     *altered.last_mut().unwrap() ^= 1;
     assert!(KeyRing::decode(&altered, Some(b"fleet secret")).is_err());
-    assert!(KeyRing::decode(b"PCTK\x02\0\0\0\0\0\0\0\0\0\0", None).is_err());
+    // A format this version does not know (2 is the current one).
+    assert!(KeyRing::decode(b"PCTK\x03\0\0\0\0\0\0\0\0\0\0", None).is_err());
     // Debug output names keys, never their secrets.
     let shown = format!("{ring:?}");
     assert!(!shown.contains("secret:"), "{shown}");
@@ -186,6 +187,68 @@ fn nodes_sharing_a_store_serve_one_ring_and_rotate_it_once() {
     assert_eq!(stored.generation, 4);
     assert_eq!(stored.keys.len(), 3);
     assert!(stored.key(first.keys[0].id).is_none());
+}
+
+#[test]
+fn a_ring_put_back_by_a_store_writer_is_replaced_by_the_one_served() {
+    let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let node = TicketKeeper::new(store.clone(), rotation(1)).unwrap();
+    assert_eq!(now(node.sync()).unwrap(), Synced::Wrote);
+    let old = now(store.load(RING_KEY)).unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(now(node.sync()).unwrap(), Synced::Wrote);
+    let served = node.keys().ring();
+    assert_eq!(served.generation, 2);
+
+    // Someone with write access puts the first ring back (a sealed one
+    // they cannot read, but whose keys may have leaked since).
+    now(store.store(RING_KEY, &old)).unwrap();
+    assert_eq!(now(node.sync()).unwrap(), Synced::Wrote);
+    let stored =
+        KeyRing::decode(&now(store.load(RING_KEY)).unwrap().unwrap(), Some(b"fleet")).unwrap();
+    assert_eq!(stored.generation, 3);
+    assert_eq!(stored.keys, served.keys);
+    assert_eq!(node.keys().ring().keys, served.keys);
+
+    // A store wiped and refilled by a node that saw less: the fleet goes
+    // on above it, never back.
+    now(store.delete(RING_KEY)).unwrap();
+    let newcomer = TicketKeeper::new(store.clone(), rotation(3600)).unwrap();
+    assert_eq!(now(newcomer.sync()).unwrap(), Synced::Wrote);
+    assert_eq!(now(node.sync()).unwrap(), Synced::Wrote);
+    let stored =
+        KeyRing::decode(&now(store.load(RING_KEY)).unwrap().unwrap(), Some(b"fleet")).unwrap();
+    assert_eq!(stored.generation, 4);
+    assert_eq!(now(newcomer.sync()).unwrap(), Synced::Serving);
+    let issuing = |k: &KeyRing| k.encrypting(seconds()).map(|key| key.id);
+    assert_eq!(issuing(&newcomer.keys().ring()), issuing(&stored));
+}
+
+#[test]
+fn tickets_never_announce_more_than_a_week() {
+    let week = Rotation {
+        interval: Duration::from_secs(7 * 86_400),
+        ..Rotation::default()
+    };
+    assert_eq!(week.lifetime(), 7 * 86_400);
+    assert_eq!(Rotation::default().lifetime(), 3 * 12 * 3600);
+}
+
+#[test]
+fn a_key_from_a_clock_far_ahead_does_not_freeze_rotation() {
+    let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let ahead = seconds() + 86_400;
+    let future = KeyRing {
+        generation: 5,
+        keys: vec![TicketKey::generate(ahead, ahead, &[]).unwrap()],
+    };
+    now(store.store(RING_KEY, &future.encode(Some(b"fleet")).unwrap())).unwrap();
+    let node = TicketKeeper::new(store.clone(), rotation(3600)).unwrap();
+    assert_eq!(now(node.sync()).unwrap(), Synced::Wrote, "rotated at once");
+    assert_eq!(now(node.sync()).unwrap(), Synced::Serving, "and not again");
+    let ring = node.keys().ring();
+    assert_eq!(ring.generation, 6);
+    assert!(ring.newest_made().unwrap() <= seconds());
 }
 
 #[test]

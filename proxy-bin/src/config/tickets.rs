@@ -16,6 +16,10 @@ use crate::config::{ConfigError, Mode};
 type Result<T> = std::result::Result<T, ConfigError>;
 
 const KEY: &str = "session_tickets";
+/// The longest `rotation_interval`: TLS 1.3 tickets live a week at most.
+const MAX_ROTATION_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The largest `max_clock_skew`.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// What the process keeps across reloads so that clients resume: the TLS
 /// session store (each client-certificate policy sees only its own
@@ -83,8 +87,11 @@ pub fn keeper(
     let at = |field: &str, reason: String| ConfigError::at(format!("{KEY}.{field}"), reason);
     let mut rotation = Rotation::default();
     if let Some(interval) = raw.rotation_interval {
-        if interval.0 < Duration::from_secs(1) {
-            return Err(at("rotation_interval", "at least 1s".into()));
+        if interval.0 < Duration::from_secs(1) || interval.0 > MAX_ROTATION_INTERVAL {
+            return Err(at(
+                "rotation_interval",
+                "from 1s to 7d: a key may seal tickets for a week at most (RFC 8446)".into(),
+            ));
         }
         rotation.interval = interval.0;
     }
@@ -107,6 +114,12 @@ pub fn keeper(
         rotation.poll = poll.0;
     }
     if let Some(skew) = raw.max_clock_skew {
+        if skew.0 > MAX_CLOCK_SKEW {
+            return Err(at(
+                "max_clock_skew",
+                "at most 5m: each new key waits that long before its first ticket".into(),
+            ));
+        }
         rotation.skew = skew.0;
     }
     if let Some(secret) = raw.secret {

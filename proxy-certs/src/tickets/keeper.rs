@@ -28,6 +28,9 @@ pub const RING_KEY: &str = "tickets/ring";
 const ROTATION_LOCK: &str = "tickets/rotation";
 const LOCK_TTL: Duration = Duration::from_secs(30);
 
+/// The longest a ticket may live, in seconds (RFC 8446 section 4.6.1).
+const MAX_LIFETIME: u32 = 7 * 24 * 3600;
+
 /// How keys rotate.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -75,11 +78,12 @@ impl Rotation {
         (self.poll + self.skew).as_secs()
     }
 
-    /// The lifetime announced in tickets, in seconds.
+    /// The lifetime announced in tickets, in seconds: at most a week,
+    /// TLS 1.3's limit (RFC 8446 section 4.6.1).
     pub fn lifetime(&self) -> u32 {
         let keys = u32::try_from(self.max_keys.max(2) - 1).unwrap_or(u32::MAX);
         let interval = u32::try_from(self.interval.as_secs()).unwrap_or(u32::MAX);
-        interval.saturating_mul(keys)
+        interval.saturating_mul(keys).min(MAX_LIFETIME)
     }
 }
 
@@ -173,6 +177,9 @@ impl TicketKeeper {
             return self.create().await;
         };
         let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
+        if stored.generation < self.keys.ring().generation {
+            return self.restore().await;
+        }
         self.adopt(stored.clone());
         if !self.due(&stored) {
             return Ok(Synced::Serving);
@@ -215,14 +222,59 @@ impl TicketKeeper {
         Ok(Synced::Wrote)
     }
 
-    /// The first ring of the store: this node's keys.
+    /// A stored ring older than one this node served: a store writer put
+    /// back an earlier ring (whose keys may have leaked since), or the store
+    /// was wiped and refilled by a node that had seen less. Under the
+    /// lock, if still so, the ring this node serves goes back in, above
+    /// every generation seen, so the fleet never returns to older keys.
+    async fn restore(&self) -> Result<Synced, SyncError> {
+        let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
+            return Ok(Synced::Busy);
+        };
+        let restored = self.restore_locked().await;
+        self.storage.unlock(ROTATION_LOCK, &lock).await?;
+        restored
+    }
+
+    async fn restore_locked(&self) -> Result<Synced, SyncError> {
+        let secret = self.rotation.secret.as_deref();
+        let Some(bytes) = self.storage.load(RING_KEY).await? else {
+            return Ok(Synced::Busy);
+        };
+        let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
+        let mut ring = self.keys.ring();
+        if stored.generation >= ring.generation {
+            self.adopt(stored);
+            return Ok(Synced::Serving);
+        }
+        ring.keys.retain(TicketKey::issues);
+        ring.generation += 1;
+        let encoded = ring.encode(secret).map_err(SyncError::Unreadable)?;
+        if !self
+            .storage
+            .compare_and_swap(RING_KEY, Some(&bytes), &encoded)
+            .await?
+        {
+            return Ok(Synced::Busy);
+        }
+        warn!(
+            stored = stored.generation,
+            generation = ring.generation,
+            "the stored session-ticket keys went back to an older generation; this node's put back"
+        );
+        self.adopt(ring);
+        Ok(Synced::Wrote)
+    }
+
+    /// The first ring of the store: this node's keys, above any generation
+    /// it served (a store wiped and refilled must not look older).
     async fn create(&self) -> Result<Synced, SyncError> {
         let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
             return Ok(Synced::Busy);
         };
         let mut ring = self.keys.ring();
         ring.keys.retain(TicketKey::issues);
-        ring.generation = 1;
+        ring.generation += 1;
         let written = match ring.encode(self.rotation.secret.as_deref()) {
             Ok(encoded) => self
                 .storage
@@ -240,9 +292,16 @@ impl TicketKeeper {
         Ok(Synced::Wrote)
     }
 
+    /// Whether `ring` is due for a new key: its newest is an interval old,
+    /// or was made further in the future than clocks may disagree (a node
+    /// whose clock ran ahead must not freeze rotation for the fleet once
+    /// its clock is put right).
     fn due(&self, ring: &KeyRing) -> bool {
-        ring.newest_made()
-            .is_none_or(|made| made.saturating_add(self.rotation.interval.as_secs()) <= now())
+        let now = now();
+        ring.newest_made().is_none_or(|made| {
+            made.saturating_add(self.rotation.interval.as_secs()) <= now
+                || made > now.saturating_add(self.rotation.skew.as_secs())
+        })
     }
 
     /// `ring` with a new key encrypting from `active_from`, the oldest

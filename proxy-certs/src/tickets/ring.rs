@@ -3,21 +3,26 @@
 //! from which it encrypts. Stored as bytes (optionally sealed under a
 //! secret, so that a reader of the store cannot decrypt sessions).
 //!
-//! Layout, integers big-endian: `PCTK`, format 1, sealed (0 or 1), the
+//! Layout, integers big-endian: `PCTK`, format 2, sealed (0 or 1), the
 //! generation (u64), then the keys: a count (u8) and per key its id (u32),
 //! made and active-from times (u64 seconds since the epoch) and the 32
 //! secret bytes. Sealed, the keys are one AES-256-GCM ciphertext (a 12-byte
-//! nonce before it) under a key derived from the secret, with the header as
-//! associated data.
+//! nonce before it) under a key derived from the secret with HKDF-SHA256
+//! (a fixed salt, the format in its label), with the header as associated
+//! data, so the generation cannot be changed without the secret. Format 1
+//! (the key was one SHA-256 of the secret) is still read, never written.
 
 use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use sha2::{Digest as _, Sha256};
 
 const MAGIC: &[u8; 4] = b"PCTK";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// The format whose sealing key was one SHA-256 of the secret: read only.
+const FORMAT_SHA256: u8 = 1;
 const HEADER: usize = 4 + 1 + 1 + 8;
 const KEY_BYTES: usize = 4 + 8 + 8 + 32;
 
@@ -108,22 +113,25 @@ impl KeyRing {
         self.keys.iter().find(|k| k.id == id)
     }
 
-    /// The making time of the newest key that issues tickets (decrypt-only
-    /// keys do not count: rotation is about the keys that seal).
+    /// The making time of the newest key that issues tickets: the last
+    /// one added (decrypt-only keys do not count: rotation is about the
+    /// keys that seal). By position, not by the largest time: a key a
+    /// node with a clock far ahead made must not stand as the newest once
+    /// a later one is added.
     pub fn newest_made(&self) -> Option<u64> {
-        self.keys
-            .iter()
-            .filter(|k| k.issues())
-            .map(|k| k.made)
-            .max()
+        self.keys.iter().rev().find(|k| k.issues()).map(|k| k.made)
     }
 
     /// The ring as stored, sealed under `secret` if there is one.
     pub fn encode(&self, secret: Option<&[u8]>) -> Result<Vec<u8>, RingError> {
+        self.encode_as(secret, FORMAT)
+    }
+
+    fn encode_as(&self, secret: Option<&[u8]>, format: u8) -> Result<Vec<u8>, RingError> {
         let count = u8::try_from(self.keys.len()).map_err(|_| RingError("more than 255 keys"))?;
         let mut out = Vec::with_capacity(HEADER + 1 + self.keys.len() * KEY_BYTES + 28);
         out.extend_from_slice(MAGIC);
-        out.push(FORMAT);
+        out.push(format);
         out.push(u8::from(secret.is_some()));
         out.extend_from_slice(&self.generation.to_be_bytes());
         let mut body = Vec::with_capacity(1 + self.keys.len() * KEY_BYTES);
@@ -142,7 +150,7 @@ impl KeyRing {
                     .fill(&mut nonce)
                     .map_err(|_| RingError("no random bytes"))?;
                 let aad = Aad::from(out.clone());
-                sealing_key(secret)
+                sealing_key(secret, format)
                     .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), aad, &mut body)
                     .map_err(|_| RingError("cannot seal the keys"))?;
                 out.extend_from_slice(&nonce);
@@ -155,7 +163,8 @@ impl KeyRing {
     /// A stored ring, opened with `secret` if it was sealed.
     pub fn decode(bytes: &[u8], secret: Option<&[u8]>) -> Result<Self, RingError> {
         let header = bytes.get(..HEADER).ok_or(RingError("too short"))?;
-        if &header[..4] != MAGIC || header[4] != FORMAT {
+        let format = header[4];
+        if &header[..4] != MAGIC || !(format == FORMAT || format == FORMAT_SHA256) {
             return Err(RingError("not a ticket-key ring of this version"));
         }
         let generation = u64::from_be_bytes(
@@ -174,7 +183,7 @@ impl KeyRing {
                 let nonce =
                     Nonce::try_assume_unique_for_key(nonce).map_err(|_| RingError("bad nonce"))?;
                 opened = sealed.to_vec();
-                sealing_key(secret)
+                sealing_key(secret, format)
                     .open_in_place(nonce, Aad::from(header), &mut opened)
                     .map_err(|_| RingError("sealed under another secret, or altered"))?
             }
@@ -199,13 +208,68 @@ impl KeyRing {
     }
 }
 
-/// The AES-256-GCM key sealing stored rings, derived from the operator's
-/// secret.
-fn sealing_key(secret: &[u8]) -> LessSafeKey {
-    let mut hash = Sha256::new();
-    hash.update(b"portcullis ticket-key ring sealing\0");
-    hash.update(secret);
-    let key: [u8; 32] = hash.finalize().into();
+/// The AES-256-GCM key sealing stored rings of `format`, derived from the
+/// operator's secret: HKDF-SHA256 with a fixed salt and a label naming the
+/// format; format 1's single SHA-256, only to read what it wrote.
+fn sealing_key(secret: &[u8], format: u8) -> LessSafeKey {
+    let mut key = [0u8; 32];
+    if format == FORMAT_SHA256 {
+        let mut hash = Sha256::new();
+        hash.update(b"portcullis ticket-key ring sealing\0");
+        hash.update(secret);
+        key = hash.finalize().into();
+    } else {
+        let label: &[&[u8]] = &[b"portcullis ticket-key ring sealing, format ", &[format]];
+        // HKDF-SHA256 gives up to 8160 bytes: 32 cannot fail.
+        let _ = Salt::new(HKDF_SHA256, b"portcullis session-ticket keys")
+            .extract(secret)
+            .expand(label, HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut key));
+    }
     // 32 bytes is AES-256's key length: this cannot fail.
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap_or_else(|_| unreachable!()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        let first = TicketKey::generate(10, 10, &[]).unwrap();
+        let second = TicketKey::generate(20, 30, std::slice::from_ref(&first)).unwrap();
+        KeyRing {
+            generation: 7,
+            keys: vec![first, second],
+        }
+    }
+
+    #[test]
+    fn rings_round_trip_sealed_or_not_and_format_1_is_still_read() {
+        let ring = ring();
+        let secret = Some(&b"a fleet's long secret"[..]);
+        for sealed in [None, secret] {
+            let bytes = ring.encode(sealed).unwrap();
+            assert_eq!(bytes[4], FORMAT);
+            assert_eq!(KeyRing::decode(&bytes, sealed).unwrap(), ring);
+        }
+        let old = ring.encode_as(secret, FORMAT_SHA256).unwrap();
+        assert_eq!(KeyRing::decode(&old, secret).unwrap(), ring);
+        // The key changed with the format: a relabelled ring opens under
+        // neither derivation.
+        let mut relabelled = ring.encode(secret).unwrap();
+        relabelled[4] = FORMAT_SHA256;
+        assert!(KeyRing::decode(&relabelled, secret).is_err());
+        assert!(KeyRing::decode(&ring.encode(secret).unwrap(), Some(b"another secret")).is_err());
+    }
+
+    #[test]
+    fn a_sealed_generation_cannot_be_changed_without_the_secret() {
+        let secret = Some(&b"a fleet's long secret"[..]);
+        let mut bytes = ring().encode(secret).unwrap();
+        bytes[13] ^= 0x10;
+        assert_eq!(
+            KeyRing::decode(&bytes, secret).unwrap_err(),
+            RingError("sealed under another secret, or altered")
+        );
+    }
 }
