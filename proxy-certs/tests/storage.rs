@@ -80,3 +80,45 @@ fn keys_that_could_leave_the_directory_are_refused() {
     assert!(!dir.path().join("registry").exists());
     assert!(!dir.path().join("escape").exists());
 }
+
+#[test]
+fn a_directory_open_to_others_is_closed_and_planted_names_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // What another user could plant where the old temporary name was.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"untouched").unwrap();
+    let planted = root.join(format!(".ring.{}.tmp", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+    let storage = FileStorage::new(&root);
+    now(storage.store("ring", b"keys")).unwrap();
+    assert_eq!(mode(&root), 0o700, "closed to others");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(
+        now(storage.load("ring")).unwrap().as_deref(),
+        Some(&b"keys"[..])
+    );
+}
+
+#[test]
+fn a_planted_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FileStorage::new(dir.path().join("state"));
+    let ttl = std::time::Duration::from_secs(30);
+    let held = now(storage.lock("rotation", ttl)).unwrap().unwrap();
+    let path = dir.path().join("state/.locks/rotation");
+    let real = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        now(storage.lock("rotation", ttl)).unwrap().is_none(),
+        "held"
+    );
+    // A lock that would never expire, and one that cannot be read.
+    for planted in [format!("{} {}", held.token(), u64::MAX), "junk".to_owned()] {
+        std::fs::write(&path, planted).unwrap();
+        assert!(now(storage.lock("rotation", ttl)).unwrap().is_some());
+    }
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), real);
+}

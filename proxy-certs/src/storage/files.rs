@@ -4,16 +4,22 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use tracing::warn;
+
 use crate::storage::{Lock, Storage, StorageFuture, check_key};
 use crate::unix_seconds;
 
 /// Values as files under a directory: a key's segments are its path.
-/// Directories are made readable by their owner only (0700) and files
-/// likewise (0600); a value is written to a temporary file and renamed
-/// over the old one. A lock is a file under `.locks/` (a name no key can
-/// have) holding its token and expiry, made only if absent or expired; a
-/// compare-and-swap holds such a lock on the key while it compares and
-/// writes. Several processes may share the directory (on one host, or on
+/// Directories are made readable by their owner only (0700), and an
+/// existing one open to others is closed (or refused, when it is not
+/// ours); files likewise (0600). A value is written to a temporary file
+/// with an unpredictable name, created exclusively (a file or link planted
+/// in its place is never followed), and renamed over the old one. A lock
+/// is a file under `.locks/` (a name no key can have) holding its token
+/// and expiry, made only if absent or expired; one whose expiry is
+/// unreadable or further than its time to live, planted or left by a
+/// clock far ahead, is logged and taken over. A compare-and-swap holds
+/// such a lock on the key while it compares and writes. Several processes may share the directory (on one host, or on
 /// a shared file system that makes exclusive creation atomic). The files
 /// are small and rarely written: the operations block the calling thread
 /// briefly.
@@ -51,13 +57,13 @@ impl FileStorage {
         use std::io::Write as _;
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root);
-        private_dir().create(dir)?;
+        make_private_dir(dir)?;
         let temporary = dir.join(format!(
             ".{}.{}.tmp",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("value"),
-            std::process::id()
+            Lock::new()?.token()
         ));
-        let written = private_file()
+        let written = new_private_file()
             .open(&temporary)
             .and_then(|mut file| {
                 file.write_all(value)?;
@@ -80,24 +86,33 @@ impl FileStorage {
         use std::io::Write as _;
         let path = self.lock_path(name)?;
         let dir = path.parent().unwrap_or(&self.root);
-        private_dir().create(dir)?;
+        make_private_dir(dir)?;
         let lock = Lock::new()?;
+        let now = unix_seconds(SystemTime::now());
         let expiry = unix_seconds(SystemTime::now() + ttl);
         // Once more after removing an expired lock.
         for _ in 0..2 {
-            match private_file().create_new(true).open(&path) {
+            match new_private_file().open(&path) {
                 Ok(mut file) => {
                     file.write_all(format!("{} {expiry}", lock.token()).as_bytes())?;
                     return Ok(Some(lock));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let held = std::fs::read_to_string(&path).unwrap_or_default();
-                    let expired = held
+                    let held = held
                         .split_once(' ')
-                        .and_then(|(_, expiry)| expiry.trim().parse::<u64>().ok())
-                        .is_none_or(|expiry| expiry < unix_seconds(SystemTime::now()));
-                    if !expired {
-                        return Ok(None);
+                        .and_then(|(_, expiry)| expiry.trim().parse::<u64>().ok());
+                    // A holder asks for the same time to live: an expiry
+                    // beyond it (and the clock skew a fleet allows) was
+                    // planted, or written by a clock far ahead.
+                    let limit = expiry.saturating_add(LOCK_SKEW.as_secs());
+                    match held {
+                        Some(held) if held >= now && held <= limit => return Ok(None),
+                        Some(held) if held < now => {}
+                        _ => warn!(
+                            lock = %path.display(),
+                            "a lock file with an unreadable or too distant expiry; taken over"
+                        ),
                     }
                     match std::fs::remove_file(&path) {
                         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -184,17 +199,45 @@ const LOCKS: &str = ".locks";
 /// How long a compare-and-swap may hold its key at most.
 const CAS_LOCK_TTL: Duration = Duration::from_secs(10);
 
-fn private_dir() -> std::fs::DirBuilder {
+/// How far ahead of this node's clock a lock's expiry may lie beyond its
+/// time to live before it is taken for planted.
+const LOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Makes `dir` (and its parents) readable by its owner only, and closes
+/// an existing one that others may enter: refused when it is not ours.
+fn make_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is open to other users ({:o}) and cannot be closed: {e}",
+                        dir.display(),
+                        mode & 0o777
+                    ),
+                )
+            })?;
+            warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "a storage directory open to other users; closed (0700)");
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
 }
 
-fn private_file() -> std::fs::OpenOptions {
+/// A file made now, exclusively (never one planted in its place, nor a
+/// link's target), readable by its owner only.
+fn new_private_file() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
