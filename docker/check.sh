@@ -62,6 +62,9 @@ for name in ("proxy-a", "proxy-b"):
 print("compose.yml: 4 services, both proxies built from docker/Dockerfile, ports on 127.0.0.1")
 PY
 
+# The image's admin listener (with /metrics) stays inside the container.
+grep -q '^listen_address = "127.0.0.1:9901"' docker/portcullis.toml
+
 echo "--- build stage (docker/build.sh)"
 docker/build.sh "$scratch/out"
 bin=$scratch/out/portcullis
@@ -74,7 +77,7 @@ as_user=(setpriv --reuid=10001 --regid=10001 --clear-groups)
 
 # The image's file with its addresses on 127.0.0.1 and its paths in scratch.
 localize() { # FILE STATE HTTP TLS ADMIN
-  sed -e 's/"0\.0\.0\.0"/"127.0.0.1"/' -e "s/0\.0\.0\.0:9901/127.0.0.1:$5/" \
+  sed -e 's/"0\.0\.0\.0"/"127.0.0.1"/' -e "s/\(0\.0\.0\.0\|127\.0\.0\.1\):9901/127.0.0.1:$5/" \
     -e "s/^listen_port = 8080/listen_port = $3/" -e "s/^listen_port_tls = 8443/listen_port_tls = $4/" \
     -e "s#/var/lib/portcullis#$2#g" -e "s#/usr/share/portcullis/site#$scratch/site#" "$1"
 }
@@ -108,7 +111,13 @@ test "$(stat -c %a "$scratch/state/tls/localhost.key")" = 600
 
 echo "--- the compose example: two proxies, one redis-server, a session resumed across"
 redis_port=16399
-redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize no >"$scratch/redis.log" 2>&1 &
+# The password compose.yml and the fleet's file share.
+redis_password=$(sed -n 's/.*"--requirepass", "\([^"]*\)".*/\1/p' docker/compose.yml)
+test -n "$redis_password"
+grep -q "redis://:$redis_password@redis:6379" docker/fleet/portcullis.toml
+grep -q '^secret = ' docker/fleet/portcullis.toml
+redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize no \
+  --requirepass "$redis_password" >"$scratch/redis.log" 2>&1 &
 pids+=($!)
 python3 -m http.server 18090 --bind 127.0.0.1 --directory "$scratch/site" >/dev/null 2>&1 &
 pids+=($!)
@@ -116,7 +125,7 @@ pids+=($!)
 # before they start (else each begins with keys of its own).
 wait_for http://127.0.0.1:18090/
 for _ in $(seq 1 100); do
-  [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
+  [ "$(redis-cli -p "$redis_port" -a "$redis_password" --no-auth-warning ping 2>/dev/null)" = PONG ] && break
   sleep 0.1
 done
 for node in a b; do
@@ -124,7 +133,7 @@ for node in a b; do
   install -d -o portcullis -g portcullis "$scratch/state-$node"
   mkdir -p "$scratch/fleet-$node"
   localize docker/fleet/portcullis.toml "$scratch/state-$node" $http $tls $admin |
-    sed -e "s#redis://redis:6379#redis://127.0.0.1:$redis_port#" -e 's/"app:80"/"127.0.0.1:18090"/' \
+    sed -e "s#@redis:6379#@127.0.0.1:$redis_port#" -e 's/"app:80"/"127.0.0.1:18090"/' \
       >"$scratch/fleet-$node/portcullis.toml"
   chmod -R a+rX "$scratch/fleet-$node"
   "${as_user[@]}" "$bin" --watch --config "$scratch/fleet-$node/portcullis.toml" >"$scratch/fleet-$node.log" 2>&1 &
