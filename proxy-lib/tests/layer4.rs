@@ -407,3 +407,48 @@ fn to_nowhere() -> proxy_lib::config::RouteTarget {
         proxy_lib::config::LoadBalance::RoundRobin,
     )
 }
+
+#[tokio::test]
+async fn under_pressure_stalled_hellos_are_cut_short_and_new_clients_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("Proxy CA");
+    let origin = Origin::start("app").await;
+    let (_recorder, address) = Recorder::start().await;
+    let mut layer4 = pass_test_to(address);
+    layer4.inspect_timeout(Duration::from_secs(30));
+    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &["app.test"])));
+    let mut builder = config();
+    builder
+        .app(app(
+            "app",
+            &["app.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap();
+    let mut limits = proxy_lib::config::Limits::default();
+    limits.max_clients = 10;
+    builder
+        .limits(limits)
+        .tls(tls_on_localhost(certs))
+        .layer4(layer4);
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let port = proxy.tls_addr.unwrap();
+
+    // Half a hello on every slot: before pressure, each had 30 s.
+    let hello = client_hello("pass.test", None);
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let mut tcp = TcpStream::connect(port).await.unwrap();
+        tcp.write_all(&hello[..hello.len() / 2]).await.unwrap();
+        stalled.push(tcp);
+    }
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    for tcp in &mut stalled {
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "closed under pressure");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (text, _) = get(port, "app.test", &ca).await;
+    assert_eq!(text, "app");
+}

@@ -101,7 +101,7 @@ async fn serve_tls(tcp: TcpStream, mut ctx: ConnCtx, shared: &Arc<Shared>, lot: 
     if let Some(layer4) = &passing.layer4 {
         let certs = passing.tls.as_ref().map(|tls| &tls.settings.certs);
         let serves = |name: &str| certs.is_some_and(|c| c.serves(Some(name)));
-        match passthrough::inspect(&tcp, layer4, serves).await {
+        match passthrough::inspect(&tcp, layer4, serves, &shared.admission.pressure).await {
             Passage::Terminate => {}
             Passage::Pass(backends, sni) => {
                 drop(snapshot);

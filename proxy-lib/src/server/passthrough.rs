@@ -19,6 +19,7 @@ use tracing::debug;
 
 use crate::config::{Layer4, Layer4Backends};
 use crate::exchange::ACCESS_LOG_TARGET;
+use crate::pressure::Pressure;
 use crate::proxy_protocol;
 use crate::state::Shared;
 
@@ -44,10 +45,11 @@ pub(crate) async fn inspect<'a>(
     tcp: &TcpStream,
     layer4: &'a Layer4,
     serves: impl Fn(&str) -> bool,
+    pressure: &Pressure,
 ) -> Passage<'a> {
-    let hello = tokio::time::timeout(layer4.inspect_timeout, peek_hello(tcp)).await;
+    let hello = peek_within(tcp, layer4.inspect_timeout, pressure).await;
     match hello {
-        Ok(Hello::Complete(Some(name))) => {
+        Some(Hello::Complete(Some(name))) => {
             if let Some(backends) = layer4.exact(&name) {
                 return Passage::Pass(backends, Some(name));
             }
@@ -60,16 +62,34 @@ pub(crate) async fn inspect<'a>(
                 None => Passage::Terminate,
             }
         }
-        Ok(Hello::Complete(None)) => match &layer4.default {
+        Some(Hello::Complete(None)) => match &layer4.default {
             Some(backends) => Passage::Pass(backends, None),
             None => Passage::Terminate,
         },
-        Ok(Hello::Malformed) => match &layer4.default {
+        Some(Hello::Malformed) => match &layer4.default {
             Some(backends) => Passage::Pass(backends, None),
             None => Passage::Refuse("not a TLS ClientHello"),
         },
-        Ok(Hello::Incomplete) => Passage::Refuse("closed before a whole ClientHello"),
-        Err(_) => Passage::Refuse("no whole ClientHello within the inspection timeout"),
+        Some(Hello::Incomplete) => Passage::Refuse("closed before a whole ClientHello"),
+        None => Passage::Refuse("no whole ClientHello within the inspection timeout"),
+    }
+}
+
+/// The ClientHello, within `timeout`; under connection pressure within
+/// no longer than a slow head gets (re-reckoned when pressure rises during
+/// the wait), so that stalled hellos cannot hold the client slots.
+async fn peek_within(tcp: &TcpStream, timeout: Duration, pressure: &Pressure) -> Option<Hello> {
+    let since = tokio::time::Instant::now();
+    let mut peek = std::pin::pin!(peek_hello(tcp));
+    loop {
+        let raised = pressure.raised();
+        let high = pressure.is_high();
+        let deadline = since + pressure.header_timeout(timeout);
+        tokio::select! {
+            hello = &mut peek => return Some(hello),
+            () = tokio::time::sleep_until(deadline) => return None,
+            () = raised, if !high => {}
+        }
     }
 }
 
