@@ -218,14 +218,22 @@ async fn forwarding_fields_a_client_wrote_are_replaced_or_dropped() {
     let s = shared_origin(true).await;
     let head = "GET /a HTTP/1.1\r\nHost: pub.test\r\nX-Real-IP: 6.6.6.6\r\n\
 X-Forwarded-Port: 1\r\nX-Forwarded-Ssl: on\r\nX-Original-URI: /admin\r\n\
-Proxy: http://evil\r\nConnection: close\r\n\r\n";
+Proxy: http://evil\r\nX_Real_IP: 6.6.6.6\r\nX_Forwarded_For: 6.6.6.6\r\n\
+Connection: close\r\n\r\n";
     let (answer, _) = raw(s.proxy.addr, head.as_bytes()).await;
     assert_eq!(status_of(&answer), Some(200), "{answer}");
     let seen = s.origin.seen().pop().unwrap();
     assert_eq!(seen.headers["x-real-ip"], "127.0.0.1");
     let port = s.proxy.addr.port().to_string();
     assert_eq!(seen.headers["x-forwarded-port"], port.as_str());
-    for gone in ["x-forwarded-ssl", "x-original-uri", "proxy"] {
+    for gone in [
+        "x-forwarded-ssl",
+        "x-original-uri",
+        "proxy",
+        "x_real_ip",
+        "x_forwarded_for",
+    ] {
         assert!(!seen.headers.contains_key(gone), "{gone}: {seen:?}");
     }
+    assert!(!s.origin.raw().contains("6.6.6.6"));
 }

@@ -17,6 +17,17 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static PROXY: HeaderName = HeaderName::from_static("proxy");
 static X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// The forwarding fields this proxy sets, in the spelling with underscores
+/// that CGI-style upstreams read as the same field.
+const UNDERSCORED_FORWARDING: [&str; 7] = [
+    "x_forwarded_for",
+    "x_forwarded_proto",
+    "x_forwarded_host",
+    "x_forwarded_port",
+    "x_forwarded_ssl",
+    "x_real_ip",
+    "x_original_uri",
+];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static UPGRADE_INSECURE_REQUESTS: HeaderName = HeaderName::from_static("upgrade-insecure-requests");
@@ -129,12 +140,18 @@ impl Forwarding<'_> {
         let trusted = self.reported.is_some();
         // One pass over the names, as most requests carry none of these.
         if headers.keys().any(|name| {
-            name == PROXY || !trusted && (name == X_FORWARDED_SSL || name == X_ORIGINAL_URI)
+            name == PROXY
+                || !trusted && (name == X_FORWARDED_SSL || name == X_ORIGINAL_URI)
+                || name.as_str().contains('_')
         }) {
             headers.remove(&PROXY);
             if !trusted {
                 headers.remove(&X_FORWARDED_SSL);
                 headers.remove(&X_ORIGINAL_URI);
+            }
+            // CGI and many frameworks read `X_Real_IP` as `X-Real-IP`.
+            for name in UNDERSCORED_FORWARDING {
+                headers.remove(name);
             }
         }
         let (forwarded_for, real_ip) = match self.reported {
@@ -248,6 +265,8 @@ mod tests {
             ("x-forwarded-ssl", "on"),
             ("x-original-uri", "/admin"),
             ("proxy", "http://evil"),
+            ("x_real_ip", "6.6.6.6"),
+            ("x_forwarded_for", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6"),
         ]);
         let host = HeaderValue::from_static("example.com");
@@ -274,7 +293,13 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1");
         assert_eq!(headers["x-real-ip"], "10.0.0.1");
         assert_eq!(headers["x-forwarded-port"], "8080");
-        for gone in ["x-forwarded-ssl", "x-original-uri", "proxy"] {
+        for gone in [
+            "x-forwarded-ssl",
+            "x-original-uri",
+            "proxy",
+            "x_real_ip",
+            "x_forwarded_for",
+        ] {
             assert!(!headers.contains_key(gone), "{gone}");
         }
         assert_eq!(headers["x-forwarded-proto"], "http");
@@ -301,6 +326,7 @@ mod tests {
         assert_eq!(headers["x-forwarded-port"], "1", "the edge's view");
         assert_eq!(headers["x-forwarded-ssl"], "on");
         assert!(!headers.contains_key("proxy"), "httpoxy from anyone");
+        assert!(!headers.contains_key("x_real_ip"), "no underscore spelling");
         assert_eq!(
             headers["forwarded"],
             "for=6.6.6.6, for=10.0.0.1;proto=http;host=\"example.com\""
