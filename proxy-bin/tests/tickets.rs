@@ -370,6 +370,18 @@ fn bad_session_ticket_settings_are_refused_at_their_key() {
         tls_app(dir.path(), up, &tickets, &mtls),
         ": session_tickets.secret: required with a shared storage while an app requires client certificates".to_owned(),
     )]);
+    // Without client certificates it loads, with a warning.
+    let (code, _, stderr, _) = check(&tls_app(
+        dir.path(),
+        up,
+        &tickets,
+        ", https_redirection = false",
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("session_tickets: the keys in the shared storage are not sealed"),
+        "{stderr}"
+    );
     // A refused URL never shows its password.
     for storage in [
         "redis://:hunter2-secret@127.0.0.1:port/0",

@@ -135,18 +135,13 @@ pub fn keeper(
     let shared = ["file:", "redis://", "rediss://"]
         .iter()
         .any(|scheme| location.starts_with(scheme));
-    if shared && rotation.secret.is_none() {
-        if client_auth {
-            return Err(at(
-                "secret",
-                "required with a shared storage while an app requires client certificates: \
-                 whoever can read the stored keys could forge a session for any client"
-                    .into(),
-            ));
-        }
-        warnings.push(format!(
-            "{KEY}: the keys in the shared storage are not sealed: set secret, or whoever can \
-             read the store can open recorded TLS 1.2 sessions and forge resumptions"
+    let unsealed = shared && rotation.secret.is_none();
+    if unsealed && client_auth {
+        return Err(at(
+            "secret",
+            "required with a shared storage while an app requires client certificates: \
+             whoever can read the stored keys could forge a session for any client"
+                .into(),
         ));
     }
     let redis_roots = match raw.redis_ca_cert_path {
@@ -176,6 +171,13 @@ pub fn keeper(
         .unwrap_or_else(PoisonError::into_inner);
     if let Some((_, keeper)) = kept.as_ref().filter(|(kept, _)| *kept == spec) {
         return Ok(Some(keeper.clone()));
+    }
+    // Said once, when the keys are set up, not at every reload keeping them.
+    if unsealed {
+        warnings.push(format!(
+            "{KEY}: the keys in the shared storage are not sealed: set secret, or whoever can \
+             read the store can open recorded TLS 1.2 sessions and forge resumptions"
+        ));
     }
     let storage = storage(&spec, base)?;
     let keeper = TicketKeeper::new(storage, spec.rotation.clone())
