@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use proxy_certs::SniResolver;
-use proxy_lib::config::{Layer4, Layer4Backend, Layer4Backends, Layer4Route, ProxyVersion};
+use proxy_lib::config::{Layer4, Layer4Backend, Layer4Backends, Layer4Route, Limits, ProxyVersion};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -36,6 +36,17 @@ fn pass_test_to(address: String) -> Layer4 {
 /// A proxy terminating app.test (certificate from `ca`) with `layer4` on
 /// its TLS listener.
 async fn start(ca: &Ca, dir: &std::path::Path, origin: &Origin, layer4: Layer4) -> TestProxy {
+    start_with(ca, dir, origin, layer4, Limits::default()).await
+}
+
+/// [`start`] with `limits`.
+async fn start_with(
+    ca: &Ca,
+    dir: &std::path::Path,
+    origin: &Origin,
+    layer4: Layer4,
+    limits: Limits,
+) -> TestProxy {
     let certs = Arc::new(SniResolver::new(cert_map(ca, dir, &["app.test"])));
     let mut builder = config();
     builder
@@ -46,7 +57,7 @@ async fn start(ca: &Ca, dir: &std::path::Path, origin: &Origin, layer4: Layer4) 
         ))
         .unwrap();
     builder.tls(tls_on_localhost(certs));
-    builder.layer4(layer4);
+    builder.layer4(layer4).limits(limits);
     TestProxy::start(builder.build().unwrap()).await
 }
 
@@ -416,22 +427,9 @@ async fn under_pressure_stalled_hellos_are_cut_short_and_new_clients_get_in() {
     let (_recorder, address) = Recorder::start().await;
     let mut layer4 = pass_test_to(address);
     layer4.inspect_timeout(Duration::from_secs(30));
-    let certs = Arc::new(SniResolver::new(cert_map(&ca, dir.path(), &["app.test"])));
-    let mut builder = config();
-    builder
-        .app(app(
-            "app",
-            &["app.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap();
-    let mut limits = proxy_lib::config::Limits::default();
+    let mut limits = Limits::default();
     limits.max_clients = 10;
-    builder
-        .limits(limits)
-        .tls(tls_on_localhost(certs))
-        .layer4(layer4);
-    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let proxy = start_with(&ca, dir.path(), &origin, layer4, limits).await;
     let port = proxy.tls_addr.unwrap();
 
     // Half a hello on every slot: before pressure, each had 30 s.

@@ -177,35 +177,63 @@ impl TicketKeeper {
             return self.create().await;
         };
         let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
-        if stored.generation < self.keys.ring().generation {
-            return self.restore().await;
+        let served = self.keys.ring().generation;
+        if stored.generation < served {
+            let synced = self.change_locked(Self::restored).await?;
+            if synced == Synced::Wrote {
+                warn!(
+                    stored = stored.generation,
+                    served,
+                    "the stored session-ticket keys went back to an older generation; this node's put back"
+                );
+            }
+            return Ok(synced);
         }
         self.adopt(stored.clone());
         if !self.due(&stored) {
             return Ok(Synced::Serving);
         }
+        let synced = self.change_locked(Self::rotation_of).await?;
+        if synced == Synced::Wrote {
+            let ring = self.keys.ring();
+            info!(
+                generation = ring.generation,
+                keys = ring.keys.len(),
+                "session-ticket keys rotated"
+            );
+        }
+        Ok(synced)
+    }
+
+    /// Under the rotation lock: reads the ring again and writes what
+    /// `change` makes of it, by compare-and-swap; when `change` makes
+    /// nothing (no longer due), serves the ring as stored.
+    async fn change_locked(
+        &self,
+        change: impl FnOnce(&Self, &KeyRing) -> Option<KeyRing>,
+    ) -> Result<Synced, SyncError> {
         let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
             return Ok(Synced::Busy);
         };
-        let rotated = self.rotate_stored().await;
+        let changed = self.change_stored(change).await;
         self.storage.unlock(ROTATION_LOCK, &lock).await?;
-        rotated
+        changed
     }
 
-    /// Under the rotation lock: reads again, and rotates if still due.
-    async fn rotate_stored(&self) -> Result<Synced, SyncError> {
+    async fn change_stored(
+        &self,
+        change: impl FnOnce(&Self, &KeyRing) -> Option<KeyRing>,
+    ) -> Result<Synced, SyncError> {
         let secret = self.rotation.secret.as_deref();
         let Some(bytes) = self.storage.load(RING_KEY).await? else {
             return Ok(Synced::Busy);
         };
         let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
-        if !self.due(&stored) {
+        let Some(changed) = change(self, &stored) else {
             self.adopt(stored);
             return Ok(Synced::Serving);
-        }
-        let now = now();
-        let rotated = self.rotated(stored, now, now + self.rotation.activation_delay());
-        let encoded = rotated.encode(secret).map_err(SyncError::Unreadable)?;
+        };
+        let encoded = changed.encode(secret).map_err(SyncError::Unreadable)?;
         if !self
             .storage
             .compare_and_swap(RING_KEY, Some(&bytes), &encoded)
@@ -213,57 +241,30 @@ impl TicketKeeper {
         {
             return Ok(Synced::Busy);
         }
-        info!(
-            generation = rotated.generation,
-            keys = rotated.keys.len(),
-            "session-ticket keys rotated"
-        );
-        self.adopt(rotated);
+        self.adopt(changed);
         Ok(Synced::Wrote)
+    }
+
+    /// `stored` with a new key, if it is still due.
+    fn rotation_of(&self, stored: &KeyRing) -> Option<KeyRing> {
+        let now = now();
+        self.due(stored)
+            .then(|| self.rotated(stored.clone(), now, now + self.rotation.activation_delay()))
     }
 
     /// A stored ring older than one this node served: a store writer put
     /// back an earlier ring (whose keys may have leaked since), or the store
-    /// was wiped and refilled by a node that had seen less. Under the
-    /// lock, if still so, the ring this node serves goes back in, above
-    /// every generation seen, so the fleet never returns to older keys.
-    async fn restore(&self) -> Result<Synced, SyncError> {
-        let Some(lock) = self.storage.lock(ROTATION_LOCK, LOCK_TTL).await? else {
-            return Ok(Synced::Busy);
-        };
-        let restored = self.restore_locked().await;
-        self.storage.unlock(ROTATION_LOCK, &lock).await?;
-        restored
-    }
-
-    async fn restore_locked(&self) -> Result<Synced, SyncError> {
-        let secret = self.rotation.secret.as_deref();
-        let Some(bytes) = self.storage.load(RING_KEY).await? else {
-            return Ok(Synced::Busy);
-        };
-        let stored = KeyRing::decode(&bytes, secret).map_err(SyncError::Unreadable)?;
+    /// was wiped and refilled by a node that had seen less. If still so,
+    /// the ring this node serves goes back in, above every generation
+    /// seen, so the fleet never returns to older keys.
+    fn restored(&self, stored: &KeyRing) -> Option<KeyRing> {
         let mut ring = self.keys.ring();
         if stored.generation >= ring.generation {
-            self.adopt(stored);
-            return Ok(Synced::Serving);
+            return None;
         }
         ring.keys.retain(TicketKey::issues);
         ring.generation += 1;
-        let encoded = ring.encode(secret).map_err(SyncError::Unreadable)?;
-        if !self
-            .storage
-            .compare_and_swap(RING_KEY, Some(&bytes), &encoded)
-            .await?
-        {
-            return Ok(Synced::Busy);
-        }
-        warn!(
-            stored = stored.generation,
-            generation = ring.generation,
-            "the stored session-ticket keys went back to an older generation; this node's put back"
-        );
-        self.adopt(ring);
-        Ok(Synced::Wrote)
+        Some(ring)
     }
 
     /// The first ring of the store: this node's keys, above any generation
