@@ -11,6 +11,8 @@
 #   TLS=1 bench/instructions.sh            # clients over TLS 1.3
 #   HTTP2=1 bench/instructions.sh          # clients over TLS 1.3 speaking
 #                                          # HTTP/2, one stream after another
+#   H2C=1 bench/instructions.sh            # HTTP/2 in cleartext (prior
+#                                          # knowledge), one stream after another
 #   CLIENT_AUTH=1 bench/instructions.sh    # clients over TLS 1.3 to an app that
 #                                          # requires client certificates
 #   TLS=1 NEW_CONNECTIONS=1 ...            # each request on a new connection
@@ -21,7 +23,7 @@
 #   METRICS=1 bench/instructions.sh        # with an admin listener, so every
 #                                          # request is counted for /metrics
 #
-# Needs valgrind, curl and nginx (installed here from Debian's packages if
+# Needs valgrind, curl, nginx and h2load (installed here from Debian's packages if
 # missing). Uses the `profiling` build (release with line tables), so the
 # callgrind output in $OUT can be read with callgrind_annotate.
 set -euo pipefail
@@ -32,12 +34,12 @@ n2=${N2:-3000}
 origin_port=18095
 proxy_port=18096
 
-for tool in valgrind curl nginx; do
+for tool in valgrind curl nginx h2load; do
   command -v "$tool" >/dev/null || missing=1
 done
 if [ -n "${missing:-}" ]; then
   [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind curl nginx >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind curl nginx nghttp2-client >/dev/null
 fi
 if [ -z "${BIN:-}" ]; then
   (cd "$root" && cargo build -j2 --profile profiling -p proxy-bin)
@@ -73,6 +75,7 @@ if [ -n "${UPSTREAM_TLS:-}" ]; then
   upstream="{ location = \"127.0.0.1:$origin_port\", tls = true, tls_options = { ca_cert_path = \"$work/ca.pem\", sni = \"bench.local\" } }"
 fi
 client_tls=()
+[ -z "${H2C:-}" ] || client_tls=(--http2-prior-knowledge)
 proxy_url="http://127.0.0.1:$proxy_port"
 proxy_listen="listen_port = $proxy_port"
 app_tls=""
@@ -154,8 +157,15 @@ count() {
   status=$(curl -s "${client_tls[@]}" -o /dev/null -w '%{http_code}' "$proxy_url/")
   [ "$status" = 200 ] || { echo "the proxy answered $status, not 200" >&2; exit 1; }
   # URL globbing sends the requests one after another on one connection
-  # (or, with NEW_CONNECTIONS, on one connection each).
-  curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/small?[1-$n]"
+  # (or, with NEW_CONNECTIONS, on one connection each). For h2c, h2load:
+  # curl 7.88 fails the second stream on a reused prior-knowledge
+  # connection (nghttp and h2load do not).
+  if [ -n "${H2C:-}" ]; then
+    h2load -n "$n" -c 1 -m 1 "$proxy_url/small" | grep -q "$n succeeded" \
+      || { echo "h2load: not every request succeeded" >&2; exit 1; }
+  else
+    curl -s "${client_tls[@]}" -o /dev/null "$proxy_url/small?[1-$n]"
+  fi
   kill -TERM "$proxy"
   wait "$proxy" 2>/dev/null || true
   awk '/^summary:/ {print $2}' "$out"
