@@ -99,10 +99,14 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<Logging> {
         access::AccessLayer::new(settings.access_log_format, sink)
             .with_filter(Targets::new().with_target(ACCESS_LOG_TARGET, Level::INFO))
     });
-    tracing_subscriber::registry()
-        .with(events)
-        .with(access)
-        .try_init()
-        .context("a tracing subscriber is already installed")?;
+    // No layer at all when the access log is off: an absent (`None`) layer
+    // takes an interest in every call site, which would make the
+    // libraries' trace spans (h2 makes dozens a request) real.
+    let registry = tracing_subscriber::registry().with(events);
+    match access {
+        Some(access) => registry.with(access).try_init(),
+        None => registry.try_init(),
+    }
+    .context("a tracing subscriber is already installed")?;
     Ok(Logging { limit, access_file })
 }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::callsite::Identifier;
+use tracing::subscriber::Interest;
 use tracing::{Metadata, warn};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Filter};
 
 /// Lines written per second, per call site.
@@ -80,6 +82,18 @@ impl<S> Filter<S> for RateLimit {
         true
     }
 
+    /// It limits how often, not what: whatever the filter beside it
+    /// enables, always. (The defaults, `sometimes` and no hint, would
+    /// make that filter's verdict a question at every call and lift the
+    /// process's level to TRACE.)
+    fn callsite_enabled(&self, _meta: &'static Metadata<'static>) -> Interest {
+        Interest::always()
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
     fn event_enabled(&self, event: &tracing::Event<'_>, _cx: &Context<'_, S>) -> bool {
         self.admit(event.metadata(), Instant::now())
     }
@@ -124,5 +138,17 @@ mod tests {
         limit.report();
         let suppressed: u64 = limit.lock().values().map(|s| s.suppressed).sum();
         assert_eq!(suppressed, 0, "reported and reset");
+    }
+
+    #[test]
+    fn beside_a_level_filter_it_keeps_that_level() {
+        use tracing_subscriber::filter::FilterExt as _;
+        let warn = crate::logging::env_filter("warn").unwrap();
+        let combined = warn.and(RateLimit::default());
+        assert_eq!(
+            Filter::<tracing_subscriber::Registry>::max_level_hint(&combined),
+            Some(LevelFilter::WARN),
+            "else the process's level is TRACE and every library span is made"
+        );
     }
 }
