@@ -12,6 +12,7 @@ mod certificate_source;
 mod client_auth;
 mod client_h1;
 mod forwarding;
+mod grpc;
 mod h3;
 mod h3_early_data;
 mod hostile;

@@ -1,6 +1,7 @@
 //! Forwarding a request to a route's upstreams and its response back.
 
 mod attempt;
+mod streams;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -118,7 +119,7 @@ impl Forward<'_> {
         }
         let limit = self.body_limit(parts);
         let idle = self.config.timeouts.client_body;
-        if self.set.request_buffering {
+        if self.set.request_buffering && !streams::is_stream(parts, self.set.protocol) {
             let limits = &self.config.limits;
             let policy = BufferPolicy {
                 limit,
