@@ -27,6 +27,8 @@ import report
 
 ORIGIN_PORT = 18080
 ORIGIN_TLS_PORT = 18444
+# The origin in h2c (prior knowledge), for the HTTP/2-upstream cell.
+ORIGIN_H2C_PORT = 18445
 PROXY_PORT = 18081
 H2C_PORT = 18082
 TLS_PORT = 18443
@@ -37,9 +39,12 @@ L4_BATCH = 64
 # Full-handshake clients run at once (each opens one connection at a time).
 HANDSHAKE_CLIENTS = 4
 PROXIES = ["portcullis", "nginx", "caddy", "haproxy"]
-CELLS = ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large", "l4", "l4_new")
+CELLS = ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h2_up", "h3", "upstream_tls", "large", "l4", "l4_new")
 # Proxies that serve HTTP/3 here (nginx 1.22 and HAProxy 2.6 as packaged do not).
 HTTP3 = ("portcullis", "baseline", "caddy")
+# Proxies that speak HTTP/2 to an upstream for any request (nginx 1.22 only
+# for gRPC, with grpc_pass).
+H2_UPSTREAM = ("portcullis", "baseline", "caddy", "haproxy")
 # Proxies that route by SNI at layer 4 here, and where.
 LAYER4 = {"portcullis": TLS_PORT, "baseline": TLS_PORT, "nginx": L4_PORT, "haproxy": L4_PORT}
 
@@ -232,7 +237,7 @@ class Proxy:
     def __init__(self, name, work, binary, pin):
         self.name, self.work = name, work
         ports = (PROXY_PORT, H2C_PORT, TLS_PORT, L4_PORT)
-        cmd, env = configs.command(name, work, binary, ports, (ORIGIN_PORT, ORIGIN_TLS_PORT))
+        cmd, env = configs.command(name, work, binary, ports, (ORIGIN_PORT, ORIGIN_TLS_PORT, ORIGIN_H2C_PORT))
         self.h2c_port = PROXY_PORT if name in ("portcullis", "baseline", "caddy") else H2C_PORT
         self.l4_port = LAYER4.get(name)
         self.process = subprocess.Popen(
@@ -308,6 +313,8 @@ def check_answers(proxy):
         (["-k", f"https://127.0.0.1:{TLS_PORT}/small"], small),
         (["-H", f"Host: {configs.TLS_UPSTREAM_HOST}", f"http://127.0.0.1:{PROXY_PORT}/small"], small),
     ]
+    if proxy.name in H2_UPSTREAM:
+        checks.append((["-k", "--http2", f"https://127.0.0.1:{TLS_PORT}{configs.H2_UPSTREAM_PATH}"], small))
     if proxy.l4_port:
         host = configs.LAYER4_HOST
         checks.append((["-k", "--resolve", f"{host}:{proxy.l4_port}:127.0.0.1", f"https://{host}:{proxy.l4_port}/small"], small))
@@ -347,6 +354,9 @@ def bench_proxy(name, args, work, load, pin, idle):
         cell("handshake", "a full TLS handshake per request", lambda: handshakes(load, args.seconds))
         cell("resumed", "a resumed TLS handshake per request", lambda: resumed_handshakes(load, args.seconds))
         cell("h2", "HTTP/2 over TLS", lambda: h2load(load, f"{tls}/small", args.seconds))
+        cell("h2_up", "HTTP/2 over TLS to an h2c upstream",
+             lambda: h2load(load, f"{tls}{configs.H2_UPSTREAM_PATH}", args.seconds),
+             warm=lambda: h2load(load, f"{tls}{configs.H2_UPSTREAM_PATH}", 1), serves=name in H2_UPSTREAM)
         cell("upstream_tls", "HTTP/1.1 keep-alive to a TLS upstream",
              lambda: wrk(load, f"{base}/small", args.seconds, 64, upstream_tls),
              warm=lambda: wrk(load, f"{base}/small", 1, 64, upstream_tls))
@@ -437,10 +447,11 @@ def main():
     try:
         configs.write_site(work)
         configs.write_certs(work)
-        origin_cmd = configs.origin_command(work, ORIGIN_PORT, ORIGIN_TLS_PORT)
+        origin_cmd = configs.origin_command(work, ORIGIN_PORT, ORIGIN_TLS_PORT, ORIGIN_H2C_PORT)
         origin = subprocess.Popen(load + origin_cmd, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(ORIGIN_PORT)
         wait_port(ORIGIN_TLS_PORT)
+        wait_port(ORIGIN_H2C_PORT)
         results = {"origin": {"h1": wrk(load, f"http://127.0.0.1:{ORIGIN_PORT}/small", args.seconds, 64)}}
         # Rounds interleave the proxies, so a slow spell of the machine
         # does not land on one of them; each figure is the median.

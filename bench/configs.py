@@ -5,6 +5,11 @@ nothing but 127.0.0.1. Requests for TLS_UPSTREAM_HOST go to the origin's
 TLS port instead (a bench.local certificate from a CA of the run's own,
 which every proxy verifies), with SNI bench.local and HTTP/1.1.
 
+HTTP/2 upstream: H2_UPSTREAM_PATH goes to the origin's h2c port (HTTP/2
+with prior knowledge) instead: portcullis `force_http2_upstream`, HAProxy
+`proto h2`, Caddy `versions h2c`; nginx 1.22 speaks HTTP/2 upstream only
+for gRPC (`grpc_pass`), so it has no such route.
+
 Layer-4 routing: TLS connections whose ClientHello names LAYER4_HOST are
 passed whole, unopened, to the origin's TLS port: portcullis on its TLS
 port beside the apps, nginx (`stream`, `ssl_preread`) and HAProxy (`mode
@@ -22,6 +27,7 @@ POOL = 64
 SMALL_BODY = "hello from the origin\n"
 TLS_UPSTREAM_HOST = "tls-upstream.local"
 LAYER4_HOST = "pass.local"
+H2_UPSTREAM_PATH = "/h2up/small"
 
 
 def write_site(work):
@@ -62,7 +68,7 @@ def write_certs(work):
     leaf_key.chmod(0o644)
 
 
-def origin_command(work, port, tls_port):
+def origin_command(work, port, tls_port, h2c_port):
     conf = work / "origin.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -79,10 +85,13 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        listen 127.0.0.1:{h2c_port} http2 backlog=4096;
+        http2_max_concurrent_streams 1000;
         ssl_certificate {work}/upstream.pem;
         ssl_certificate_key {work}/upstream.key;
         ssl_session_cache shared:origin:10m;
         location = /small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
+        location = {H2_UPSTREAM_PATH} {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
         location / {{ root {work}/www; }}
     }}
 }}
@@ -110,7 +119,7 @@ ADMIN_PORT = 18099
 
 def portcullis(work, binary, ports, origins, admin=False):
     port, _, tls_port, _ = ports
-    origin, origin_tls = origins
+    origin, origin_tls, origin_h2c = origins
     conf = work / "portcullis.toml"
     admin_section = f'[admin]\nlisten_address = "127.0.0.1:{ADMIN_PORT}"\n' if admin else ""
     conf.write_text(f"""
@@ -139,7 +148,10 @@ server_name = "bench.local"
 # Both ports are set: without this, cleartext requests would get rpxy's
 # default redirection to HTTPS instead of the page.
 tls = {{ tls_cert_path = "{work}/cert.pem", tls_cert_key_path = "{work}/key.pem", https_redirection = false }}
-reverse_proxy = [{{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }}]
+reverse_proxy = [
+  {{ upstream = [{{ location = "127.0.0.1:{origin}" }}] }},
+  {{ path = "{H2_UPSTREAM_PATH}", upstream = [{{ location = "127.0.0.1:{origin_h2c}" }}], upstream_options = ["force_http2_upstream"] }},
+]
 
 [apps.tls_upstream]
 server_name = "{TLS_UPSTREAM_HOST}"
@@ -154,7 +166,7 @@ routes = [{{ server_name = "{LAYER4_HOST}", upstream = [{{ location = "127.0.0.1
 
 def nginx(work, binary, ports, origins):
     port, h2c_port, tls_port, l4_port = ports
-    origin, origin_tls = origins
+    origin, origin_tls, _ = origins
     conf = work / "nginx-proxy.conf"
     conf.write_text(f"""
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -228,7 +240,15 @@ stream {{
 
 def caddy(work, binary, ports, origins):
     port, _, tls_port, _ = ports
-    origin, origin_tls = origins
+    origin, origin_tls, origin_h2c = origins
+    h2_upstream = f"""reverse_proxy {H2_UPSTREAM_PATH} 127.0.0.1:{origin_h2c} {{
+        transport http {{
+            versions h2c
+            keepalive 300s
+            keepalive_idle_conns {POOL}
+            keepalive_idle_conns_per_host {POOL}
+        }}
+    }}"""
     proxy = f"""reverse_proxy 127.0.0.1:{origin} {{
         transport http {{
             keepalive 300s
@@ -254,7 +274,10 @@ def caddy(work, binary, ports, origins):
 https://:{tls_port} {{
     bind 127.0.0.1
     tls {work}/cert.pem {work}/key.pem
-    {proxy}
+    route {{
+        {h2_upstream}
+        {proxy}
+    }}
 }}
 
 http://{TLS_UPSTREAM_HOST}:{port} {{
@@ -282,7 +305,7 @@ http://{TLS_UPSTREAM_HOST}:{port} {{
 
 def haproxy(work, binary, ports, origins):
     port, h2c_port, tls_port, l4_port = ports
-    origin, origin_tls = origins
+    origin, origin_tls, origin_h2c = origins
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
@@ -304,7 +327,11 @@ frontend proxy
     bind 127.0.0.1:{h2c_port} proto h2
     bind 127.0.0.1:{tls_port} ssl crt {work}/combined.pem alpn h2,http/1.1
     use_backend origin_tls if {{ hdr(host) -i {TLS_UPSTREAM_HOST} }}
+    use_backend origin_h2c if {{ path {H2_UPSTREAM_PATH} }}
     default_backend origin
+
+backend origin_h2c
+    server origin_h2c 127.0.0.1:{origin_h2c} proto h2 pool-max-conn {POOL}
 
 backend origin
     server origin 127.0.0.1:{origin} pool-max-conn {POOL}

@@ -50,7 +50,7 @@ def spread(results, label):
 
 def markdown(meta, results):
     errors = sum(
-        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + columns(results) for r in ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h3", "upstream_tls", "large", "l4", "l4_new")
+        get(results, proxy, r, "errors") or 0 for proxy in ["portcullis"] + columns(results) for r in ("h1", "tls", "handshake", "resumed", "h2", "h2c", "h2_up", "h3", "upstream_tls", "large", "l4", "l4_new")
     )
     lines = [
         "# Benchmark results",
@@ -89,6 +89,8 @@ def markdown(meta, results):
         row(results, "   proxy CPU per request, µs", "↓", ["h2", "cpu_us_per_request"], 1),
         row(results, "   h2c (cleartext), req/s", "↑", ["h2c", "rps"]),
         row(results, "   h2c proxy CPU per request, µs", "↓", ["h2c", "cpu_us_per_request"], 1),
+        row(results, "4b. HTTP/2 over TLS to an h2c upstream, 16 conns × 16 streams: req/s (nginx: gRPC only)", "↑", ["h2_up", "rps"]),
+        row(results, "   proxy CPU per request, µs", "↓", ["h2_up", "cpu_us_per_request"], 1),
         row(results, "5. HTTP/3, 16 conns × 16 streams: req/s (Caddy only peer)", "↑", ["h3", "rps"]),
         row(results, "   proxy CPU per request, µs", "↓", ["h3", "cpu_us_per_request"], 1),
         row(results, "6. 100 KiB responses, 16 conns: MB/s", "↑", ["large", "mb_per_s"], 1),

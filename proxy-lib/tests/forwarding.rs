@@ -8,7 +8,7 @@ use crate::support::*;
 use bytes::Bytes;
 use http::{Response, Version};
 use http_body_util::{BodyExt, Full};
-use proxy_lib::config::{HostHeader, LoadBalance, RouteTarget, UpstreamProtocol};
+use proxy_lib::config::{HostHeader, Limits, LoadBalance, RouteTarget, UpstreamProtocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -111,6 +111,73 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         1,
         "every request reused one upstream connection"
     );
+}
+
+/// Requests at once through HTTP/2, each held by the origin a moment, so
+/// that each needs an upstream connection of its own.
+async fn wave(h2: &H2, n: usize) {
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let mut sender = h2.sender();
+            tokio::spawn(async move {
+                let req = http::Request::get(format!("http://a.test/{i}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(req).await.unwrap();
+                read(response).await.unwrap().status
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_busy_pool_keeps_its_connections_and_a_quiet_one_shrinks_back() {
+    let slow: Handler = Arc::new(|_| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Response::new(Full::new(Bytes::from("ok")))
+        })
+    });
+    let origin = Origin::with_handler("slow", false, slow).await;
+    let mut builder = config();
+    let mut limits = Limits::default();
+    limits.upstream_max_idle = 4;
+    builder.limits(limits);
+    builder
+        .app(app(
+            "a",
+            &["a.test"],
+            vec![route(None, None, to(&[&origin]))],
+        ))
+        .unwrap();
+    let proxy = TestProxy::start(builder.build().unwrap()).await;
+    let h2 = H2::connect(proxy.addr).await;
+
+    // 40 at once need 40 connections; the next 40 find them all idle,
+    // though only 4 would be kept in a quiet pool.
+    wave(&h2, 40).await;
+    assert_eq!(origin.connections(), 40);
+    wave(&h2, 40).await;
+    assert_eq!(
+        origin.connections(),
+        40,
+        "the second wave opened connections"
+    );
+
+    // Once the burst is two windows old, the next check-in trims the pool
+    // to upstream_keepalive.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    wave(&h2, 1).await;
+    let mut text = String::new();
+    proxy.metrics.encode(&mut text).unwrap();
+    let idle = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_upstream_idle_connections "))
+        .unwrap_or_default();
+    assert_eq!(idle, "4", "{text}");
 }
 
 #[tokio::test]
@@ -335,11 +402,7 @@ async fn a_trusted_proxy_reports_the_client_an_untrusted_one_does_not() {
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
 }
 
-fn proxied(
-    origin: &Origin,
-    from: &str,
-    limits: Option<proxy_lib::config::Limits>,
-) -> proxy_lib::ProxyConfig {
+fn proxied(origin: &Origin, from: &str, limits: Option<Limits>) -> proxy_lib::ProxyConfig {
     let trusted = trusting(from);
     let mut builder = one_app(to(&[origin]));
     builder.proxy_protocol(proxy_lib::config::ProxyProtocol::new(trusted).unwrap());
@@ -389,7 +452,7 @@ async fn the_proxy_protocol_is_taken_only_from_its_proxies() {
 #[tokio::test]
 async fn per_address_limits_count_the_client_the_header_names() {
     let origin = Origin::start("o").await;
-    let mut limits = proxy_lib::config::Limits::default();
+    let mut limits = Limits::default();
     limits.max_clients_per_ip = Some(1);
     let proxy = TestProxy::start(proxied(&origin, "127.0.0.0/8", Some(limits))).await;
     // One held connection per named client; all arrive from 127.0.0.1.

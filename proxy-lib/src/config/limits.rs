@@ -50,7 +50,9 @@ pub struct Limits {
     pub max_header_size: usize,
     /// Most header fields in a request (431 beyond).
     pub max_headers: usize,
-    /// Idle keep-alive connections kept per upstream.
+    /// Idle keep-alive connections kept per upstream; while more requests
+    /// than that were in flight at once in the last second or two, as many
+    /// as were. 0 keeps none.
     pub upstream_max_idle: usize,
 }
 

@@ -30,6 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::http1::{Refusal, ResponseHead, parse_response_head};
 use crate::stream::Stream;
 use crate::upstream::connector::{UpstreamTlsInfo, is_alert};
+use crate::upstream::pool::Lent;
 
 /// Bytes read from the upstream at a time while a head is incomplete.
 const READ_CHUNK: usize = 8 * 1024;
@@ -51,6 +52,8 @@ pub(crate) struct H1Conn {
     out: Vec<u8>,
     /// What the TLS session negotiated, on TLS.
     pub(crate) tls: Option<Arc<UpstreamTlsInfo>>,
+    /// Counted as lent by its pool while a request has it.
+    pub(crate) lent: Option<Lent>,
 }
 
 /// Why [`H1Conn::send`] failed. `body` comes back when the request can be
@@ -71,6 +74,7 @@ impl H1Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
             tls,
+            lent: None,
         }
     }
 

@@ -5,7 +5,18 @@
 //! connect failure leaves the request untouched for the next upstream. An
 //! HTTP/1.1 connection returns to the pool when its response body has been
 //! read whole ([`H1Body`](super::h1::H1Body)).
+//!
+//! The pool keeps `max_idle` idle connections (`upstream_keepalive`), or
+//! as many as were lent out at once in the last second or two if that is
+//! more. Many concurrent requests (HTTP/2 clients with many streams) need
+//! as many connections; answers come back in bursts and new requests follow
+//! a round trip later, so a pool that kept only `max_idle` would close
+//! connections only to open new ones at once: one connect for every few
+//! requests under 256 streams (nginx churns so). Once the load falls, the
+//! next check-ins trim the pool back to `max_idle`. Idle connections stay
+//! bounded by the requests recently in flight.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,8 +37,61 @@ use crate::upstream::h1::{H1Body, H1Conn};
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Pooled>>,
+    idle: Mutex<Idle>,
+    /// HTTP/1.1 connections lent to requests now.
+    lent: Arc<AtomicUsize>,
     h2: tokio::sync::Mutex<Option<SharedH2>>,
+}
+
+/// An HTTP/1.1 connection's place in its pool's count of lent connections,
+/// given back when it is checked in or dropped.
+#[derive(Debug)]
+pub(crate) struct Lent(Arc<AtomicUsize>);
+
+impl Lent {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The idle connections, oldest first, and the demand they answer.
+#[derive(Debug, Default)]
+struct Idle {
+    conns: Vec<Pooled>,
+    /// The most connections lent at once, seen at check-ins, in this
+    /// window (since `window_start`) and in the one before.
+    peak: usize,
+    previous_peak: usize,
+    window_start: u64,
+}
+
+/// The span over which the peak of lent connections is remembered.
+const PEAK_WINDOW_MS: u64 = 1_000;
+
+impl Idle {
+    /// How many idle connections to keep: `max_idle`, or the recent peak
+    /// of lent ones (counting `lent` now) if higher.
+    fn keep(&mut self, max_idle: usize, lent: usize, now: u64) -> usize {
+        let elapsed = now.saturating_sub(self.window_start);
+        if elapsed >= PEAK_WINDOW_MS {
+            self.previous_peak = if elapsed < 2 * PEAK_WINDOW_MS {
+                self.peak
+            } else {
+                0
+            };
+            self.peak = 0;
+            self.window_start = now;
+        }
+        self.peak = self.peak.max(lent);
+        max_idle.max(self.peak).max(self.previous_peak)
+    }
 }
 
 #[derive(Debug)]
@@ -101,8 +165,9 @@ impl Pool {
             return Ok(shared.checkout(true));
         }
         if dial.speaks != Speaks::Http2
-            && let Some(conn) = self.take_idle(settings.idle_timeout)
+            && let Some(mut conn) = self.take_idle(settings.idle_timeout)
         {
+            conn.lent = Some(Lent::new(&self.lent));
             let tls = conn.tls.clone();
             return Ok(Checkout {
                 conn: Conn::H1(conn),
@@ -144,8 +209,10 @@ impl Pool {
             Speaks::Either => tls.as_ref().is_some_and(|info| info.h2),
         };
         if !h2 {
+            let mut conn = H1Conn::new(stream, tls.clone());
+            conn.lent = Some(Lent::new(&self.lent));
             return Ok(Checkout {
-                conn: Conn::H1(H1Conn::new(stream, tls.clone())),
+                conn: Conn::H1(conn),
                 reused: false,
                 tls,
             });
@@ -174,7 +241,7 @@ impl Pool {
     fn take_idle(&self, idle_timeout: Duration) -> Option<H1Conn> {
         let oldest = now_ms().saturating_sub(millis(idle_timeout));
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(mut entry) = idle.pop() {
+        while let Some(mut entry) = idle.conns.pop() {
             if entry.since >= oldest && entry.conn.is_usable() {
                 return Some(entry.conn);
             }
@@ -188,22 +255,29 @@ impl Pool {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .conns
             .len();
         idle + usize::from(self.shared_h2().is_some())
     }
 
-    pub(crate) fn checkin(&self, conn: H1Conn, max_idle: usize) {
+    /// Takes back a connection whose response has been read whole, keeping
+    /// as many idle ones as [`Idle::keep`] says; the oldest go first.
+    pub(crate) fn checkin(&self, mut conn: H1Conn, max_idle: usize) {
+        conn.lent = None;
         if max_idle == 0 || !conn.is_clean() {
             return;
         }
+        // The lent ones, and this one until now.
+        let lent = self.lent.load(Ordering::Relaxed) + 1;
+        let now = now_ms();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= max_idle {
-            idle.remove(0);
-        }
-        idle.push(Pooled {
-            conn,
-            since: now_ms(),
-        });
+        let keep = idle.keep(max_idle, lent, now);
+        idle.conns.push(Pooled { conn, since: now });
+        let excess = idle.conns.len().saturating_sub(keep);
+        // Closed once the lock is released.
+        let closed: Vec<Pooled> = idle.conns.drain(..excess).collect();
+        drop(idle);
+        drop(closed);
     }
 }
 
