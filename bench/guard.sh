@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The instruction-count guard, run by CI: instructions per proxied
 # keep-alive request under callgrind (bench/instructions.sh) for HTTP/1.1,
-# HTTP/1.1 over TLS, HTTP/2 over TLS and h2c, against the baseline in
+# HTTP/1.1 over TLS, HTTP/2 over TLS, h2c, and h2c to an h2c upstream
+# (force_http2_upstream), against the baseline in
 # bench/results/instructions.txt. Fails when one grows by more than LIMIT
 # percent (5). Callgrind counts instructions, not time, so a busy machine
 # does not move them; the baseline is of this kind of machine (its CPU is
@@ -26,10 +27,10 @@ export BIN
 
 measured=$(mktemp)
 trap 'rm -f "$measured"' EXIT
-for mode in h1: h1_tls:TLS=1 h2_tls:HTTP2=1 h2c:H2C=1; do
+for mode in h1: h1_tls:TLS=1 h2_tls:HTTP2=1 h2c:H2C=1 h2c_h2up:H2C=1,H2_UPSTREAM=1; do
   name=${mode%%:*}
-  setting=${mode#*:}
-  line=$(env ${setting:+"$setting"} bash "$here/instructions.sh" | grep '^instructions per request: ')
+  settings=${mode#*:}
+  line=$(env ${settings//,/ } bash "$here/instructions.sh" | grep '^instructions per request: ')
   count=$(sed -n 's/^instructions per request: \([0-9]*\).*/\1/p' <<<"$line")
   [ -n "$count" ] || { echo "$name: no count ($line)" >&2; exit 1; }
   echo "$name $count" >>"$measured"

@@ -8,6 +8,8 @@
 #   BIN=target/release/portcullis bench/instructions.sh
 #   UPSTREAM_TLS=1 bench/instructions.sh   # the origin behind TLS (a CA made
 #                                          # for the run, verified), as row 9
+#   H2_UPSTREAM=1 bench/instructions.sh    # the origin in h2c, reached with
+#                                          # force_http2_upstream, as row 4b
 #   TLS=1 bench/instructions.sh            # clients over TLS 1.3
 #   HTTP2=1 bench/instructions.sh          # clients over TLS 1.3 speaking
 #                                          # HTTP/2, one stream after another
@@ -31,8 +33,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 n1=${N1:-1000}
 n2=${N2:-3000}
-origin_port=18095
-proxy_port=18096
+origin_port=${ORIGIN_PORT:-18095}
+proxy_port=${PROXY_PORT:-18096}
 
 for tool in valgrind curl nginx h2load; do
   command -v "$tool" >/dev/null || missing=1
@@ -73,6 +75,11 @@ if [ -n "${UPSTREAM_TLS:-}" ]; then
   chmod 644 "$work/origin.key"
   origin_listen="listen 127.0.0.1:$origin_port ssl; ssl_certificate $work/origin.pem; ssl_certificate_key $work/origin.key;"
   upstream="{ location = \"127.0.0.1:$origin_port\", tls = true, tls_options = { ca_cert_path = \"$work/ca.pem\", sni = \"bench.local\" } }"
+fi
+upstream_options=""
+if [ -n "${H2_UPSTREAM:-}" ]; then
+  origin_listen="listen 127.0.0.1:$origin_port http2;"
+  upstream_options=', upstream_options = ["force_http2_upstream"]'
 fi
 client_tls=()
 [ -z "${H2C:-}" ] || client_tls=(--http2-prior-knowledge)
@@ -129,7 +136,7 @@ access_log = false
 [apps.bench]
 server_name = "bench.local"
 $app_tls
-reverse_proxy = [{ upstream = [$upstream] }]
+reverse_proxy = [{ upstream = [$upstream]$upstream_options }]
 EOF
 if [ -n "${METRICS:-}" ]; then
   printf '[admin]\nlisten_address = "127.0.0.1:18097"\n' >> "$work/portcullis.toml"
@@ -138,6 +145,7 @@ nginx -c "$work/origin.conf" -e "$work/origin-error.log" &
 origin=$!
 trap 'kill "$origin" 2>/dev/null; wait "$origin" 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
+  curl -sk -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$origin_port/" && break
   curl -sk -o /dev/null "http://127.0.0.1:$origin_port/" && break
   curl -sk -o /dev/null "https://127.0.0.1:$origin_port/" && break
   sleep 0.1
