@@ -113,14 +113,13 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
-/// Requests at once through HTTP/2, each held by the origin a moment, so
-/// that each needs an upstream connection of its own.
-async fn wave(h2: &H2, n: usize) {
+/// `n` requests at once through HTTP/2 for `path`.
+async fn wave(h2: &H2, n: usize, path: &'static str) {
     let calls: Vec<_> = (0..n)
-        .map(|i| {
+        .map(|_| {
             let mut sender = h2.sender();
             tokio::spawn(async move {
-                let req = http::Request::get(format!("http://a.test/{i}"))
+                let req = http::Request::get(format!("http://a.test{path}"))
                     .body(Full::new(Bytes::new()))
                     .unwrap();
                 let response = sender.send_request(req).await.unwrap();
@@ -135,13 +134,19 @@ async fn wave(h2: &H2, n: usize) {
 
 #[tokio::test]
 async fn a_busy_pool_keeps_its_connections_and_a_quiet_one_shrinks_back() {
-    let slow: Handler = Arc::new(|_| {
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    // The origin answers /wave/ requests 40 at a time: each wave holds 40
+    // upstream connections at once.
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let held: Handler = Arc::new(move |seen| {
+        let barrier = barrier.clone();
+        Box::pin(async move {
+            if seen.uri.path() == "/wave/" {
+                barrier.wait().await;
+            }
             Response::new(Full::new(Bytes::from("ok")))
         })
     });
-    let origin = Origin::with_handler("slow", false, slow).await;
+    let origin = Origin::with_handler("held", false, held).await;
     let mut builder = config();
     let mut limits = Limits::default();
     limits.upstream_max_idle = 4;
@@ -156,11 +161,10 @@ async fn a_busy_pool_keeps_its_connections_and_a_quiet_one_shrinks_back() {
     let proxy = TestProxy::start(builder.build().unwrap()).await;
     let h2 = H2::connect(proxy.addr).await;
 
-    // 40 at once need 40 connections; the next 40 find them all idle,
-    // though only 4 would be kept in a quiet pool.
-    wave(&h2, 40).await;
+    // The second wave finds all 40 idle, though a quiet pool keeps 4.
+    wave(&h2, 40, "/wave/").await;
     assert_eq!(origin.connections(), 40);
-    wave(&h2, 40).await;
+    wave(&h2, 40, "/wave/").await;
     assert_eq!(
         origin.connections(),
         40,
@@ -170,7 +174,7 @@ async fn a_busy_pool_keeps_its_connections_and_a_quiet_one_shrinks_back() {
     // Once the burst is two windows old, the next check-in trims the pool
     // to upstream_keepalive.
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    wave(&h2, 1).await;
+    wave(&h2, 1, "/one").await;
     let mut text = String::new();
     proxy.metrics.encode(&mut text).unwrap();
     let idle = text

@@ -235,7 +235,7 @@ async fn errors_deadlines_and_cancellation_reach_the_other_side() {
         let status = promptly(format!("{via:?} deadline"), async {
             client.ready().await.unwrap();
             let mut request = Request::new(Bytes::from_static(b"x"));
-            request.set_timeout(Duration::from_secs(1));
+            request.set_timeout(Duration::from_secs(2));
             client
                 .unary::<_, Bytes, _>(request, method("/t.Test/Deadline"), Raw)
                 .await
@@ -247,7 +247,7 @@ async fn errors_deadlines_and_cancellation_reach_the_other_side() {
         let timeouts = s.origin.seen.timeouts.lock().unwrap().clone();
         assert_eq!(
             timeouts.last().map(String::as_str),
-            Some("1000000u"),
+            Some("2000000u"),
             "{timeouts:?}"
         );
 

@@ -166,7 +166,7 @@ async fn fail(_: Request<Bytes>) -> Result<Response<Bytes>, Status> {
 }
 
 /// Keeps the deadline the client sent, as gRPC servers do, answering a
-/// quarter of a second before it (the client's own timer would win a tie).
+/// second before it (the client's own timer would win a tie).
 async fn deadline(req: Request<Bytes>, seen: Arc<Seen>) -> Result<Response<Bytes>, Status> {
     let timeout = req
         .metadata()
@@ -180,7 +180,7 @@ async fn deadline(req: Request<Bytes>, seen: Arc<Seen>) -> Result<Response<Bytes
     let Some(wait) = parse_timeout(&timeout) else {
         return Err(Status::invalid_argument("unreadable deadline"));
     };
-    tokio::time::sleep(wait.saturating_sub(Duration::from_millis(250))).await;
+    tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))).await;
     Err(Status::deadline_exceeded("the upstream's deadline passed"))
 }
 
