@@ -14,6 +14,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::BytesMut;
@@ -30,7 +31,6 @@ use crate::error::{Error, ErrorKind};
 use crate::http1::{Refusal, ResponseHead, parse_response_head};
 use crate::stream::Stream;
 use crate::upstream::connector::{UpstreamTlsInfo, is_alert};
-use crate::upstream::pool::Lent;
 
 /// Bytes read from the upstream at a time while a head is incomplete.
 const READ_CHUNK: usize = 8 * 1024;
@@ -40,6 +40,24 @@ const READ_CHUNK: usize = 8 * 1024;
 pub(crate) trait Checkin: std::fmt::Debug + Send + Sync {
     /// Takes `conn` back, keeping at most `max_idle` connections idle.
     fn checkin(&self, conn: H1Conn, max_idle: usize);
+}
+
+/// An HTTP/1.1 connection's place in its pool's count of lent connections,
+/// given back when it is checked in or dropped.
+#[derive(Debug)]
+pub(crate) struct Loan(Arc<AtomicUsize>);
+
+impl Loan {
+    pub(crate) fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An HTTP/1.1 connection to an upstream, between requests.
@@ -53,7 +71,7 @@ pub(crate) struct H1Conn {
     /// What the TLS session negotiated, on TLS.
     pub(crate) tls: Option<Arc<UpstreamTlsInfo>>,
     /// Counted as lent by its pool while a request has it.
-    pub(crate) lent: Option<Lent>,
+    pub(crate) lent: Option<Loan>,
 }
 
 /// Why [`H1Conn::send`] failed. `body` comes back when the request can be

@@ -32,38 +32,20 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::stream::Stream;
 use crate::upstream::connect::connect;
 use crate::upstream::connector::{Connector, Speaks, UpstreamTlsInfo};
-use crate::upstream::h1::{H1Body, H1Conn};
+use crate::upstream::h1::{H1Body, H1Conn, Loan};
 
 /// Idle connections of one endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Idle>,
-    /// HTTP/1.1 connections lent to requests now.
+    idle: Mutex<IdleConns>,
+    /// HTTP/1.1 connections lent to requests now (each holds a [`Loan`]).
     lent: Arc<AtomicUsize>,
     h2: tokio::sync::Mutex<Option<SharedH2>>,
 }
 
-/// An HTTP/1.1 connection's place in its pool's count of lent connections,
-/// given back when it is checked in or dropped.
-#[derive(Debug)]
-pub(crate) struct Lent(Arc<AtomicUsize>);
-
-impl Lent {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Lent {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// The idle connections, oldest first, and the demand they answer.
 #[derive(Debug, Default)]
-struct Idle {
+struct IdleConns {
     conns: Vec<Pooled>,
     /// The most connections lent at once, seen at check-ins, in this
     /// window (since `window_start`) and in the one before.
@@ -75,7 +57,7 @@ struct Idle {
 /// The span over which the peak of lent connections is remembered.
 const PEAK_WINDOW_MS: u64 = 1_000;
 
-impl Idle {
+impl IdleConns {
     /// How many idle connections to keep: `max_idle`, or the recent peak
     /// of lent ones (counting `lent` now) if higher.
     fn keep(&mut self, max_idle: usize, lent: usize, now: u64) -> usize {
@@ -167,7 +149,7 @@ impl Pool {
         if dial.speaks != Speaks::Http2
             && let Some(mut conn) = self.take_idle(settings.idle_timeout)
         {
-            conn.lent = Some(Lent::new(&self.lent));
+            conn.lent = Some(Loan::new(&self.lent));
             let tls = conn.tls.clone();
             return Ok(Checkout {
                 conn: Conn::H1(conn),
@@ -210,7 +192,7 @@ impl Pool {
         };
         if !h2 {
             let mut conn = H1Conn::new(stream, tls.clone());
-            conn.lent = Some(Lent::new(&self.lent));
+            conn.lent = Some(Loan::new(&self.lent));
             return Ok(Checkout {
                 conn: Conn::H1(conn),
                 reused: false,
@@ -261,7 +243,7 @@ impl Pool {
     }
 
     /// Takes back a connection whose response has been read whole, keeping
-    /// as many idle ones as [`Idle::keep`] says; the oldest go first.
+    /// as many idle ones as [`IdleConns::keep`] says; the oldest go first.
     pub(crate) fn checkin(&self, mut conn: H1Conn, max_idle: usize) {
         conn.lent = None;
         if max_idle == 0 || !conn.is_clean() {
