@@ -147,17 +147,10 @@ async fn a_busy_pool_keeps_its_connections_and_a_quiet_one_shrinks_back() {
         })
     });
     let origin = Origin::with_handler("held", false, held).await;
-    let mut builder = config();
     let mut limits = Limits::default();
     limits.upstream_max_idle = 4;
+    let mut builder = one_app(to(&[&origin]));
     builder.limits(limits);
-    builder
-        .app(app(
-            "a",
-            &["a.test"],
-            vec![route(None, None, to(&[&origin]))],
-        ))
-        .unwrap();
     let proxy = TestProxy::start(builder.build().unwrap()).await;
     let h2 = H2::connect(proxy.addr).await;
 
