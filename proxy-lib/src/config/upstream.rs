@@ -243,9 +243,9 @@ impl UpstreamGroup {
     /// then in a temporary file) before anything goes upstream, so that a
     /// slow upload holds no upstream connection, as nginx's
     /// `proxy_request_buffering`; off streams bodies as they arrive.
-    /// Default: on. Streams are never buffered, whatever this says: gRPC
-    /// calls, and HTTP/2 and HTTP/3 requests without a `Content-Length` to
-    /// an [`UpstreamProtocol::Http2`] route.
+    /// Default: on. On an [`UpstreamProtocol::Http2`] route, streams are
+    /// never buffered, whatever this says: gRPC calls, and HTTP/2 and
+    /// HTTP/3 requests without a `Content-Length`.
     pub fn request_buffering(&mut self, on: bool) -> &mut Self {
         self.request_buffering = on;
         self

@@ -114,12 +114,21 @@ async fn unary(
     client.unary(request, method("/t.Test/Unary"), Raw).await
 }
 
-/// One message, then its echo, twenty times: a bidirectional stream that a
-/// buffered request body would stall at the first message.
-async fn ping_pong(client: &mut Grpc<Channel>, path: &'static str, rounds: usize) {
+/// Messages a call sends as the test says, and the way to say them.
+fn messages() -> (
+    mpsc::Sender<Bytes>,
+    impl futures_util::Stream<Item = Bytes> + Send + 'static,
+) {
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let outgoing =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    (tx, outgoing)
+}
+
+/// One message, then its echo, twenty times: a bidirectional stream that a
+/// buffered request body would stall at the first message.
+async fn ping_pong(client: &mut Grpc<Channel>, path: &'static str, rounds: usize) {
+    let (tx, outgoing) = messages();
     client.ready().await.unwrap();
     let mut echoes = client
         .streaming(Request::new(outgoing), method(path), Raw)
@@ -252,12 +261,7 @@ async fn errors_deadlines_and_cancellation_reach_the_other_side() {
         );
 
         // A call the client abandons ends at the upstream too.
-        let (tx, rx) = mpsc::channel::<Bytes>(1);
-        let outgoing =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
-            );
+        let (tx, outgoing) = messages();
         let held = promptly(format!("{via:?} held call"), async {
             client.ready().await.unwrap();
             let mut held = client
@@ -399,4 +403,45 @@ async fn uploads_with_a_length_stay_buffered_and_lengthless_http2_bodies_stream(
         .unwrap()
         .unwrap();
     assert!(answer.headers().contains_key("grpc-status"), "{answer:?}");
+}
+
+#[tokio::test]
+async fn claiming_grpc_does_not_stream_an_upload_to_an_http1_upstream() {
+    // A hostile client labels a slow upload gRPC to skip request
+    // buffering: to an HTTP/1.1 upstream (where gRPC cannot work) the body
+    // is still read whole, so the abandoned upload never reaches it.
+    let origin = Origin::start("h1").await;
+    let proxy = TestProxy::start(single("grpc.test", &[&origin])).await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let post = |length: &str, body| {
+        http::Request::post("http://grpc.test/t.Test/Unary")
+            .header("content-type", "application/grpc")
+            .header("content-length", length)
+            .body(body)
+            .unwrap()
+    };
+    let (tx, body) = chunks();
+    let abandoned = tokio::spawn(sender.send_request(post("10", body)));
+    tx.send(Bytes::from_static(b"12345")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    abandoned.abort();
+    drop(tx);
+    let (tx, body) = chunks();
+    let whole = tokio::spawn(sender.send_request(post("5", body)));
+    tx.send(Bytes::from_static(b"12345")).await.unwrap();
+    drop(tx);
+    let answer = promptly("a whole upload", whole).await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        origin.hits(),
+        1,
+        "the abandoned upload reached the upstream"
+    );
 }

@@ -2,18 +2,21 @@
 //! upload whole before it goes upstream (`request_buffering`, on by
 //! default) keeps a slow client from holding an upstream connection; a
 //! stream buffered whole never starts, since its messages answer each
-//! other. Such requests are forwarded as they arrive, with the route's
-//! defaults, as nginx's `grpc_pass`, Caddy and HAProxy do:
+//! other. On a route to an HTTP/2 upstream, such requests are forwarded as
+//! they arrive, with the route's defaults, as nginx's `grpc_pass`, Caddy
+//! and HAProxy do:
 //!
-//! - gRPC and gRPC-Web calls (`content-type: application/grpc*`), whatever
-//!   the upstream;
-//! - HTTP/2 and HTTP/3 requests without a `Content-Length` to an HTTP/2
-//!   upstream: a client that knows its body's length says it (browsers
-//!   do), and one that does not is streaming to an upstream that
-//!   multiplexes, where a slow stream costs a stream, not a connection.
+//! - gRPC and gRPC-Web calls (`content-type: application/grpc*`);
+//! - HTTP/2 and HTTP/3 requests without a `Content-Length`: a client that
+//!   knows its body's length says it (browsers do), and one that does not
+//!   is streaming.
 //!
-//! Both still have the client body timeout between reads and the body size
-//! limit.
+//! Only there: to a multiplexing upstream a slow stream costs a stream, not
+//! a connection. To an HTTP/1.1 upstream every body is buffered, so a
+//! client cannot skip the slow-upload protection by calling its upload
+//! gRPC (gRPC needs HTTP/2 anyway; gRPC-Web's calls send their request
+//! whole). Streams still have the client body timeout between reads and
+//! the body size limit.
 
 use http::Version;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -24,10 +27,9 @@ use crate::config::UpstreamProtocol;
 /// Whether the body of `parts`, going to an upstream speaking `upstream`,
 /// is forwarded as it arrives even on a route that buffers.
 pub(super) fn is_stream(parts: &Parts, upstream: UpstreamProtocol) -> bool {
-    is_grpc(parts)
-        || (parts.version >= Version::HTTP_2
-            && upstream == UpstreamProtocol::Http2
-            && !parts.headers.contains_key(CONTENT_LENGTH))
+    upstream == UpstreamProtocol::Http2
+        && (is_grpc(parts)
+            || (parts.version >= Version::HTTP_2 && !parts.headers.contains_key(CONTENT_LENGTH)))
 }
 
 /// `application/grpc`, `application/grpc+proto`, `application/grpc-web`…
@@ -54,7 +56,7 @@ mod tests {
     }
 
     #[test]
-    fn grpc_calls_stream_on_every_protocol_to_every_upstream() {
+    fn grpc_calls_stream_on_every_protocol_to_http2_upstreams_only() {
         for content_type in [
             "application/grpc",
             "application/grpc+proto",
@@ -62,16 +64,16 @@ mod tests {
             "application/grpc-web-text",
         ] {
             for version in [Version::HTTP_11, Version::HTTP_2, Version::HTTP_3] {
-                for upstream in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
-                    let p = parts(
-                        version,
-                        &[("content-type", content_type), ("content-length", "5")],
-                    );
-                    assert!(
-                        is_stream(&p, upstream),
-                        "{content_type} {version:?} {upstream:?}"
-                    );
-                }
+                let p = parts(
+                    version,
+                    &[("content-type", content_type), ("content-length", "5")],
+                );
+                let what = format!("{content_type} {version:?}");
+                assert!(is_stream(&p, UpstreamProtocol::Http2), "{what}");
+                assert!(
+                    !is_stream(&p, UpstreamProtocol::Http1),
+                    "{what} to HTTP/1.1"
+                );
             }
         }
     }
